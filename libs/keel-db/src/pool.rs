@@ -1,0 +1,110 @@
+use std::{str::FromStr, time::Duration};
+
+use anyhow::Context as _;
+use sqlx::{
+    AssertSqlSafe, ConnectOptions as _, Connection as _, Executor as _, PgPool,
+    migrate::Migrator,
+    postgres::{PgConnectOptions, PgConnection, PgPoolOptions},
+};
+
+/// A service that owns a PostgreSQL schema and the migrations that build it.
+#[derive(Debug, Clone, Copy)]
+pub struct Owner {
+    /// The schema the owner's tables live in; also its pool's `search_path`.
+    pub schema: &'static str,
+    pub migrator: &'static Migrator,
+}
+
+/// Creates the database named in `url` when it does not exist yet, connecting to the server's
+/// `postgres` database to do so.
+pub async fn ensure_database(url: &str) -> anyhow::Result<()> {
+    let options = PgConnectOptions::from_str(url).context("invalid DATABASE_URL")?;
+    let name = options
+        .get_database()
+        .context("DATABASE_URL names no database")?
+        .to_owned();
+    let mut admin = options
+        .clone()
+        .database("postgres")
+        .connect()
+        .await
+        .context("cannot connect to PostgreSQL")?;
+    let exists: bool =
+        sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM pg_database WHERE datname = $1)")
+            .bind(&name)
+            .fetch_one(&mut admin)
+            .await?;
+    if !exists {
+        let created = admin
+            .execute(AssertSqlSafe(format!(
+                "CREATE DATABASE {}",
+                quote_ident(&name)
+            )))
+            .await;
+        // Another process may have created it in the meantime (SQLSTATE 42P04).
+        match created {
+            Ok(_) => tracing::info!(database = %name, "created database"),
+            Err(sqlx::Error::Database(e)) if e.code().as_deref() == Some("42P04") => {}
+            Err(e) => return Err(e).context("cannot create database"),
+        }
+    }
+    admin.close().await.ok();
+    Ok(())
+}
+
+fn owner_options(url: &str, schema: &str) -> anyhow::Result<PgConnectOptions> {
+    Ok(PgConnectOptions::from_str(url)
+        .context("invalid DATABASE_URL")?
+        .options([("search_path", schema)])
+        .log_slow_statements(tracing::log::LevelFilter::Warn, Duration::from_secs(2)))
+}
+
+/// A pool whose connections see the owner's schema first.
+pub async fn connect(url: &str, schema: &str, max_connections: u32) -> anyhow::Result<PgPool> {
+    PgPoolOptions::new()
+        .max_connections(max_connections)
+        .acquire_timeout(Duration::from_secs(5))
+        .connect_with(owner_options(url, schema)?)
+        .await
+        .context("cannot connect to PostgreSQL")
+}
+
+/// Runs the owner's migrations inside its schema, keeping the owner's migration history in
+/// `<schema>._sqlx_migrations` so owners never see each other's history.
+pub async fn migrate(url: &str, owner: Owner) -> anyhow::Result<()> {
+    let mut conn = PgConnection::connect_with(&owner_options(url, owner.schema)?)
+        .await
+        .context("cannot connect to PostgreSQL")?;
+    conn.execute(AssertSqlSafe(format!(
+        "CREATE SCHEMA IF NOT EXISTS {}",
+        quote_ident(owner.schema)
+    )))
+    .await
+    .or_else(ignore_concurrent_create)?;
+    let mut migrator = Migrator {
+        migrations: owner.migrator.migrations.clone(),
+        ..Migrator::DEFAULT
+    };
+    migrator.dangerous_set_table_name(format!("{}._sqlx_migrations", owner.schema));
+    migrator
+        .run(&mut conn)
+        .await
+        .with_context(|| format!("migrating schema {}", owner.schema))?;
+    conn.close().await.ok();
+    Ok(())
+}
+
+/// `CREATE ... IF NOT EXISTS` can still race with itself on the catalog's unique index.
+fn ignore_concurrent_create(e: sqlx::Error) -> Result<sqlx::postgres::PgQueryResult, sqlx::Error> {
+    match &e {
+        sqlx::Error::Database(db) if db.code().as_deref() == Some("23505") => {
+            Ok(Default::default())
+        }
+        _ => Err(e),
+    }
+}
+
+/// Quotes an SQL identifier.
+pub fn quote_ident(name: &str) -> String {
+    format!("\"{}\"", name.replace('"', "\"\""))
+}

@@ -1,0 +1,17 @@
+//! Keel's domain types: identity, tenancy, ids, listings. Pure data and parsing; no I/O.
+//!
+//! Everything that crosses a wire is parsed into one of these types at the edge, so the code
+//! behind the edge never sees an unchecked string.
+
+/// Availability statuses shared by sources, applications, endpoints and authentications.
+pub mod availability;
+/// Path ids as the Sources API accepts them.
+pub mod id;
+/// Request identity: the `x-rh-identity` header and the Sources tenancy headers.
+pub mod identity;
+/// List queries: filters, sorting and paging, as the Sources API parses them.
+pub mod listing;
+
+pub use availability::AvailabilityStatus;
+pub use id::{Id, IdError};
+pub use identity::{Identity, IdentityError, RequestIdentity};

@@ -1,0 +1,127 @@
+//! Keel telemetry: one `init` per process that installs the tracing subscriber (JSON or
+//! pretty), exports spans over OTLP when `OTEL_EXPORTER_OTLP_ENDPOINT` is set, and one global
+//! Prometheus recorder that every service's `/metrics` renders.
+
+use std::{io::IsTerminal as _, sync::OnceLock};
+
+use anyhow::Context as _;
+use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
+use opentelemetry::trace::TracerProvider as _;
+use opentelemetry_sdk::{Resource, trace::SdkTracerProvider};
+use tracing_subscriber::{
+    EnvFilter, Layer as _, layer::SubscriberExt as _, util::SubscriberInitExt as _,
+};
+
+/// Log output format, from `LOG_FORMAT` (`json` or `pretty`); JSON unless stdout is a terminal.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogFormat {
+    Json,
+    Pretty,
+}
+
+impl LogFormat {
+    pub fn from_env() -> Self {
+        match std::env::var("LOG_FORMAT").as_deref() {
+            Ok("json") => Self::Json,
+            Ok("pretty") => Self::Pretty,
+            _ if std::io::stdout().is_terminal() => Self::Pretty,
+            _ => Self::Json,
+        }
+    }
+}
+
+/// Flushes exported spans when dropped at the end of `main`.
+#[must_use = "spans are flushed when the guard drops"]
+pub struct TelemetryGuard {
+    provider: Option<SdkTracerProvider>,
+}
+
+impl Drop for TelemetryGuard {
+    fn drop(&mut self) {
+        if let Some(provider) = self.provider.take()
+            && let Err(e) = provider.shutdown()
+        {
+            eprintln!("failed to flush OpenTelemetry spans: {e}");
+        }
+    }
+}
+
+/// Installs the global subscriber. `RUST_LOG` sets the filter (default `info`).
+pub fn init(service: &'static str) -> anyhow::Result<TelemetryGuard> {
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    let fmt = match LogFormat::from_env() {
+        LogFormat::Json => tracing_subscriber::fmt::layer()
+            .json()
+            .flatten_event(true)
+            .with_current_span(true)
+            .with_span_list(false)
+            .boxed(),
+        LogFormat::Pretty => tracing_subscriber::fmt::layer().boxed(),
+    };
+
+    let provider = match std::env::var("OTEL_EXPORTER_OTLP_ENDPOINT") {
+        Ok(endpoint) if !endpoint.is_empty() => {
+            // The exporter reads the endpoint and headers from the standard OTEL_* variables.
+            let exporter = opentelemetry_otlp::SpanExporter::builder()
+                .with_http()
+                .build()
+                .context("building the OTLP span exporter")?;
+            Some(
+                SdkTracerProvider::builder()
+                    .with_batch_exporter(exporter)
+                    .with_resource(Resource::builder().with_service_name(service).build())
+                    .build(),
+            )
+        }
+        _ => None,
+    };
+    let otel = provider
+        .as_ref()
+        .map(|p| tracing_opentelemetry::layer().with_tracer(p.tracer(service)));
+
+    tracing_subscriber::registry()
+        .with(filter)
+        .with(fmt)
+        .with(otel)
+        .try_init()
+        .context("a global tracing subscriber is already installed")?;
+    Ok(TelemetryGuard { provider })
+}
+
+/// For tests: logs to the test output when `TEST_LOG` is set, otherwise stays silent.
+/// Safe to call from every test.
+pub fn init_for_tests() {
+    static ONCE: OnceLock<()> = OnceLock::new();
+    ONCE.get_or_init(|| {
+        if std::env::var_os("TEST_LOG").is_some() {
+            let filter =
+                EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("debug"));
+            let _ = tracing_subscriber::fmt()
+                .with_env_filter(filter)
+                .with_test_writer()
+                .try_init();
+        }
+    });
+}
+
+/// The process-wide Prometheus recorder; installed on first use.
+pub fn prometheus() -> PrometheusHandle {
+    static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
+    HANDLE
+        .get_or_init(|| {
+            // Real histograms (not summaries) so latency can be aggregated across replicas.
+            let builder = PrometheusBuilder::new();
+            let builder = builder
+                .set_buckets(&[
+                    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+                ])
+                .unwrap_or_else(|_| PrometheusBuilder::new());
+            let recorder = builder.build_recorder();
+            let handle = recorder.handle();
+            // Only fails when another recorder was installed first; ours then renders nothing,
+            // which /metrics makes visible rather than hiding.
+            let _ = metrics::set_global_recorder(recorder);
+            handle
+        })
+        .clone()
+}

@@ -1,0 +1,62 @@
+use std::net::{IpAddr, Ipv4Addr};
+
+/// sources-api configuration. Every flag can also be set by the environment variable named.
+#[derive(Debug, Clone, clap::Args)]
+pub struct Config {
+    /// PostgreSQL URL; the database is created when missing.
+    #[arg(
+        long,
+        env = "DATABASE_URL",
+        default_value = "postgres://postgres@127.0.0.1:5432/keel"
+    )]
+    pub database_url: String,
+
+    /// Most connections the pool opens (sources-api-go uses 20).
+    #[arg(long, env = "DATABASE_MAX_CONNECTIONS", default_value_t = 20)]
+    pub database_max_connections: u32,
+
+    /// Address to listen on.
+    #[arg(long, env = "HOST", default_value_t = IpAddr::V4(Ipv4Addr::LOCALHOST))]
+    pub host: IpAddr,
+
+    /// Port to listen on; 0 picks a free one.
+    #[arg(long, env = "PORT", default_value_t = 8000)]
+    pub port: u16,
+
+    /// Pre-shared keys accepted in `x-rh-sources-psk` for writes (comma-separated).
+    #[arg(
+        long = "psks",
+        env = "SOURCES_PSKS",
+        value_delimiter = ',',
+        hide_env_values = true
+    )]
+    pub psks: Vec<String>,
+
+    /// Allow writes without a PSK (development only).
+    #[arg(long, env = "BYPASS_RBAC", default_value_t = false, action = clap::ArgAction::Set)]
+    pub bypass_rbac: bool,
+
+    /// Source type names left out of the seed data (comma-separated).
+    #[arg(long, env = "SOURCE_TYPE_SKIP_LIST", value_delimiter = ',')]
+    pub source_type_skip_list: Vec<String>,
+
+    /// Application type names left out of the seed data (comma-separated).
+    #[arg(long, env = "APPLICATION_TYPE_SKIP_LIST", value_delimiter = ',')]
+    pub application_type_skip_list: Vec<String>,
+}
+
+impl Config {
+    /// Defaults for a database URL, listening on an ephemeral loopback port: what tests use.
+    pub fn for_database(database_url: impl Into<String>) -> Self {
+        Self {
+            database_url: database_url.into(),
+            database_max_connections: 5,
+            host: IpAddr::V4(Ipv4Addr::LOCALHOST),
+            port: 0,
+            psks: Vec::new(),
+            bypass_rbac: false,
+            source_type_skip_list: Vec::new(),
+            application_type_skip_list: Vec::new(),
+        }
+    }
+}

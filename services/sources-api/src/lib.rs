@@ -1,0 +1,29 @@
+//! The Platform Sources REST API, wire-compatible with sources-api-go: every version prefix,
+//! string ids, the `{errors:[…]}` document, the list query language, tenancy from
+//! `x-rh-identity`, and PSK-guarded writes.
+//!
+//! `main.rs` only parses the configuration and calls [`App::build`] then [`App::run`]; tests
+//! build the same `App` on port 0 against a database of their own.
+
+mod app;
+/// Configuration from flags and environment variables.
+pub mod config;
+/// Domain types of this service, parsed from requests; no I/O.
+pub mod domain;
+/// The service's error type and its one `IntoResponse`.
+pub mod error;
+/// The OpenAPI document and the routes that serve it.
+pub mod openapi;
+/// One module per resource, each owning its routes.
+pub mod resources;
+/// Seed data: source types, application types and their metadata.
+pub mod seed;
+/// Shared state handed to every handler.
+pub mod state;
+/// The tenant of a request, found or created from its identity.
+pub mod tenant;
+/// Wire formats: ids as strings, whole-second RFC 3339 timestamps.
+pub mod wire;
+
+pub use app::{App, MIGRATOR, OWNER, PREFIXES, openapi_document, prepare_database, router};
+pub use config::Config;

@@ -1,0 +1,72 @@
+use keel_http::{ErrorDocument, ErrorObject};
+use utoipa::{
+    Modify, OpenApi,
+    openapi::{
+        self, Server,
+        security::{ApiKey, ApiKeyValue, SecurityScheme},
+    },
+};
+
+/// The version prefix whose document is checked in at `openapi/sources-api.json`.
+pub const CANONICAL_PREFIX: &str = "/api/sources/v3.1";
+
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "Sources API",
+        version = "3.1.0",
+        description = "Platform Sources: the sources, applications and credentials that \
+            applications such as cost management read data from. Wire-compatible with \
+            sources-api-go. Reads need an `x-rh-identity` header (or the \
+            `x-rh-sources-org-id` / `x-rh-sources-account-number` headers); writes also \
+            need a pre-shared key in `x-rh-sources-psk`."
+    ),
+    modifiers(&SecuritySchemes),
+    components(schemas(ErrorDocument, ErrorObject)),
+    tags(
+        (name = "sources", description = "Sources and their sub-collections"),
+        (name = "source_types", description = "The kinds of source"),
+        (name = "application_types", description = "Applications sources can be attached to"),
+        (name = "app_meta_data", description = "Metadata published by application types"),
+    )
+)]
+pub struct ApiDoc;
+
+struct SecuritySchemes;
+
+impl Modify for SecuritySchemes {
+    fn modify(&self, doc: &mut openapi::OpenApi) {
+        let components = doc.components.get_or_insert_with(Default::default);
+        let header = |name: &str, description: &str| {
+            SecurityScheme::ApiKey(ApiKey::Header(ApiKeyValue::with_description(
+                name,
+                description,
+            )))
+        };
+        components.add_security_scheme(
+            "identity",
+            header(
+                "x-rh-identity",
+                "base64 of {\"identity\":{\"org_id\":…,\"account_number\":…}}",
+            ),
+        );
+        components.add_security_scheme(
+            "psk",
+            header(
+                "x-rh-sources-psk",
+                "a pre-shared key listed in SOURCES_PSKS",
+            ),
+        );
+        doc.security = Some(vec![openapi::security::SecurityRequirement::new(
+            "identity",
+            Vec::<String>::new(),
+        )]);
+    }
+}
+
+/// The document served under `prefix`: the same paths, with the prefix as the server URL.
+pub fn for_prefix(base: &openapi::OpenApi, prefix: &str) -> openapi::OpenApi {
+    let mut doc = base.clone();
+    doc.servers = Some(vec![Server::new(prefix)]);
+    doc
+}

@@ -1,0 +1,19 @@
+//! One module per resource; each owns its routes, wire types and SQL.
+
+pub mod app_meta_data;
+pub mod application_types;
+pub mod source_types;
+pub mod sources;
+
+use utoipa_axum::router::OpenApiRouter;
+
+use crate::state::AppState;
+
+/// Every resource route, relative to a version prefix.
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .merge(sources::router())
+        .merge(source_types::router())
+        .merge(application_types::router())
+        .merge(app_meta_data::router())
+}

@@ -1,0 +1,99 @@
+use axum::extract::FromRequestParts;
+use http::request::Parts;
+use keel_domain::RequestIdentity;
+use keel_http::{Tenancy, WriteAccess};
+use sqlx::PgPool;
+
+use crate::{error::Error, state::AppState};
+
+/// The caller's tenant, created on first use as sources-api-go does: an unknown tenant sees
+/// empty lists, not an error.
+#[derive(Debug, Clone)]
+pub struct Tenant {
+    pub id: i64,
+    pub external_tenant: Option<String>,
+    pub org_id: Option<String>,
+    pub identity: RequestIdentity,
+}
+
+/// A tenant allowed to write (PSK checked before the tenant is created, so a refused write
+/// changes nothing).
+#[derive(Debug, Clone)]
+pub struct Writer(pub Tenant);
+
+#[derive(sqlx::FromRow)]
+struct TenantRow {
+    id: i64,
+    external_tenant: Option<String>,
+    org_id: Option<String>,
+}
+
+async fn find(db: &PgPool, identity: &RequestIdentity) -> Result<Option<TenantRow>, sqlx::Error> {
+    match (&identity.org_id, &identity.account_number) {
+        (Some(org), _) => {
+            sqlx::query_as("SELECT id, external_tenant, org_id FROM tenants WHERE org_id = $1")
+                .bind(org)
+                .fetch_optional(db)
+                .await
+        }
+        (None, Some(account)) => {
+            sqlx::query_as(
+                "SELECT id, external_tenant, org_id FROM tenants WHERE external_tenant = $1 \
+                 ORDER BY id LIMIT 1",
+            )
+            .bind(account)
+            .fetch_optional(db)
+            .await
+        }
+        (None, None) => Ok(None),
+    }
+}
+
+/// Finds the identity's tenant by org id, else by account number, creating it when missing.
+pub async fn get_or_create(db: &PgPool, identity: RequestIdentity) -> Result<Tenant, Error> {
+    let row = match find(db, &identity).await? {
+        Some(row) => row,
+        None => {
+            let inserted: Option<TenantRow> = sqlx::query_as(
+                "INSERT INTO tenants (external_tenant, org_id) VALUES ($1, $2) \
+                 ON CONFLICT DO NOTHING RETURNING id, external_tenant, org_id",
+            )
+            .bind(&identity.account_number)
+            .bind(&identity.org_id)
+            .fetch_optional(db)
+            .await?;
+            match inserted {
+                Some(row) => row,
+                // A concurrent request created it first.
+                None => find(db, &identity)
+                    .await?
+                    .ok_or_else(|| anyhow::anyhow!("tenant vanished after a conflicting insert"))?,
+            }
+        }
+    };
+    tracing::Span::current().record("tenant_id", row.id);
+    Ok(Tenant {
+        id: row.id,
+        external_tenant: row.external_tenant,
+        org_id: row.org_id,
+        identity,
+    })
+}
+
+impl FromRequestParts<AppState> for Tenant {
+    type Rejection = Error;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Error> {
+        let Tenancy(identity) = Tenancy::from_request_parts(parts, state).await?;
+        get_or_create(&state.db, identity).await
+    }
+}
+
+impl FromRequestParts<AppState> for Writer {
+    type Rejection = Error;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Error> {
+        let WriteAccess(identity) = WriteAccess::from_request_parts(parts, state).await?;
+        get_or_create(&state.db, identity).await.map(Self)
+    }
+}

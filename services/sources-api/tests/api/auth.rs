@@ -1,0 +1,178 @@
+use reqwest::StatusCode;
+use serde_json::json;
+
+use crate::helpers::{As, PSK, TestApp, identity};
+
+#[tokio::test]
+async fn reads_need_tenancy_but_no_psk() {
+    let app = TestApp::spawn().await;
+    let none = app.get("/sources", As::Raw(&[])).await;
+    assert_eq!(none.status, StatusCode::UNAUTHORIZED);
+    assert_eq!(
+        none.error(),
+        "the ebs account number and the org id are missing"
+    );
+    let no_tenant_identity = base64_json(r#"{"identity":{"type":"User"}}"#);
+    let empty = app
+        .get(
+            "/sources",
+            As::Raw(&[("x-rh-identity", &no_tenant_identity)]),
+        )
+        .await;
+    assert_eq!(
+        empty.error(),
+        "the ebs account number and the org id are missing"
+    );
+
+    for headers in [
+        vec![("x-rh-sources-org-id", "1")],
+        vec![("x-rh-sources-account-number", "12345")],
+    ] {
+        let reply = app.get("/sources", As::Raw(&headers)).await;
+        assert_eq!(reply.status, StatusCode::OK, "{headers:?}");
+    }
+    let id = identity("1", Some("12345"));
+    let reply = app
+        .get("/sources", As::Raw(&[("x-rh-identity", &id)]))
+        .await;
+    assert_eq!(reply.status, StatusCode::OK);
+}
+
+fn base64_json(json: &str) -> String {
+    use base64::Engine as _;
+    base64::engine::general_purpose::STANDARD.encode(json)
+}
+
+#[tokio::test]
+async fn writes_need_a_listed_psk() {
+    let app = TestApp::spawn().await;
+    let type_id = app.source_type_id("amazon").await;
+    let body = json!({"name": "x", "source_type_id": type_id});
+
+    let wrong = app
+        .post(
+            "/sources",
+            As::Raw(&[("x-rh-sources-org-id", "1"), ("x-rh-sources-psk", "nope")]),
+            &body,
+        )
+        .await;
+    assert_eq!(wrong.status, StatusCode::UNAUTHORIZED);
+    assert_eq!(wrong.error(), "Unauthorized Action: Incorrect PSK");
+
+    let missing = app
+        .post("/sources", As::Raw(&[("x-rh-sources-org-id", "1")]), &body)
+        .await;
+    assert_eq!(missing.status, StatusCode::UNAUTHORIZED);
+    assert_eq!(
+        missing.error(),
+        "Unauthorized Action: Missing RBAC permissions"
+    );
+
+    let no_tenant = app
+        .post("/sources", As::Raw(&[("x-rh-sources-psk", PSK)]), &body)
+        .await;
+    assert_eq!(
+        no_tenant.error(),
+        "the ebs account number and the org id are missing"
+    );
+
+    assert_eq!(
+        app.count("sources").await,
+        0,
+        "refused writes store nothing"
+    );
+    assert_eq!(
+        app.count("tenants").await,
+        0,
+        "a refused write does not even create the tenant"
+    );
+
+    let second_key = app
+        .post(
+            "/sources",
+            As::Raw(&[
+                ("x-rh-sources-org-id", "1"),
+                ("x-rh-sources-psk", "other-psk"),
+            ]),
+            &body,
+        )
+        .await;
+    assert_eq!(
+        second_key.status,
+        StatusCode::CREATED,
+        "every listed PSK works"
+    );
+
+    let id = second_key.body["id"].as_str().unwrap();
+    for reply in [
+        app.patch(
+            &format!("/sources/{id}"),
+            As::Raw(&[("x-rh-sources-org-id", "1")]),
+            &json!({"name": "y"}),
+        )
+        .await,
+        app.delete(
+            &format!("/sources/{id}"),
+            As::Raw(&[("x-rh-sources-org-id", "1"), ("x-rh-sources-psk", "bad")]),
+        )
+        .await,
+    ] {
+        assert_eq!(reply.status, StatusCode::UNAUTHORIZED);
+    }
+    assert_eq!(
+        app.get(&format!("/sources/{id}"), As::Org("1")).await.body["name"],
+        "x"
+    );
+}
+
+#[tokio::test]
+async fn bypass_rbac_allows_writes_without_psk() {
+    let app = TestApp::spawn_with(|c| {
+        c.psks.clear();
+        c.bypass_rbac = true;
+    })
+    .await;
+    let type_id = app.source_type_id("amazon").await;
+    let reply = app
+        .post(
+            "/sources",
+            As::Raw(&[("x-rh-sources-org-id", "1")]),
+            &json!({"name": "x", "source_type_id": type_id}),
+        )
+        .await;
+    assert_eq!(reply.status, StatusCode::CREATED);
+}
+
+#[tokio::test]
+async fn without_configured_psks_no_psk_is_accepted() {
+    let app = TestApp::spawn_with(|c| c.psks.clear()).await;
+    let type_id = app.source_type_id("amazon").await;
+    let reply = app
+        .post(
+            "/sources",
+            As::Raw(&[("x-rh-sources-org-id", "1"), ("x-rh-sources-psk", "")]),
+            &json!({"name": "x", "source_type_id": type_id}),
+        )
+        .await;
+    assert_eq!(reply.status, StatusCode::UNAUTHORIZED);
+    assert_eq!(reply.error(), "Unauthorized Action: Incorrect PSK");
+}
+
+#[tokio::test]
+async fn a_malformed_identity_is_a_401_not_a_500() {
+    let app = TestApp::spawn().await;
+    let not_json = base64_json("not json");
+    for bad in ["%%%not-base64", not_json.as_str()] {
+        let reply = app
+            .get("/sources", As::Raw(&[("x-rh-identity", bad)]))
+            .await;
+        assert_eq!(reply.status, StatusCode::UNAUTHORIZED, "{bad}");
+        assert!(
+            reply
+                .error()
+                .starts_with("Unauthorized Action: the x-rh-identity header is not"),
+            "{}",
+            reply.body
+        );
+    }
+}
