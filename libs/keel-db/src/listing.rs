@@ -85,7 +85,7 @@ impl Table {
 #[derive(Debug, Clone, Copy)]
 pub struct Scope {
     pub before: &'static str,
-    pub value: i64,
+    pub value: Option<i64>,
     pub after: &'static str,
 }
 
@@ -94,7 +94,25 @@ impl Scope {
     pub const fn eq(before: &'static str, value: i64) -> Self {
         Self {
             before,
-            value,
+            value: Some(value),
+            after: "",
+        }
+    }
+
+    /// `{before}<value>{after}`
+    pub const fn around(before: &'static str, value: i64, after: &'static str) -> Self {
+        Self {
+            before,
+            value: Some(value),
+            after,
+        }
+    }
+
+    /// A condition with no bound value.
+    pub const fn raw(sql: &'static str) -> Self {
+        Self {
+            before: sql,
+            value: None,
             after: "",
         }
     }
@@ -258,7 +276,9 @@ impl Listing<'_> {
         for scope in &self.scopes {
             qb.push(" AND ");
             qb.push(scope.before);
-            qb.push_bind(scope.value);
+            if let Some(value) = scope.value {
+                qb.push_bind(value);
+            }
             qb.push(scope.after);
         }
         for filter in &self.query.filters {

@@ -106,6 +106,17 @@ impl ListParams {
     }
 }
 
+impl ListParams {
+    /// The same filters and sort, but always the first 100 rows: some sources-api-go
+    /// sub-collections ignore `limit` and `offset`.
+    pub fn fixed_first_page(&self) -> Self {
+        let mut fixed = self.clone();
+        fixed.query.limit = keel_domain::listing::DEFAULT_LIMIT;
+        fixed.query.offset = 0;
+        fixed
+    }
+}
+
 impl<S: Send + Sync> FromRequestParts<S> for ListParams {
     type Rejection = HttpError;
 

@@ -1,5 +1,13 @@
 //! `keel`: run every Keel service in one process, or prepare the database.
 
+use std::{
+    fs,
+    io::Write as _,
+    os::unix::fs::OpenOptionsExt as _,
+    path::{Path, PathBuf},
+};
+
+use anyhow::Context as _;
 use clap::{Parser, Subcommand};
 use tokio_util::sync::CancellationToken;
 
@@ -17,6 +25,9 @@ struct Cli {
 enum Command {
     /// Run every service in one process until Ctrl-C (sources-api on PORT).
     Up {
+        /// Where Keel keeps local state (the generated encryption key).
+        #[arg(long, env = "KEEL_DATA_DIR", default_value = ".keel")]
+        data_dir: PathBuf,
         #[command(flatten)]
         sources: sources_api::Config,
     },
@@ -31,7 +42,15 @@ enum Command {
 async fn main() -> anyhow::Result<()> {
     let _telemetry = keel_telemetry::init("keel")?;
     match Cli::parse().command {
-        Command::Up { sources } => up(sources).await,
+        Command::Up {
+            data_dir,
+            mut sources,
+        } => {
+            if sources.encryption_key.is_none() {
+                sources.encryption_key = Some(local_encryption_key(&data_dir)?);
+            }
+            up(sources).await
+        }
         Command::Migrate { sources } => {
             sources_api::prepare_database(&sources).await?.close().await;
             tracing::info!("database ready");
@@ -66,4 +85,27 @@ async fn up(sources: sources_api::Config) -> anyhow::Result<()> {
     }
     tracing::info!("stopped");
     Ok(())
+}
+
+/// The key in `<data_dir>/encryption.key`, created (mode 0600) on first use, so `keel up`
+/// works with nothing configured and keeps reading what it wrote earlier.
+fn local_encryption_key(data_dir: &Path) -> anyhow::Result<String> {
+    let path = data_dir.join("encryption.key");
+    if let Ok(key) = fs::read_to_string(&path) {
+        return Ok(key.trim().to_owned());
+    }
+    fs::create_dir_all(data_dir).with_context(|| format!("creating {}", data_dir.display()))?;
+    let key = sources_api::crypto::SecretBox::generate_key();
+    fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(&path)
+        .and_then(|mut f| f.write_all(key.as_bytes()))
+        .with_context(|| format!("writing {}", path.display()))?;
+    tracing::warn!(
+        path = %path.display(),
+        "ENCRYPTION_KEY is not set: generated a new key for authentication passwords and saved it; keep this file, or set ENCRYPTION_KEY"
+    );
+    Ok(key)
 }

@@ -11,7 +11,9 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_swagger_ui::{Config as SwaggerConfig, SwaggerUi};
 
 use crate::{
+    availability,
     config::Config,
+    crypto::SecretBox,
     openapi::{self, ApiDoc, CANONICAL_PREFIX},
     resources, seed,
     state::AppState,
@@ -75,6 +77,10 @@ pub fn router(state: AppState) -> Router {
         app = app.nest(prefix, served);
     }
     let readiness = ops::Readiness::default().with_postgres(state.db.clone());
+    let internal = resources::internal::router();
+    for prefix in resources::internal::PREFIXES {
+        app = app.nest(prefix, internal.clone());
+    }
     let app = app
         .merge(
             SwaggerUi::new(DOCS_PATH).config(SwaggerConfig::new([format!(
@@ -113,10 +119,21 @@ pub struct App {
 
 impl App {
     pub async fn build(config: &Config) -> anyhow::Result<Self> {
+        let secrets = SecretBox::from_base64(config.encryption_key.as_deref().context(
+            "ENCRYPTION_KEY is not set: authentication passwords need a key (base64 of 32 bytes)",
+        )?)?;
+        let mut availability_check_urls = availability::urls_from_env();
+        availability_check_urls.extend(config.availability_check_urls.clone());
         let db = prepare_database(config).await?;
         let state = AppState {
             db: db.clone(),
             auth: AuthPolicy::new(config.psks.iter().cloned(), config.bypass_rbac),
+            secrets,
+            http: reqwest::Client::builder()
+                .timeout(std::time::Duration::from_secs(10))
+                .build()
+                .context("building the HTTP client")?,
+            availability_check_urls: Arc::new(availability_check_urls),
         };
         if config.bypass_rbac {
             tracing::warn!("BYPASS_RBAC=true: writes need no pre-shared key");

@@ -1,4 +1,7 @@
-use std::net::{IpAddr, Ipv4Addr};
+use std::{
+    collections::HashMap,
+    net::{IpAddr, Ipv4Addr},
+};
 
 /// sources-api configuration. Every flag can also be set by the environment variable named.
 #[derive(Debug, Clone, clap::Args)]
@@ -43,6 +46,15 @@ pub struct Config {
     /// Application type names left out of the seed data (comma-separated).
     #[arg(long, env = "APPLICATION_TYPE_SKIP_LIST", value_delimiter = ',')]
     pub application_type_skip_list: Vec<String>,
+
+    /// Key that encrypts authentication passwords at rest: base64 of 32 bytes.
+    #[arg(long, env = "ENCRYPTION_KEY", hide_env_values = true)]
+    pub encryption_key: Option<String>,
+
+    /// `<APP>_AVAILABILITY_CHECK_URL` targets by `<APP>`; read from the environment at start
+    /// and merged under these.
+    #[arg(skip)]
+    pub availability_check_urls: HashMap<String, String>,
 }
 
 impl Config {
@@ -57,6 +69,8 @@ impl Config {
             bypass_rbac: false,
             source_type_skip_list: Vec::new(),
             application_type_skip_list: Vec::new(),
+            encryption_key: None,
+            availability_check_urls: HashMap::new(),
         }
     }
 }

@@ -61,6 +61,14 @@ impl IntoResponse for Error {
     }
 }
 
+/// The constraint a database error names, if any.
+pub fn constraint(e: &sqlx::Error) -> Option<&str> {
+    match e {
+        sqlx::Error::Database(db) => db.constraint(),
+        _ => None,
+    }
+}
+
 /// Maps a unique-constraint violation on `constraint` to a client error.
 pub trait ResultExt<T> {
     fn on_constraint(self, constraint: &str, to: impl FnOnce() -> Error) -> Result<T>;

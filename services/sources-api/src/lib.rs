@@ -6,12 +6,18 @@
 //! build the same `App` on port 0 against a database of their own.
 
 mod app;
+/// Availability checks requested of applications.
+pub mod availability;
 /// Configuration from flags and environment variables.
 pub mod config;
+/// Encryption of authentication passwords at rest.
+pub mod crypto;
 /// Domain types of this service, parsed from requests; no I/O.
 pub mod domain;
 /// The service's error type and its one `IntoResponse`.
 pub mod error;
+/// The event outbox: events written in the same transaction as their change.
+pub mod events;
 /// The OpenAPI document and the routes that serve it.
 pub mod openapi;
 /// One module per resource, each owning its routes.

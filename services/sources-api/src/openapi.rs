@@ -28,6 +28,11 @@ pub const CANONICAL_PREFIX: &str = "/api/sources/v3.1";
         (name = "source_types", description = "The kinds of source"),
         (name = "application_types", description = "Applications sources can be attached to"),
         (name = "app_meta_data", description = "Metadata published by application types"),
+        (name = "applications", description = "Applications attached to sources"),
+        (name = "authentications", description = "Credentials; passwords are write-only"),
+        (name = "endpoints", description = "Where a source's service is reached"),
+        (name = "application_authentications", description = "Links between applications and authentications"),
+        (name = "bulk_create", description = "Sources with their children in one transaction"),
     )
 )]
 pub struct ApiDoc;

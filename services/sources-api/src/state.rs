@@ -1,12 +1,21 @@
+use std::{collections::HashMap, sync::Arc};
+
 use axum::extract::FromRef;
 use keel_http::AuthPolicy;
 use sqlx::PgPool;
+
+use crate::crypto::SecretBox;
 
 /// What every handler can reach.
 #[derive(Clone)]
 pub struct AppState {
     pub db: PgPool,
     pub auth: AuthPolicy,
+    pub secrets: SecretBox,
+    /// Outbound calls (availability checks).
+    pub http: reqwest::Client,
+    /// `<APP>_AVAILABILITY_CHECK_URL` by `<APP>` (e.g. `COST_MANAGEMENT`).
+    pub availability_check_urls: Arc<HashMap<String, String>>,
 }
 
 impl FromRef<AppState> for AuthPolicy {

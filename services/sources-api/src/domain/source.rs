@@ -2,6 +2,8 @@ use chrono::{DateTime, NaiveDateTime, Utc};
 use keel_domain::AvailabilityStatus;
 use serde_json::Value;
 
+use super::parse_flexible_id;
+
 /// How a source's applications get created.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum AppCreationWorkflow {
@@ -65,15 +67,6 @@ pub struct NewSourceFields<'a> {
     pub availability_status: Option<&'a str>,
     /// A number or a numeric string.
     pub source_type_id: Option<&'a Value>,
-}
-
-/// Parses an id sent as a JSON number or a numeric string.
-pub fn parse_flexible_id(value: &Value) -> Option<i64> {
-    match value {
-        Value::Number(n) => n.as_i64(),
-        Value::String(s) => s.trim().parse().ok(),
-        _ => None,
-    }
 }
 
 impl NewSource {

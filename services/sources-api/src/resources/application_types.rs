@@ -144,11 +144,11 @@ async fn list_sources(
     if !exists(&state.db, id.get()).await? {
         return Err(Error::not_found("application type"));
     }
-    let scope = Scope {
-        before: "t.id IN (SELECT a.source_id FROM applications a WHERE a.application_type_id = ",
-        value: id.get(),
-        after: ")",
-    };
+    let scope = Scope::around(
+        "t.id IN (SELECT a.source_id FROM applications a WHERE a.application_type_id = ",
+        id.get(),
+        ")",
+    );
     sources::list_scoped(&state, &tenant, scope, &params)
         .await
         .map(Json)

@@ -1,7 +1,13 @@
 //! One module per resource; each owns its routes, wire types and SQL.
 
 pub mod app_meta_data;
+pub mod application_authentications;
 pub mod application_types;
+pub mod applications;
+pub mod authentications;
+pub mod bulk_create;
+pub mod endpoints;
+pub mod internal;
 pub mod source_types;
 pub mod sources;
 
@@ -16,4 +22,9 @@ pub fn router() -> OpenApiRouter<AppState> {
         .merge(source_types::router())
         .merge(application_types::router())
         .merge(app_meta_data::router())
+        .merge(applications::router())
+        .merge(authentications::router())
+        .merge(endpoints::router())
+        .merge(application_authentications::router())
+        .merge(bulk_create::router())
 }

@@ -9,10 +9,23 @@ use serde_json::Value;
 use utoipa::ToSchema;
 use utoipa_axum::{router::OpenApiRouter, routes};
 
+use axum::http::HeaderMap;
+use serde_json::json;
+use sqlx::PgConnection;
+
 use crate::{
+    availability,
     domain::source::{NewSource, NewSourceFields, SourceEdit, SourceEditFields},
-    error::{Error, Result},
-    resources::{application_types, application_types::ApplicationType, source_types},
+    error::{Error, Result, constraint},
+    events::{self, Event, opt_event_time, tenant_field},
+    resources::{
+        application_authentications::ApplicationAuthenticationRow,
+        application_types::{self, ApplicationType},
+        applications::{self, Application, ApplicationRow},
+        authentications::{self, Authentication, AuthenticationRow},
+        endpoints::{self, Endpoint, EndpointRow},
+        source_types,
+    },
     state::AppState,
     tenant::{Tenant, Writer},
     wire,
@@ -59,6 +72,29 @@ pub(crate) struct SourceRow {
     pub last_checked_at: Option<DateTime<Utc>>,
     pub last_available_at: Option<DateTime<Utc>>,
     pub source_type_id: i64,
+}
+
+impl SourceRow {
+    /// The `Source.*` payload: integer ids, explicit nulls, Go-layout timestamps.
+    pub fn to_event(&self, tenant: &Tenant) -> Value {
+        json!({
+            "availability_status": self.availability_status,
+            "last_checked_at": opt_event_time(self.last_checked_at),
+            "last_available_at": opt_event_time(self.last_available_at),
+            "id": self.id,
+            "created_at": events::event_time(self.created_at),
+            "updated_at": events::event_time(self.updated_at),
+            "paused_at": opt_event_time(self.paused_at),
+            "name": self.name,
+            "uid": self.uid,
+            "version": self.version,
+            "imported": self.imported,
+            "source_ref": self.source_ref,
+            "app_creation_workflow": self.app_creation_workflow,
+            "source_type_id": self.source_type_id,
+            "tenant": tenant_field(tenant),
+        })
+    }
 }
 
 /// A source: one account, subscription, project or cluster that applications read data from.
@@ -186,13 +222,49 @@ async fn fetch(
     Ok(Collection::new(data, page.count, params))
 }
 
-pub(crate) async fn find(db: &sqlx::PgPool, tenant: &Tenant, id: i64) -> Result<SourceRow> {
+pub(crate) async fn find(conn: &mut PgConnection, tenant: &Tenant, id: i64) -> Result<SourceRow> {
     sqlx::query_as("SELECT * FROM sources WHERE id = $1 AND tenant_id = $2")
         .bind(id)
         .bind(tenant.id)
-        .fetch_optional(db)
+        .fetch_optional(conn)
         .await?
         .ok_or_else(|| Error::not_found("source"))
+}
+
+/// 404 unless the source exists in the tenant.
+async fn ensure(state: &AppState, tenant: &Tenant, id: i64) -> Result<()> {
+    let mut conn = state.db.acquire().await?;
+    find(&mut conn, tenant, id).await.map(drop)
+}
+
+/// Inserts a parsed source; shared with bulk create.
+pub(crate) async fn insert(
+    conn: &mut PgConnection,
+    tenant: &Tenant,
+    source: &NewSource,
+) -> Result<SourceRow> {
+    // One statement; the constraints answer "duplicate name" and "unknown type" race-free.
+    sqlx::query_as(
+        "INSERT INTO sources (tenant_id, source_type_id, name, uid, version, imported, \
+           source_ref, app_creation_workflow, availability_status) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) RETURNING *",
+    )
+    .bind(tenant.id)
+    .bind(source.source_type_id)
+    .bind(&source.name)
+    .bind(uuid::Uuid::new_v4().to_string())
+    .bind(&source.version)
+    .bind(&source.imported)
+    .bind(&source.source_ref)
+    .bind(source.app_creation_workflow.as_str())
+    .bind(source.availability_status.as_str())
+    .fetch_one(conn)
+    .await
+    .map_err(|e| match constraint(&e) {
+        Some("sources_tenant_name_key") => Error::validation("name already exists in tenant"),
+        Some("sources_source_type_id_fkey") => Error::validation("source type id not found"),
+        _ => e.into(),
+    })
 }
 
 /// List sources.
@@ -223,7 +295,8 @@ async fn get(
     State(state): State<AppState>,
     tenant: Tenant,
 ) -> Result<Json<Source>> {
-    find(&state.db, &tenant, id.get())
+    let mut conn = state.db.acquire().await?;
+    find(&mut conn, &tenant, id.get())
         .await
         .map(|r| Json(r.into()))
 }
@@ -249,37 +322,17 @@ async fn create(
     })
     .map_err(Error::validation)?;
 
-    // One statement; the constraints answer "duplicate name" and "unknown type" race-free.
-    let row: SourceRow = sqlx::query_as(
-        "INSERT INTO sources (tenant_id, source_type_id, name, uid, version, imported, \
-           source_ref, app_creation_workflow, availability_status) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) RETURNING *",
+    let mut tx = state.db.begin().await?;
+    let row = insert(&mut tx, &tenant, &source).await?;
+    events::record(
+        &mut tx,
+        &tenant,
+        &[Event::new("Source.create", row.to_event(&tenant))],
     )
-    .bind(tenant.id)
-    .bind(source.source_type_id)
-    .bind(&source.name)
-    .bind(uuid::Uuid::new_v4().to_string())
-    .bind(&source.version)
-    .bind(&source.imported)
-    .bind(&source.source_ref)
-    .bind(source.app_creation_workflow.as_str())
-    .bind(source.availability_status.as_str())
-    .fetch_one(&state.db)
-    .await
-    .map_err(|e| match constraint(&e) {
-        Some("sources_tenant_name_key") => Error::validation("name already exists in tenant"),
-        Some("sources_source_type_id_fkey") => Error::validation("source type id not found"),
-        _ => e.into(),
-    })?;
+    .await?;
+    tx.commit().await?;
     tracing::info!(source_id = row.id, "source created");
     Ok((StatusCode::CREATED, Json(row.into())))
-}
-
-fn constraint(e: &sqlx::Error) -> Option<&str> {
-    match e {
-        sqlx::Error::Database(db) => db.constraint(),
-        _ => None,
-    }
 }
 
 /// Edit a source.
@@ -294,7 +347,8 @@ async fn edit(
     Writer(tenant): Writer,
     body: Bytes,
 ) -> Result<Json<Source>> {
-    let current = find(&state.db, &tenant, id.get()).await?;
+    let mut tx = state.db.begin().await?;
+    let current = find(&mut tx, &tenant, id.get()).await?;
     let edit = if current.paused_at.is_some() {
         let req: PausedSourceEditRequest = decode_strict(&body)?;
         SourceEdit::parse_paused(SourceEditFields {
@@ -334,20 +388,84 @@ async fn edit(
     .bind(edit.availability_status.map(|s| s.as_str()))
     .bind(edit.last_checked_at)
     .bind(edit.last_available_at)
-    .fetch_optional(&state.db)
+    .fetch_one(&mut *tx)
     .await
     .map_err(|e| match constraint(&e) {
         Some("sources_tenant_name_key") => {
             Error::bad_request("source name already exists in same tenant")
         }
         _ => e.into(),
-    })?
-    // Deleted between the read and the update.
-    .ok_or_else(|| Error::not_found("source"))?;
+    })?;
+    events::record(
+        &mut tx,
+        &tenant,
+        &[Event::new("Source.update", row.to_event(&tenant))],
+    )
+    .await?;
+    tx.commit().await?;
     Ok(Json(row.into()))
 }
 
-/// Delete a source.
+/// Deletes a source and everything under it, recording sources-api-go's cascade:
+/// ApplicationAuthentication.destroy*, Application.destroy*, Endpoint.destroy*,
+/// Source.destroy, then Authentication.destroy* for every authentication of the source.
+async fn delete_cascade(
+    conn: &mut PgConnection,
+    tenant: &Tenant,
+    source: &SourceRow,
+) -> Result<Vec<Event>> {
+    let links: Vec<ApplicationAuthenticationRow> = sqlx::query_as(
+        "DELETE FROM application_authentications l USING applications a \
+         WHERE l.application_id = a.id AND a.source_id = $1 RETURNING l.*",
+    )
+    .bind(source.id)
+    .fetch_all(&mut *conn)
+    .await?;
+    let auths: Vec<AuthenticationRow> =
+        sqlx::query_as("DELETE FROM authentications t WHERE t.source_id = $1 RETURNING t.*")
+            .bind(source.id)
+            .fetch_all(&mut *conn)
+            .await?;
+    let apps: Vec<ApplicationRow> =
+        sqlx::query_as("DELETE FROM applications WHERE source_id = $1 RETURNING *")
+            .bind(source.id)
+            .fetch_all(&mut *conn)
+            .await?;
+    let endpoints: Vec<EndpointRow> =
+        sqlx::query_as("DELETE FROM endpoints WHERE source_id = $1 RETURNING *")
+            .bind(source.id)
+            .fetch_all(&mut *conn)
+            .await?;
+    sqlx::query("DELETE FROM sources WHERE id = $1")
+        .bind(source.id)
+        .execute(&mut *conn)
+        .await?;
+
+    fn sorted<T>(mut rows: Vec<T>, id: impl Fn(&T) -> i64) -> Vec<T> {
+        rows.sort_by_key(|r| id(r));
+        rows
+    }
+    let mut events = Vec::new();
+    for l in sorted(links, |r| r.id) {
+        events.push(Event::new(
+            "ApplicationAuthentication.destroy",
+            l.to_event(tenant),
+        ));
+    }
+    for a in sorted(apps, |r| r.id) {
+        events.push(Event::new("Application.destroy", a.to_event(tenant)));
+    }
+    for e in sorted(endpoints, |r| r.id) {
+        events.push(Event::new("Endpoint.destroy", e.to_event(tenant)));
+    }
+    events.push(Event::new("Source.destroy", source.to_event(tenant)));
+    for a in sorted(auths, |r| r.id) {
+        events.push(Event::new("Authentication.destroy", a.to_event(tenant)));
+    }
+    Ok(events)
+}
+
+/// Delete a source with its applications, endpoints and authentications.
 #[utoipa::path(delete, path = "/sources/{id}", tag = "sources",
     params(("id" = String, Path, description = "Source id")),
     security(("psk" = [])),
@@ -358,16 +476,159 @@ async fn delete(
     State(state): State<AppState>,
     Writer(tenant): Writer,
 ) -> Result<StatusCode> {
-    let deleted = sqlx::query("DELETE FROM sources WHERE id = $1 AND tenant_id = $2")
-        .bind(id.get())
-        .bind(tenant.id)
-        .execute(&state.db)
-        .await?;
-    if deleted.rows_affected() == 0 {
-        return Err(Error::not_found("source"));
-    }
-    tracing::info!(source_id = id.get(), "source deleted");
+    let mut tx = state.db.begin().await?;
+    // Locks the row so a concurrent child insert waits for the cascade.
+    let source: SourceRow =
+        sqlx::query_as("SELECT * FROM sources WHERE id = $1 AND tenant_id = $2 FOR UPDATE")
+            .bind(id.get())
+            .bind(tenant.id)
+            .fetch_optional(&mut *tx)
+            .await?
+            .ok_or_else(|| Error::not_found("source"))?;
+    let events = delete_cascade(&mut tx, &tenant, &source).await?;
+    events::record(&mut tx, &tenant, &events).await?;
+    tx.commit().await?;
+    tracing::info!(
+        source_id = id.get(),
+        events = events.len(),
+        "source deleted"
+    );
     Ok(StatusCode::NO_CONTENT)
+}
+
+async fn pause_or_unpause(
+    state: &AppState,
+    tenant: &Tenant,
+    id: i64,
+    paused: bool,
+) -> Result<StatusCode> {
+    let mut tx = state.db.begin().await?;
+    let source: SourceRow = sqlx::query_as(
+        "UPDATE sources SET paused_at = CASE WHEN $3 THEN now() ELSE NULL END \
+         WHERE id = $1 AND tenant_id = $2 RETURNING *",
+    )
+    .bind(id)
+    .bind(tenant.id)
+    .bind(paused)
+    .fetch_optional(&mut *tx)
+    .await?
+    .ok_or_else(|| Error::not_found("source"))?;
+    let event_type = if paused {
+        "Source.pause"
+    } else {
+        "Source.unpause"
+    };
+    let mut events = vec![Event::new(event_type, source.to_event(tenant))];
+    events.extend(applications::set_paused(&mut tx, tenant, ("source_id", id), paused).await?);
+    events::record(&mut tx, tenant, &events).await?;
+    tx.commit().await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// Pause a source and its applications: they then accept only status updates.
+#[utoipa::path(post, path = "/sources/{source_id}/pause", tag = "sources",
+    params(("source_id" = String, Path, description = "Source id")),
+    responses((status = 204), (status = 400, body = ErrorDocument),
+        (status = 401, body = ErrorDocument), (status = 404, body = ErrorDocument)))]
+async fn pause(
+    PathId(id): PathId,
+    State(state): State<AppState>,
+    tenant: Tenant,
+) -> Result<StatusCode> {
+    pause_or_unpause(&state, &tenant, id.get(), true).await
+}
+
+/// Resume a paused source and its applications.
+#[utoipa::path(post, path = "/sources/{source_id}/unpause", tag = "sources",
+    params(("source_id" = String, Path, description = "Source id")),
+    responses((status = 204), (status = 400, body = ErrorDocument),
+        (status = 401, body = ErrorDocument), (status = 404, body = ErrorDocument)))]
+async fn unpause(
+    PathId(id): PathId,
+    State(state): State<AppState>,
+    tenant: Tenant,
+) -> Result<StatusCode> {
+    pause_or_unpause(&state, &tenant, id.get(), false).await
+}
+
+/// Ask the source's applications to check it: answers 202 at once; each application whose
+/// type has `<APP>_AVAILABILITY_CHECK_URL` is called in the background.
+#[utoipa::path(post, path = "/sources/{source_id}/check_availability", tag = "sources",
+    params(("source_id" = String, Path, description = "Source id")),
+    responses((status = 202, description = "Checks requested", body = Object),
+        (status = 400, body = ErrorDocument), (status = 401, body = ErrorDocument),
+        (status = 404, body = ErrorDocument)))]
+async fn check_availability(
+    PathId(id): PathId,
+    State(state): State<AppState>,
+    tenant: Tenant,
+    headers: HeaderMap,
+) -> Result<(StatusCode, Json<Value>)> {
+    ensure(&state, &tenant, id.get()).await?;
+    let skip_cost = headers
+        .get("x-rh-sources-skip-empty-sources")
+        .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"true"));
+    availability::request_checks(&state, &tenant, id.get(), skip_cost).await?;
+    Ok((StatusCode::ACCEPTED, Json(json!({}))))
+}
+
+/// List a source's applications.
+#[utoipa::path(get, path = "/sources/{source_id}/applications", tag = "sources",
+    params(("source_id" = String, Path, description = "Source id"), ListQueryDoc),
+    responses((status = 200, body = Collection<Application>), (status = 400, body = ErrorDocument),
+        (status = 401, body = ErrorDocument), (status = 404, body = ErrorDocument)))]
+async fn list_applications(
+    PathId(id): PathId,
+    State(state): State<AppState>,
+    tenant: Tenant,
+    params: ListParams,
+) -> Result<Json<Collection<Application>>> {
+    ensure(&state, &tenant, id.get()).await?;
+    let scopes = vec![
+        Scope::eq("t.tenant_id = ", tenant.id),
+        Scope::eq("t.source_id = ", id.get()),
+    ];
+    applications::fetch(&state, scopes, &params).await.map(Json)
+}
+
+/// List a source's endpoints.
+#[utoipa::path(get, path = "/sources/{source_id}/endpoints", tag = "sources",
+    params(("source_id" = String, Path, description = "Source id"), ListQueryDoc),
+    responses((status = 200, body = Collection<Endpoint>), (status = 400, body = ErrorDocument),
+        (status = 401, body = ErrorDocument), (status = 404, body = ErrorDocument)))]
+async fn list_endpoints(
+    PathId(id): PathId,
+    State(state): State<AppState>,
+    tenant: Tenant,
+    params: ListParams,
+) -> Result<Json<Collection<Endpoint>>> {
+    ensure(&state, &tenant, id.get()).await?;
+    let scopes = vec![
+        Scope::eq("t.tenant_id = ", tenant.id),
+        Scope::eq("t.source_id = ", id.get()),
+    ];
+    endpoints::fetch(&state, scopes, &params).await.map(Json)
+}
+
+/// List every authentication of a source (always the first 100, as sources-api-go does).
+#[utoipa::path(get, path = "/sources/{source_id}/authentications", tag = "sources",
+    params(("source_id" = String, Path, description = "Source id")),
+    responses((status = 200, body = Collection<Authentication>), (status = 400, body = ErrorDocument),
+        (status = 401, body = ErrorDocument), (status = 404, body = ErrorDocument)))]
+async fn list_authentications(
+    PathId(id): PathId,
+    State(state): State<AppState>,
+    tenant: Tenant,
+    params: ListParams,
+) -> Result<Json<Collection<Authentication>>> {
+    ensure(&state, &tenant, id.get()).await?;
+    let scopes = vec![
+        Scope::eq("t.tenant_id = ", tenant.id),
+        Scope::eq("t.source_id = ", id.get()),
+    ];
+    authentications::fetch(&state, scopes, &params.fixed_first_page())
+        .await
+        .map(Json)
 }
 
 /// List the application types of a source's applications.
@@ -381,12 +642,12 @@ async fn list_application_types(
     tenant: Tenant,
     params: ListParams,
 ) -> Result<Json<Collection<ApplicationType>>> {
-    find(&state.db, &tenant, id.get()).await?;
-    let scope = Scope {
-        before: "t.id IN (SELECT a.application_type_id FROM applications a WHERE a.source_id = ",
-        value: id.get(),
-        after: ")",
-    };
+    ensure(&state, &tenant, id.get()).await?;
+    let scope = Scope::around(
+        "t.id IN (SELECT a.application_type_id FROM applications a WHERE a.source_id = ",
+        id.get(),
+        ")",
+    );
     application_types::fetch(&state, vec![scope], &params)
         .await
         .map(Json)
@@ -397,4 +658,10 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(list, create))
         .routes(routes!(get, edit, delete))
         .routes(routes!(list_application_types))
+        .routes(routes!(list_applications))
+        .routes(routes!(list_endpoints))
+        .routes(routes!(list_authentications))
+        .routes(routes!(pause))
+        .routes(routes!(unpause))
+        .routes(routes!(check_availability))
 }

@@ -21,6 +21,7 @@ pub struct TestApp {
     pub db: PgPool,
     pub client: reqwest::Client,
     pub database_url: String,
+    pub encryption_key: String,
     stop: Option<oneshot::Sender<()>>,
     server: Option<tokio::task::JoinHandle<anyhow::Result<()>>>,
     /// Dropped last: removes the database.
@@ -84,6 +85,7 @@ impl TestApp {
             .expect("a test database (is PostgreSQL running?)");
         let mut config = Config::for_database(database.url.clone());
         config.psks = vec![PSK.to_owned(), "other-psk".to_owned()];
+        config.encryption_key = Some(sources_api::crypto::SecretBox::generate_key());
         configure(&mut config);
         Self::start(config, database).await
     }
@@ -100,7 +102,8 @@ impl TestApp {
             base,
             db,
             client: reqwest::Client::new(),
-            database_url: config.database_url,
+            database_url: config.database_url.clone(),
+            encryption_key: config.encryption_key.clone().unwrap_or_default(),
             stop: Some(stop),
             server: Some(server),
             database: Some(database),
@@ -115,6 +118,7 @@ impl TestApp {
         }
         let mut config = Config::for_database(self.database_url.clone());
         config.psks = vec![PSK.to_owned()];
+        config.encryption_key = Some(self.encryption_key.clone());
         configure(&mut config);
         let database = self.database.take().expect("the app owns its database");
         Self::start(config, database).await

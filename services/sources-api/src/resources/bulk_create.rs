@@ -1,0 +1,385 @@
+//! `POST /bulk_create`: sources, their applications, endpoints and authentications in one
+//! transaction, linked by name. Everything is created or nothing is.
+
+use axum::{Json, extract::State, http::StatusCode};
+use keel_domain::AvailabilityStatus;
+use keel_http::{ErrorDocument, StrictJson};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use sqlx::PgConnection;
+use utoipa::ToSchema;
+use utoipa_axum::{router::OpenApiRouter, routes};
+
+use crate::{
+    domain::{
+        parse_flexible_id,
+        source::{NewSource, NewSourceFields},
+    },
+    error::{Error, Result},
+    events::{self, Event},
+    resources::{
+        application_authentications,
+        applications::{self, Application, ApplicationRow},
+        authentications::{self, Authentication, AuthenticationCreateRequest},
+        endpoints::{self, Endpoint, EndpointCreateRequest, EndpointRow},
+        sources::{self, Source, SourceRow},
+    },
+    state::AppState,
+    tenant::Writer,
+};
+
+#[derive(Debug, Default, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct BulkCreateRequest {
+    #[serde(default)]
+    pub sources: Vec<BulkSource>,
+    #[serde(default)]
+    pub applications: Vec<BulkApplication>,
+    #[serde(default)]
+    pub endpoints: Vec<BulkEndpoint>,
+    #[serde(default)]
+    pub authentications: Vec<BulkAuthentication>,
+}
+
+/// A source; its type by `source_type_id` or `source_type_name`.
+#[derive(Debug, Default, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct BulkSource {
+    pub name: Option<String>,
+    pub uid: Option<String>,
+    pub version: Option<String>,
+    pub imported: Option<String>,
+    pub source_ref: Option<String>,
+    pub app_creation_workflow: Option<String>,
+    pub availability_status: Option<String>,
+    #[schema(value_type = Option<String>)]
+    pub source_type_id: Option<Value>,
+    pub source_type_name: Option<String>,
+}
+
+/// An application of the source named `source_name`; its type by id or by (part of) its name.
+#[derive(Debug, Default, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct BulkApplication {
+    pub extra: Option<Value>,
+    #[schema(value_type = Option<String>)]
+    pub source_id: Option<Value>,
+    #[schema(value_type = Option<String>)]
+    pub application_type_id: Option<Value>,
+    pub application_type_name: Option<String>,
+    pub source_name: Option<String>,
+}
+
+/// An endpoint of the source named `source_name`.
+#[derive(Debug, Default, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct BulkEndpoint {
+    pub default: Option<bool>,
+    pub receptor_node: Option<String>,
+    pub role: Option<String>,
+    pub scheme: Option<String>,
+    pub host: Option<String>,
+    pub port: Option<i64>,
+    pub path: Option<String>,
+    pub verify_ssl: Option<bool>,
+    pub certificate_authority: Option<String>,
+    pub availability_status: Option<String>,
+    #[schema(value_type = Option<String>)]
+    pub source_id: Option<Value>,
+    pub source_name: Option<String>,
+}
+
+/// An authentication. `resource_name` names its resource: an existing resource's id, or for
+/// `application` an application type name, for `endpoint` part of the host, for `source`
+/// anything (the first source of the request).
+#[derive(Debug, Default, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct BulkAuthentication {
+    pub name: Option<String>,
+    pub authtype: Option<String>,
+    pub username: Option<String>,
+    pub password: Option<String>,
+    pub extra: Option<Value>,
+    pub availability_status_error: Option<String>,
+    pub resource_type: Option<String>,
+    #[schema(value_type = Option<String>)]
+    pub resource_id: Option<Value>,
+    pub resource_name: Option<String>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct BulkCreateResponse {
+    pub sources: Vec<Source>,
+    pub applications: Vec<Application>,
+    pub endpoints: Vec<Endpoint>,
+    pub authentications: Vec<Authentication>,
+}
+
+/// Application types sources-api-go marks available on creation.
+const FORCED_AVAILABLE: [(&str, &str); 2] = [
+    ("amazon", "/insights/platform/image-builder"),
+    ("google", "/insights/platform/cloud-meter"),
+];
+
+struct Created {
+    source: SourceRow,
+    type_name: String,
+}
+
+async fn source_type(conn: &mut PgConnection, s: &BulkSource) -> Result<(i64, String)> {
+    if let Some(raw) = s.source_type_id.as_ref().filter(|v| !v.is_null()) {
+        let id = parse_flexible_id(raw)
+            .ok_or_else(|| Error::validation("the source type id is not valid"))?;
+        let name: Option<String> =
+            sqlx::query_scalar("SELECT name FROM source_types WHERE id = $1")
+                .bind(id)
+                .fetch_optional(&mut *conn)
+                .await?;
+        return name
+            .map(|n| (id, n))
+            .ok_or_else(|| Error::validation("source type id not found"));
+    }
+    let Some(name) = s.source_type_name.as_deref().filter(|n| !n.is_empty()) else {
+        return Err(Error::bad_request(
+            "no source type present, need either [source_type_name] or [source_type_id]",
+        ));
+    };
+    let id: Option<i64> = sqlx::query_scalar("SELECT id FROM source_types WHERE name = $1")
+        .bind(name)
+        .fetch_optional(&mut *conn)
+        .await?;
+    id.map(|id| (id, name.to_owned())).ok_or_else(|| {
+        Error::bad_request(format_args!("invalid source_type_name for lookup: {name}"))
+    })
+}
+
+async fn application_type(conn: &mut PgConnection, a: &BulkApplication) -> Result<(i64, String)> {
+    if let Some(raw) = a.application_type_id.as_ref().filter(|v| !v.is_null()) {
+        let id = parse_flexible_id(raw).ok_or_else(|| {
+            Error::bad_request("no application type present, need either [application_type_name] or [application_type_id]")
+        })?;
+        let name: Option<String> =
+            sqlx::query_scalar("SELECT name FROM application_types WHERE id = $1")
+                .bind(id)
+                .fetch_optional(&mut *conn)
+                .await?;
+        return name
+            .map(|n| (id, n))
+            .ok_or_else(|| Error::bad_request(format_args!("invalid application type id {id}")));
+    }
+    let Some(name) = a.application_type_name.as_deref().filter(|n| !n.is_empty()) else {
+        return Err(Error::bad_request(
+            "no application type present, need either [application_type_name] or [application_type_id]",
+        ));
+    };
+    // Matched with LIKE %name%, so "cost-management" finds /insights/platform/cost-management.
+    let found: Option<(i64, String)> = sqlx::query_as(
+        "SELECT id, name FROM application_types WHERE name LIKE '%' || $1 || '%' ORDER BY id LIMIT 1",
+    )
+    .bind(name)
+    .fetch_optional(&mut *conn)
+    .await?;
+    found.ok_or_else(|| {
+        Error::bad_request(format_args!(
+            "failed to lookup application_type_name {name}"
+        ))
+    })
+}
+
+/// Bulk create sources with their applications, endpoints and authentications.
+#[utoipa::path(post, path = "/bulk_create", tag = "bulk_create", request_body = BulkCreateRequest,
+    security(("psk" = [])),
+    responses((status = 201, body = BulkCreateResponse), (status = 400, body = ErrorDocument),
+        (status = 401, body = ErrorDocument)))]
+async fn bulk_create(
+    State(state): State<AppState>,
+    Writer(tenant): Writer,
+    StrictJson(req): StrictJson<BulkCreateRequest>,
+) -> Result<(StatusCode, Json<BulkCreateResponse>)> {
+    let mut tx = state.db.begin().await?;
+
+    let mut created: Vec<Created> = Vec::new();
+    for s in &req.sources {
+        let (type_id, type_name) = source_type(&mut tx, s).await?;
+        let source = NewSource::parse(NewSourceFields {
+            name: s.name.as_deref(),
+            version: s.version.clone(),
+            imported: s.imported.clone(),
+            source_ref: s.source_ref.clone(),
+            app_creation_workflow: s.app_creation_workflow.as_deref(),
+            availability_status: s.availability_status.as_deref(),
+            source_type_id: Some(&Value::from(type_id)),
+        })
+        .map_err(Error::validation)?;
+        let row = sources::insert(&mut tx, &tenant, &source).await?;
+        created.push(Created {
+            source: row,
+            type_name,
+        });
+    }
+
+    let mut apps: Vec<(ApplicationRow, String)> = Vec::new();
+    for a in &req.applications {
+        let (type_id, type_name) = application_type(&mut tx, a).await?;
+        let Some(parent) = created
+            .iter()
+            .find(|c| Some(c.source.name.as_str()) == a.source_name.as_deref())
+        else {
+            return Err(Error::bad_request(
+                "failed to link up all applications - check to make sure the names match up",
+            ));
+        };
+        let forced = FORCED_AVAILABLE
+            .contains(&(parent.type_name.as_str(), type_name.as_str()))
+            .then_some(AvailabilityStatus::Available);
+        let row = applications::insert(
+            &mut tx,
+            &tenant,
+            parent.source.id,
+            type_id,
+            a.extra.clone(),
+            forced,
+            || Error::bad_request("the application type is not compatible with the source type"),
+        )
+        .await?;
+        apps.push((row, type_name));
+    }
+
+    let mut endpoint_rows: Vec<EndpointRow> = Vec::new();
+    for e in req.endpoints {
+        let source_id = match created
+            .iter()
+            .find(|c| Some(c.source.name.as_str()) == e.source_name.as_deref())
+        {
+            Some(c) => Some(Value::from(c.source.id)),
+            None => e.source_id.clone(),
+        };
+        let row = endpoints::insert(
+            &mut tx,
+            &tenant,
+            EndpointCreateRequest {
+                default: e.default,
+                receptor_node: e.receptor_node,
+                role: e.role,
+                scheme: e.scheme,
+                host: e.host,
+                port: e.port,
+                path: e.path,
+                verify_ssl: e.verify_ssl,
+                certificate_authority: e.certificate_authority,
+                availability_status: e.availability_status,
+                source_id,
+            },
+        )
+        .await?;
+        endpoint_rows.push(row);
+    }
+
+    let unlinked = || {
+        Error::bad_request(
+            "failed to link up all authentications - check to make sure the names match up",
+        )
+    };
+    let mut auth_rows = Vec::new();
+    let mut links = Vec::new();
+    for a in req.authentications {
+        let kind = a
+            .resource_type
+            .as_deref()
+            .unwrap_or_default()
+            .to_ascii_lowercase();
+        let name = a.resource_name.clone().unwrap_or_default();
+        // A numeric resource_name (or resource_id) names an existing resource.
+        let resource_id: i64 = match name
+            .parse::<i64>()
+            .ok()
+            .or(a.resource_id.as_ref().and_then(parse_flexible_id))
+        {
+            Some(id) => id,
+            None => match kind.as_str() {
+                "source" => created.first().map(|c| c.source.id).ok_or_else(unlinked)?,
+                "application" => {
+                    let needle = name.as_str();
+                    apps.iter()
+                        .find(|(_, type_name)| !needle.is_empty() && type_name.contains(needle))
+                        .map(|(row, _)| row.id)
+                        .ok_or_else(unlinked)?
+                }
+                "endpoint" => endpoint_rows
+                    .iter()
+                    .find(|e| {
+                        !name.is_empty()
+                            && e.host
+                                .as_deref()
+                                .unwrap_or_default()
+                                .to_lowercase()
+                                .contains(&name.to_lowercase())
+                    })
+                    .map(|e| e.id)
+                    .ok_or_else(unlinked)?,
+                _ => return Err(unlinked()),
+            },
+        };
+        let request = AuthenticationCreateRequest {
+            name: a.name,
+            authtype: a.authtype,
+            username: a.username,
+            password: a.password,
+            extra: a.extra,
+            availability_status_error: a.availability_status_error,
+            resource_type: a.resource_type,
+            resource_id: Some(Value::from(resource_id)),
+        };
+        let new = authentications::validate_create(&request)?;
+        let row = authentications::insert(&mut tx, &state.secrets, &tenant, &new, request).await?;
+        if new.resource_type == "Application" {
+            links.push(
+                application_authentications::insert(&mut tx, &tenant, resource_id, row.id).await?,
+            );
+        }
+        auth_rows.push(row);
+    }
+
+    // Events in sources-api-go's order: sources, endpoints, applications, links, authentications.
+    let mut events = Vec::new();
+    events.extend(
+        created
+            .iter()
+            .map(|c| Event::new("Source.create", c.source.to_event(&tenant))),
+    );
+    events.extend(
+        endpoint_rows
+            .iter()
+            .map(|e| Event::new("Endpoint.create", e.to_event(&tenant))),
+    );
+    events.extend(
+        apps.iter()
+            .map(|(a, _)| Event::new("Application.create", a.to_event(&tenant))),
+    );
+    events.extend(
+        links
+            .iter()
+            .map(|l| Event::new("ApplicationAuthentication.create", l.to_event(&tenant))),
+    );
+    events.extend(
+        auth_rows
+            .iter()
+            .map(|a| Event::new("Authentication.create", a.to_event(&tenant))),
+    );
+    events::record(&mut tx, &tenant, &events).await?;
+    tx.commit().await?;
+
+    Ok((
+        StatusCode::CREATED,
+        Json(BulkCreateResponse {
+            sources: created.into_iter().map(|c| c.source.into()).collect(),
+            applications: apps.into_iter().map(|(a, _)| a.into()).collect(),
+            endpoints: endpoint_rows.into_iter().map(Endpoint::from).collect(),
+            authentications: auth_rows.into_iter().map(Authentication::from).collect(),
+        }),
+    ))
+}
+
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new().routes(routes!(bulk_create))
+}

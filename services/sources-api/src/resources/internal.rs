@@ -1,0 +1,131 @@
+//! The internal API (`/internal/v1.0`, `/internal/v2.0`): what other platform services read and
+//! clients must not. Every route needs a pre-shared key; none is in the public OpenAPI document.
+
+use axum::{
+    Json, Router,
+    extract::{FromRequestParts, Query, State},
+    http::{HeaderMap, request::Parts},
+    routing::get,
+};
+use keel_db::{Column, Listing, Scope, Table};
+use keel_http::{AuthPolicy, Collection, ListParams, PathId};
+use serde::{Deserialize, Serialize};
+
+use crate::{
+    error::{Error, Result},
+    resources::authentications::{self, InternalAuthentication},
+    state::AppState,
+    tenant::Writer,
+};
+
+pub const PREFIXES: [&str; 2] = ["/internal/v1.0", "/internal/v2.0"];
+
+/// A caller holding a valid PSK; tenancy is not required (the sources list crosses tenants).
+struct InternalCaller;
+
+impl FromRequestParts<AppState> for InternalCaller {
+    type Rejection = Error;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self> {
+        AuthPolicy::check(&state.auth, &parts.headers)?;
+        Ok(Self)
+    }
+}
+
+#[derive(Debug, Deserialize)]
+struct ExposeQuery {
+    #[serde(rename = "expose_encrypted_attribute[]", default)]
+    expose: Option<String>,
+}
+
+/// GET /authentications/{id}: with `expose_encrypted_attribute[]=password`, the decrypted
+/// password too (what Koku reads for Azure and AWS credentials).
+async fn get_authentication(
+    PathId(id): PathId,
+    State(state): State<AppState>,
+    Writer(tenant): Writer,
+    Query(query): Query<ExposeQuery>,
+) -> Result<Json<InternalAuthentication>> {
+    let mut conn = state.db.acquire().await?;
+    let row = authentications::find(&mut conn, &tenant, id.get()).await?;
+    let password = if query.expose.as_deref() == Some("password") {
+        authentications::password(&mut conn, &state.secrets, tenant.id, row.id).await?
+    } else {
+        None
+    };
+    tracing::info!(
+        authentication_id = row.id,
+        exposed = password.is_some(),
+        "internal authentication read"
+    );
+    Ok(Json(InternalAuthentication::new(row, password)))
+}
+
+static SOURCES: Table = Table {
+    name: "sources",
+    columns: &[Column::int("id"), Column::text("availability_status")],
+    subresources: &[],
+};
+
+#[derive(Debug, sqlx::FromRow)]
+struct InternalSourceRow {
+    id: i64,
+    availability_status: String,
+    tenant: Option<String>,
+    org_id: Option<String>,
+}
+
+/// The compact cross-tenant view of a source.
+#[derive(Debug, Serialize)]
+struct InternalSource {
+    id: String,
+    availability_status: String,
+    tenant: String,
+    org_id: String,
+}
+
+/// GET /sources: every tenant's sources; `x-rh-sources-skip-empty-sources: true` leaves out
+/// sources without applications.
+async fn list_sources(
+    State(state): State<AppState>,
+    _caller: InternalCaller,
+    headers: HeaderMap,
+    params: ListParams,
+) -> Result<Json<Collection<InternalSource>>> {
+    let skip_empty = headers
+        .get("x-rh-sources-skip-empty-sources")
+        .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"true"));
+    let mut scopes = Vec::new();
+    if skip_empty {
+        scopes.push(Scope::raw(
+            "EXISTS (SELECT 1 FROM applications a WHERE a.source_id = t.id)",
+        ));
+    }
+    let page = Listing {
+        table: &SOURCES,
+        select: "t.id, t.availability_status, \
+                 (SELECT external_tenant FROM tenants WHERE id = t.tenant_id) AS tenant, \
+                 (SELECT org_id FROM tenants WHERE id = t.tenant_id) AS org_id",
+        scopes,
+        query: &params.query,
+    }
+    .fetch::<InternalSourceRow>(&state.db)
+    .await?;
+    let data = page
+        .rows
+        .into_iter()
+        .map(|r| InternalSource {
+            id: r.id.to_string(),
+            availability_status: r.availability_status,
+            tenant: r.tenant.unwrap_or_default(),
+            org_id: r.org_id.unwrap_or_default(),
+        })
+        .collect();
+    Ok(Json(Collection::new(data, page.count, &params)))
+}
+
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/authentications/{id}", get(get_authentication))
+        .route("/sources", get(list_sources))
+}
