@@ -266,3 +266,120 @@ impl Drop for TestApp {
         }
     }
 }
+
+/// One outbox row, as a consumer will see it on the topic.
+#[derive(Debug, Clone)]
+pub struct Outboxed {
+    pub topic: String,
+    pub event_type: String,
+    pub key: String,
+    pub headers: Vec<(String, String)>,
+    pub payload: Value,
+}
+
+impl TestApp {
+    /// Every outbox row, in the order they will be published.
+    pub async fn outbox(&self) -> Vec<Outboxed> {
+        let rows: Vec<(String, String, String, Value, String)> = sqlx::query_as(
+            "SELECT topic, event_type, key, headers, payload::text FROM outbox ORDER BY id",
+        )
+        .fetch_all(&self.db)
+        .await
+        .unwrap();
+        rows.into_iter()
+            .map(|(topic, event_type, key, headers, payload)| Outboxed {
+                topic,
+                event_type,
+                key,
+                headers: headers
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .map(|p| {
+                        (
+                            p[0].as_str().unwrap().to_owned(),
+                            p[1].as_str().unwrap().to_owned(),
+                        )
+                    })
+                    .collect(),
+                payload: serde_json::from_str(&payload).unwrap(),
+            })
+            .collect()
+    }
+
+    pub async fn event_types(&self) -> Vec<String> {
+        self.outbox()
+            .await
+            .into_iter()
+            .map(|e| e.event_type)
+            .collect()
+    }
+
+    pub async fn clear_outbox(&self) {
+        sqlx::query("DELETE FROM outbox")
+            .execute(&self.db)
+            .await
+            .unwrap();
+    }
+
+    /// Creates an application of the named type through the API.
+    pub async fn create_application(
+        &self,
+        org: &str,
+        source_id: &str,
+        app_type: &str,
+        extra: Value,
+    ) -> Value {
+        let type_id = self.application_type_id(app_type).await;
+        let reply = self
+            .post(
+                "/applications",
+                As::Org(org),
+                &json!({"source_id": source_id, "application_type_id": type_id, "extra": extra}),
+            )
+            .await;
+        assert_eq!(reply.status, StatusCode::CREATED, "{}", reply.body);
+        reply.body
+    }
+
+    pub async fn create_authentication(&self, org: &str, body: Value) -> Value {
+        let reply = self.post("/authentications", As::Org(org), &body).await;
+        assert_eq!(reply.status, StatusCode::CREATED, "{}", reply.body);
+        reply.body
+    }
+}
+
+pub const COST: &str = "/insights/platform/cost-management";
+
+/// Captures every log line this test process writes (at debug level and above).
+#[derive(Clone, Default)]
+pub struct LogCapture(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+
+impl LogCapture {
+    pub fn install() -> Self {
+        let capture = Self::default();
+        let writer = capture.clone();
+        tracing_subscriber::fmt()
+            .with_env_filter("debug")
+            .with_writer(move || writer.clone())
+            .json()
+            .try_init()
+            .expect("the capture is the first subscriber of this test process");
+        capture
+    }
+
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.0.lock().unwrap()).into_owned()
+    }
+}
+
+impl std::io::Write for LogCapture {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}

@@ -3,7 +3,14 @@
 
 mod helpers;
 
+mod applications;
 mod auth;
+mod authentications;
+mod availability;
+mod bulk;
+mod endpoints;
+mod events;
+mod internal;
 mod listing;
 mod openapi;
 mod ops;
