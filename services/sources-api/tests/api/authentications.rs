@@ -82,7 +82,7 @@ async fn passwords_are_encrypted_never_returned_and_never_logged() {
         "/authentications".to_owned(),
         format!("/sources/{sid}/authentications"),
         format!("/applications/{aid}/authentications"),
-        format!("/authentications?filter[authtype]=tenant_id_client_id_client_secret"),
+        "/authentications?filter[authtype]=tenant_id_client_id_client_secret".to_owned(),
     ] {
         let reply = app.get(&path, As::Org("1")).await;
         assert_eq!(reply.status, StatusCode::OK, "{path}");
