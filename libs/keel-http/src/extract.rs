@@ -176,6 +176,6 @@ pub struct ListQueryDoc {
     /// `filter[<column>][<operation>]=<value>`; operations: eq, not_eq, gt, gte, lt, lte, nil,
     /// not_nil, contains, starts_with, ends_with, eq_i, not_eq_i, contains_i, starts_with_i,
     /// ends_with_i. Bare `<column>=<value>` parameters filter too.
-    #[param(style = DeepObject, explode, value_type = Option<Object>)]
+    #[param(style = DeepObject, explode)]
     pub filter: Option<std::collections::HashMap<String, String>>,
 }

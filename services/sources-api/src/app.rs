@@ -43,8 +43,14 @@ const DOCS_PATH: &str = "/api/sources/v3.1/docs";
 
 /// The OpenAPI document of the canonical prefix, as checked in at `openapi/sources-api.json`.
 pub fn openapi_document() -> utoipa::openapi::OpenApi {
-    let (_, doc) = api().split_for_parts();
+    let (_, doc) = split_api();
     openapi::for_prefix(&doc, CANONICAL_PREFIX)
+}
+
+fn split_api() -> (Router<AppState>, utoipa::openapi::OpenApi) {
+    let (router, mut doc) = api().split_for_parts();
+    openapi::finish_document(&mut doc);
+    (router, doc)
 }
 
 fn api() -> OpenApiRouter<AppState> {
@@ -54,7 +60,7 @@ fn api() -> OpenApiRouter<AppState> {
 /// The whole HTTP surface: the API under every prefix, its OpenAPI documents, the docs UI and
 /// the operational routes.
 pub fn router(state: AppState) -> Router {
-    let (api, doc) = api().split_for_parts();
+    let (api, doc) = split_api();
     let mut app = Router::new();
     for prefix in PREFIXES {
         // Serialized once; every request for it is a copy of the bytes.

@@ -75,3 +75,44 @@ pub fn for_prefix(base: &openapi::OpenApi, prefix: &str) -> openapi::OpenApi {
     doc.servers = Some(vec![Server::new(prefix)]);
     doc
 }
+
+/// Completes the generated document: operation ids unique across the API (`<tag>_<handler>`,
+/// as OpenAPI requires and client generators rely on) and a description on every response
+/// (required too), so handlers only declare the bodies.
+pub fn finish_document(doc: &mut openapi::OpenApi) {
+    for item in doc.paths.paths.values_mut() {
+        let operations = [
+            &mut item.get,
+            &mut item.put,
+            &mut item.post,
+            &mut item.delete,
+            &mut item.patch,
+        ];
+        for operation in operations.into_iter().flatten() {
+            if let (Some(tag), Some(id)) = (
+                operation.tags.as_ref().and_then(|t| t.first()),
+                operation.operation_id.as_mut(),
+            ) && !id.starts_with(tag.as_str())
+            {
+                *id = format!("{tag}_{id}");
+            }
+            for (status, response) in &mut operation.responses.responses {
+                if let openapi::RefOr::T(response) = response
+                    && response.description.is_empty()
+                {
+                    response.description = match status.as_str() {
+                        "200" => "OK",
+                        "201" => "Created",
+                        "202" => "Accepted",
+                        "204" => "No content",
+                        "400" => "Bad request: the error document says why",
+                        "401" => "No tenancy, or a write without a valid pre-shared key",
+                        "404" => "Not found in the caller's tenant",
+                        _ => "See the error document",
+                    }
+                    .to_owned();
+                }
+            }
+        }
+    }
+}

@@ -8,6 +8,7 @@ mod auth;
 mod authentications;
 mod availability;
 mod bulk;
+mod client_proof;
 mod endpoints;
 mod events;
 mod internal;
