@@ -71,7 +71,6 @@ create table sources (
     updated_at timestamptz not null default now(),
     constraint sources_tenant_name_key unique (tenant_id, name)
 );
-create index sources_source_type_id_idx on sources (source_type_id);
 
 create table applications (
     id bigserial primary key,

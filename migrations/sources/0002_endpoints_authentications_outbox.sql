@@ -78,7 +78,7 @@ create table outbox (
     created_at timestamptz not null default now(),
     published_at timestamptz
 );
-create index outbox_unpublished_idx on outbox (id) where published_at is null;
+-- No index beyond the key: the relay reads forward by id from its last position.
 
 create trigger endpoints_updated_at before update on endpoints
     for each row execute function set_updated_at();

@@ -11,6 +11,8 @@ use anyhow::Context as _;
 use clap::{Parser, Subcommand};
 use tokio_util::sync::CancellationToken;
 
+mod bench;
+
 #[derive(Parser)]
 #[command(
     version,
@@ -36,6 +38,15 @@ enum Command {
         #[command(flatten)]
         sources: sources_api::Config,
     },
+    /// Measure a running service: throughput and latency percentiles.
+    #[command(subcommand)]
+    Bench(Bench),
+}
+
+#[derive(Subcommand)]
+enum Bench {
+    /// POST and GET /sources against a running sources-api, beside pgbench inserts.
+    Sources(bench::SourcesBench),
 }
 
 #[tokio::main]
@@ -51,6 +62,7 @@ async fn main() -> anyhow::Result<()> {
             }
             up(sources).await
         }
+        Command::Bench(Bench::Sources(b)) => bench::run(b).await,
         Command::Migrate { sources } => {
             sources_api::prepare_database(&sources).await?.close().await;
             tracing::info!("database ready");

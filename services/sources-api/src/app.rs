@@ -140,6 +140,7 @@ impl App {
                 .build()
                 .context("building the HTTP client")?,
             availability_check_urls: Arc::new(availability_check_urls),
+            tenants: Arc::default(),
         };
         if config.bypass_rbac {
             tracing::warn!("BYPASS_RBAC=true: writes need no pre-shared key");

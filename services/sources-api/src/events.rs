@@ -66,6 +66,26 @@ pub fn headers(tenant: &Tenant, event_type: &str) -> Vec<(String, String)> {
     headers
 }
 
+/// The id written into the payload of a row that does not exist yet; [`NEW_ROW_ID_SQL`]
+/// replaces it with the id the insert assigns, in the same statement.
+pub const PENDING_ID: i64 = i64::MIN;
+
+/// SQL that turns a payload rendered with [`PENDING_ID`] (bound as `$payload`) into the
+/// payload of the inserted row `s`: `replace(<payload>, '"id":<PENDING_ID>', '"id":' || s.id)`.
+pub fn with_inserted_id(payload_param: &str) -> String {
+    format!("replace({payload_param}, '\"id\":{PENDING_ID}', '\"id\":' || s.id)::json")
+}
+
+/// The headers column value for one event.
+pub fn headers_json(tenant: &Tenant, event_type: &str) -> sqlx::types::Json<Vec<[String; 2]>> {
+    sqlx::types::Json(
+        headers(tenant, event_type)
+            .into_iter()
+            .map(|(k, v)| [k, v])
+            .collect(),
+    )
+}
+
 /// Writes `events` to the outbox, in order, inside the caller's transaction.
 pub async fn record(
     conn: &mut PgConnection,
@@ -79,14 +99,10 @@ pub async fn record(
     let mut qb =
         sqlx::QueryBuilder::new("INSERT INTO outbox (topic, event_type, key, headers, payload) ");
     qb.push_values(events, |mut row, event| {
-        let headers: Vec<[String; 2]> = headers(tenant, &event.event_type)
-            .into_iter()
-            .map(|(k, v)| [k, v])
-            .collect();
         row.push_bind(EVENT_STREAM_TOPIC)
             .push_bind(event.event_type.clone())
             .push_bind(key.clone())
-            .push_bind(sqlx::types::Json(headers))
+            .push_bind(headers_json(tenant, &event.event_type))
             .push_bind(event.payload.to_string())
             .push_unseparated("::json");
     });

@@ -4,7 +4,7 @@ use axum::extract::FromRef;
 use keel_http::AuthPolicy;
 use sqlx::PgPool;
 
-use crate::crypto::SecretBox;
+use crate::{crypto::SecretBox, tenant::TenantCache};
 
 /// What every handler can reach.
 #[derive(Clone)]
@@ -16,6 +16,7 @@ pub struct AppState {
     pub http: reqwest::Client,
     /// `<APP>_AVAILABILITY_CHECK_URL` by `<APP>` (e.g. `COST_MANAGEMENT`).
     pub availability_check_urls: Arc<HashMap<String, String>>,
+    pub tenants: Arc<TenantCache>,
 }
 
 impl FromRef<AppState> for AuthPolicy {

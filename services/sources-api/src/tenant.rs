@@ -21,8 +21,8 @@ pub struct Tenant {
 #[derive(Debug, Clone)]
 pub struct Writer(pub Tenant);
 
-#[derive(sqlx::FromRow)]
-struct TenantRow {
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub(crate) struct TenantRow {
     id: i64,
     external_tenant: Option<String>,
     org_id: Option<String>,
@@ -49,8 +49,47 @@ async fn find(db: &PgPool, identity: &RequestIdentity) -> Result<Option<TenantRo
     }
 }
 
+/// Tenants never change once created, so each process remembers the ones it has seen: most
+/// requests then need no tenant query at all. Bounded; cleared when full.
+#[derive(Debug, Default)]
+pub struct TenantCache {
+    rows: std::sync::RwLock<std::collections::HashMap<(Option<String>, Option<String>), TenantRow>>,
+}
+
+const TENANT_CACHE_CAPACITY: usize = 100_000;
+
+impl TenantCache {
+    fn key(identity: &RequestIdentity) -> (Option<String>, Option<String>) {
+        // Lookups go by org id when there is one, so the account does not split the key.
+        match &identity.org_id {
+            Some(org) => (Some(org.clone()), None),
+            None => (None, identity.account_number.clone()),
+        }
+    }
+
+    fn get(&self, identity: &RequestIdentity) -> Option<TenantRow> {
+        let rows = self.rows.read().unwrap_or_else(|e| e.into_inner());
+        rows.get(&Self::key(identity)).cloned()
+    }
+
+    fn put(&self, identity: &RequestIdentity, row: TenantRow) {
+        let mut rows = self.rows.write().unwrap_or_else(|e| e.into_inner());
+        if rows.len() >= TENANT_CACHE_CAPACITY {
+            rows.clear();
+        }
+        rows.insert(Self::key(identity), row);
+    }
+}
+
 /// Finds the identity's tenant by org id, else by account number, creating it when missing.
-pub async fn get_or_create(db: &PgPool, identity: RequestIdentity) -> Result<Tenant, Error> {
+pub async fn get_or_create(
+    db: &PgPool,
+    cache: &TenantCache,
+    identity: RequestIdentity,
+) -> Result<Tenant, Error> {
+    if let Some(row) = cache.get(&identity) {
+        return Ok(tenant(row, identity));
+    }
     let row = match find(db, &identity).await? {
         Some(row) => row,
         None => {
@@ -71,13 +110,18 @@ pub async fn get_or_create(db: &PgPool, identity: RequestIdentity) -> Result<Ten
             }
         }
     };
+    cache.put(&identity, row.clone());
+    Ok(tenant(row, identity))
+}
+
+fn tenant(row: TenantRow, identity: RequestIdentity) -> Tenant {
     tracing::Span::current().record("tenant_id", row.id);
-    Ok(Tenant {
+    Tenant {
         id: row.id,
         external_tenant: row.external_tenant,
         org_id: row.org_id,
         identity,
-    })
+    }
 }
 
 impl FromRequestParts<AppState> for Tenant {
@@ -85,7 +129,7 @@ impl FromRequestParts<AppState> for Tenant {
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Error> {
         let Tenancy(identity) = Tenancy::from_request_parts(parts, state).await?;
-        get_or_create(&state.db, identity).await
+        get_or_create(&state.db, &state.tenants, identity).await
     }
 }
 
@@ -94,6 +138,8 @@ impl FromRequestParts<AppState> for Writer {
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Error> {
         let WriteAccess(identity) = WriteAccess::from_request_parts(parts, state).await?;
-        get_or_create(&state.db, identity).await.map(Self)
+        get_or_create(&state.db, &state.tenants, identity)
+            .await
+            .map(Self)
     }
 }

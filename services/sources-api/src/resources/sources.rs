@@ -237,6 +237,74 @@ async fn ensure(state: &AppState, tenant: &Tenant, id: i64) -> Result<()> {
     find(&mut conn, tenant, id).await.map(drop)
 }
 
+/// Inserts a source and its `Source.create` event in one statement (one round trip, atomic):
+/// the hot path of the API. The event is rendered here and gets the new id in SQL.
+async fn insert_announced(
+    conn: &mut PgConnection,
+    tenant: &Tenant,
+    source: &NewSource,
+) -> Result<SourceRow> {
+    // PostgreSQL keeps microseconds; the payload must show the stored value.
+    let now = DateTime::<Utc>::from_timestamp_micros(Utc::now().timestamp_micros())
+        .unwrap_or_else(Utc::now);
+    let draft = SourceRow {
+        id: events::PENDING_ID,
+        created_at: now,
+        updated_at: now,
+        paused_at: None,
+        name: source.name.clone(),
+        uid: uuid::Uuid::new_v4().to_string(),
+        version: source.version.clone(),
+        imported: source.imported.clone(),
+        source_ref: source.source_ref.clone(),
+        app_creation_workflow: source.app_creation_workflow.as_str().to_owned(),
+        availability_status: source.availability_status.as_str().to_owned(),
+        last_checked_at: None,
+        last_available_at: None,
+        source_type_id: source.source_type_id,
+    };
+    let payload = draft.to_event(tenant).to_string();
+    let sql = format!(
+        "WITH s AS ( \
+           INSERT INTO sources (tenant_id, source_type_id, name, uid, version, imported, \
+             source_ref, app_creation_workflow, availability_status, created_at, updated_at) \
+           VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $10) RETURNING *), \
+         o AS ( \
+           INSERT INTO outbox (topic, event_type, key, headers, payload) \
+           SELECT $11, 'Source.create', $12, $13, {} FROM s) \
+         SELECT * FROM s",
+        events::with_inserted_id("$14")
+    );
+    let row = sqlx::query_as::<_, SourceRow>(sqlx::AssertSqlSafe(sql))
+        .bind(tenant.id)
+        .bind(draft.source_type_id)
+        .bind(&draft.name)
+        .bind(&draft.uid)
+        .bind(&draft.version)
+        .bind(&draft.imported)
+        .bind(&draft.source_ref)
+        .bind(&draft.app_creation_workflow)
+        .bind(&draft.availability_status)
+        .bind(now)
+        .bind(events::EVENT_STREAM_TOPIC)
+        .bind(events::key(tenant))
+        .bind(events::headers_json(tenant, "Source.create"))
+        .bind(payload)
+        .fetch_one(conn)
+        .await
+        .map_err(source_constraint)?;
+    metrics::counter!("sources_events_recorded_total").increment(1);
+    Ok(row)
+}
+
+fn source_constraint(e: sqlx::Error) -> Error {
+    match constraint(&e) {
+        Some("sources_tenant_name_key") => Error::validation("name already exists in tenant"),
+        Some("sources_source_type_id_fkey") => Error::validation("source type id not found"),
+        _ => e.into(),
+    }
+}
+
 /// Inserts a parsed source; shared with bulk create.
 pub(crate) async fn insert(
     conn: &mut PgConnection,
@@ -260,11 +328,7 @@ pub(crate) async fn insert(
     .bind(source.availability_status.as_str())
     .fetch_one(conn)
     .await
-    .map_err(|e| match constraint(&e) {
-        Some("sources_tenant_name_key") => Error::validation("name already exists in tenant"),
-        Some("sources_source_type_id_fkey") => Error::validation("source type id not found"),
-        _ => e.into(),
-    })
+    .map_err(source_constraint)
 }
 
 /// List sources.
@@ -322,15 +386,8 @@ async fn create(
     })
     .map_err(Error::validation)?;
 
-    let mut tx = state.db.begin().await?;
-    let row = insert(&mut tx, &tenant, &source).await?;
-    events::record(
-        &mut tx,
-        &tenant,
-        &[Event::new("Source.create", row.to_event(&tenant))],
-    )
-    .await?;
-    tx.commit().await?;
+    let mut conn = state.db.acquire().await?;
+    let row = insert_announced(&mut conn, &tenant, &source).await?;
     tracing::info!(source_id = row.id, "source created");
     Ok((StatusCode::CREATED, Json(row.into())))
 }
