@@ -33,6 +33,8 @@ pub const CANONICAL_PREFIX: &str = "/api/sources/v3.1";
         (name = "endpoints", description = "Where a source's service is reached"),
         (name = "application_authentications", description = "Links between applications and authentications"),
         (name = "bulk_create", description = "Sources with their children in one transaction"),
+        (name = "rhc_connections", description = "Red Hat Connector connections shared by sources"),
+        (name = "secrets", description = "Tenant credentials not tied to a source; passwords are write-only"),
     )
 )]
 pub struct ApiDoc;

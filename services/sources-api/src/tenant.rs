@@ -53,13 +53,16 @@ async fn find(db: &PgPool, identity: &RequestIdentity) -> Result<Option<TenantRo
 /// requests then need no tenant query at all. Bounded; cleared when full.
 #[derive(Debug, Default)]
 pub struct TenantCache {
-    rows: std::sync::RwLock<std::collections::HashMap<(Option<String>, Option<String>), TenantRow>>,
+    rows: std::sync::RwLock<std::collections::HashMap<TenantKey, TenantRow>>,
 }
+
+/// (org id, account number): the org id alone when there is one.
+type TenantKey = (Option<String>, Option<String>);
 
 const TENANT_CACHE_CAPACITY: usize = 100_000;
 
 impl TenantCache {
-    fn key(identity: &RequestIdentity) -> (Option<String>, Option<String>) {
+    fn key(identity: &RequestIdentity) -> TenantKey {
         // Lookups go by org id when there is one, so the account does not split the key.
         match &identity.org_id {
             Some(org) => (Some(org.clone()), None),

@@ -13,7 +13,10 @@ use serde::{Deserialize, Serialize};
 
 use crate::{
     error::{Error, Result},
-    resources::authentications::{self, InternalAuthentication},
+    resources::{
+        authentications::{self, InternalAuthentication},
+        secrets::{self, Secret},
+    },
     state::AppState,
     tenant::Writer,
 };
@@ -59,6 +62,30 @@ async fn get_authentication(
         "internal authentication read"
     );
     Ok(Json(InternalAuthentication::new(row, password)))
+}
+
+/// A secret with its password.
+#[derive(Debug, Serialize)]
+struct InternalSecret {
+    #[serde(flatten)]
+    secret: Secret,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    password: Option<String>,
+}
+
+/// GET /secrets/{id}: the secret with its decrypted password.
+async fn get_secret(
+    PathId(id): PathId,
+    State(state): State<AppState>,
+    Writer(tenant): Writer,
+) -> Result<Json<InternalSecret>> {
+    let mut conn = state.db.acquire().await?;
+    let row = secrets::find(&mut conn, &tenant, id.get()).await?;
+    let password = secrets::password(&mut conn, &state.secrets, tenant.id, row.id).await?;
+    Ok(Json(InternalSecret {
+        secret: row.into(),
+        password,
+    }))
 }
 
 static SOURCES: Table = Table {
@@ -128,4 +155,5 @@ pub fn router() -> Router<AppState> {
     Router::new()
         .route("/authentications/{id}", get(get_authentication))
         .route("/sources", get(list_sources))
+        .route("/secrets/{id}", get(get_secret))
 }

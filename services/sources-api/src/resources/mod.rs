@@ -8,6 +8,8 @@ pub mod authentications;
 pub mod bulk_create;
 pub mod endpoints;
 pub mod internal;
+pub mod rhc_connections;
+pub mod secrets;
 pub mod source_types;
 pub mod sources;
 
@@ -27,4 +29,6 @@ pub fn router() -> OpenApiRouter<AppState> {
         .merge(endpoints::router())
         .merge(application_authentications::router())
         .merge(bulk_create::router())
+        .merge(rhc_connections::router())
+        .merge(secrets::router())
 }

@@ -24,6 +24,7 @@ use crate::{
         applications::{self, Application, ApplicationRow},
         authentications::{self, Authentication, AuthenticationRow},
         endpoints::{self, Endpoint, EndpointRow},
+        rhc_connections::{self, RhcConnection},
         source_types,
     },
     state::AppState,
@@ -465,7 +466,7 @@ async fn edit(
 
 /// Deletes a source and everything under it, recording sources-api-go's cascade:
 /// ApplicationAuthentication.destroy*, Application.destroy*, Endpoint.destroy*,
-/// Source.destroy, then Authentication.destroy* for every authentication of the source.
+/// RhcConnection.destroy* (connections no other source uses), Source.destroy, then Authentication.destroy* for every authentication of the source.
 async fn delete_cascade(
     conn: &mut PgConnection,
     tenant: &Tenant,
@@ -493,6 +494,7 @@ async fn delete_cascade(
             .bind(source.id)
             .fetch_all(&mut *conn)
             .await?;
+    let connections = rhc_connections::delete_for_source(conn, tenant, source.id).await?;
     sqlx::query("DELETE FROM sources WHERE id = $1")
         .bind(source.id)
         .execute(&mut *conn)
@@ -515,6 +517,7 @@ async fn delete_cascade(
     for e in sorted(endpoints, |r| r.id) {
         events.push(Event::new("Endpoint.destroy", e.to_event(tenant)));
     }
+    events.extend(connections);
     events.push(Event::new("Source.destroy", source.to_event(tenant)));
     for a in sorted(auths, |r| r.id) {
         events.push(Event::new("Authentication.destroy", a.to_event(tenant)));
@@ -667,6 +670,31 @@ async fn list_endpoints(
     endpoints::fetch(&state, scopes, &params).await.map(Json)
 }
 
+/// List a source's Red Hat Connector connections.
+#[utoipa::path(get, path = "/sources/{source_id}/rhc_connections", tag = "sources",
+    params(("source_id" = String, Path, description = "Source id"), ListQueryDoc),
+    responses((status = 200, body = Collection<RhcConnection>), (status = 400, body = ErrorDocument),
+        (status = 401, body = ErrorDocument), (status = 404, body = ErrorDocument)))]
+async fn list_rhc_connections(
+    PathId(id): PathId,
+    State(state): State<AppState>,
+    tenant: Tenant,
+    params: ListParams,
+) -> Result<Json<Collection<RhcConnection>>> {
+    ensure(&state, &tenant, id.get()).await?;
+    let scopes = vec![
+        Scope::eq("t.tenant_id = ", tenant.id),
+        Scope::around(
+            "t.id IN (SELECT l.rhc_connection_id FROM source_rhc_connections l WHERE l.source_id = ",
+            id.get(),
+            ")",
+        ),
+    ];
+    rhc_connections::fetch(&state, scopes, &params)
+        .await
+        .map(Json)
+}
+
 /// List every authentication of a source (always the first 100, as sources-api-go does).
 #[utoipa::path(get, path = "/sources/{source_id}/authentications", tag = "sources",
     params(("source_id" = String, Path, description = "Source id")),
@@ -718,6 +746,7 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(list_applications))
         .routes(routes!(list_endpoints))
         .routes(routes!(list_authentications))
+        .routes(routes!(list_rhc_connections))
         .routes(routes!(pause))
         .routes(routes!(unpause))
         .routes(routes!(check_availability))

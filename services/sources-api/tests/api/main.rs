@@ -15,5 +15,6 @@ mod internal;
 mod listing;
 mod openapi;
 mod ops;
+mod rhc_secrets;
 mod sources;
 mod types;
