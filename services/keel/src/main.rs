@@ -85,7 +85,7 @@ async fn up(sources: sources_api::Config) -> anyhow::Result<()> {
         println!("  health        {base}/health  {base}/readiness  {base}/metrics");
         println!("Press Ctrl-C to stop.");
     }
-    let mut services = tokio::spawn(app.run(shutdown.clone().cancelled_owned()));
+    let mut services = tokio::spawn(app.run(shutdown.clone()));
     tokio::select! {
         _ = tokio::signal::ctrl_c() => {
             tracing::info!("Ctrl-C: shutting down");

@@ -1,11 +1,17 @@
-use std::{future::Future, net::SocketAddr, sync::Arc};
+use std::{
+    net::SocketAddr,
+    sync::{Arc, atomic::Ordering},
+    time::Duration,
+};
 
 use anyhow::Context as _;
 use axum::{Router, http::header, routing::get};
 use keel_db::Owner;
+use keel_events::{ConsumerConfig, Relay, Transport, relay::RelayStatus};
 use keel_http::{AuthPolicy, ops};
 use sqlx::{PgPool, migrate::Migrator};
 use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
 use utoipa::OpenApi as _;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_swagger_ui::{Config as SwaggerConfig, SwaggerUi};
@@ -17,6 +23,7 @@ use crate::{
     openapi::{self, ApiDoc, CANONICAL_PREFIX},
     resources, seed,
     state::AppState,
+    stream,
 };
 
 /// The `sources` schema's migrations, embedded at build time.
@@ -59,7 +66,7 @@ fn api() -> OpenApiRouter<AppState> {
 
 /// The whole HTTP surface: the API under every prefix, its OpenAPI documents, the docs UI and
 /// the operational routes.
-pub fn router(state: AppState) -> Router {
+pub fn router(state: AppState, readiness: ops::Readiness) -> Router {
     let (api, doc) = split_api();
     let mut app = Router::new();
     for prefix in PREFIXES {
@@ -82,7 +89,6 @@ pub fn router(state: AppState) -> Router {
         );
         app = app.nest(prefix, served);
     }
-    let readiness = ops::Readiness::default().with_postgres(state.db.clone());
     let internal = resources::internal::router();
     for prefix in resources::internal::PREFIXES {
         app = app.nest(prefix, internal.clone());
@@ -102,6 +108,7 @@ pub fn router(state: AppState) -> Router {
 pub async fn prepare_database(config: &Config) -> anyhow::Result<PgPool> {
     keel_db::ensure_database(&config.database_url).await?;
     keel_db::migrate(&config.database_url, OWNER).await?;
+    keel_db::migrate(&config.database_url, keel_events::OWNER).await?;
     let db = keel_db::connect(
         &config.database_url,
         OWNER.schema,
@@ -121,6 +128,9 @@ pub struct App {
     listener: TcpListener,
     router: Router,
     db: PgPool,
+    state: AppState,
+    config: Config,
+    relay: Arc<RelayStatus>,
 }
 
 impl App {
@@ -148,10 +158,24 @@ impl App {
         let listener = TcpListener::bind((config.host, config.port))
             .await
             .with_context(|| format!("cannot listen on {}:{}", config.host, config.port))?;
+        let relay = Arc::new(RelayStatus::default());
+        let transport = Transport::from_brokers(config.kafka_brokers.as_deref());
+        let readiness = ops::Readiness::default()
+            .with_postgres(db.clone())
+            .with_check("event_stream", {
+                let relay = relay.clone();
+                move || {
+                    let (relay, transport) = (relay.clone(), transport.clone());
+                    async move { relay_health(&transport, &relay) }
+                }
+            });
         Ok(Self {
             listener,
-            router: router(state),
+            router: router(state.clone(), readiness),
             db,
+            state,
+            config: config.clone(),
+            relay,
         })
     }
 
@@ -166,20 +190,115 @@ impl App {
     }
 
     /// Serves until `shutdown` resolves, then finishes in-flight requests.
-    pub async fn run(
-        self,
-        shutdown: impl Future<Output = ()> + Send + 'static,
-    ) -> anyhow::Result<()> {
-        tracing::info!(address = %self.local_addr(), "sources-api listening");
-        ops::serve(
+    /// Serves HTTP, relays the outbox (Kafka) and consumes status messages until `shutdown`;
+    /// then finishes in-flight requests and messages.
+    pub async fn run(self, shutdown: CancellationToken) -> anyhow::Result<()> {
+        let transport = Transport::from_brokers(self.config.kafka_brokers.as_deref());
+        tracing::info!(address = %self.local_addr(), transport = transport.name(), "sources-api listening");
+        let mut tasks = tokio::task::JoinSet::new();
+        if let Transport::Kafka { brokers } = &transport {
+            let relay = Relay {
+                db: self.db.clone(),
+                outbox: stream::OUTBOX,
+                producer: keel_events::kafka::producer(brokers)?,
+                batch: 2000,
+                status: self.relay.clone(),
+            };
+            let (brokers, partitions, replication) = (
+                brokers.clone(),
+                self.config.kafka_topic_partitions,
+                self.config.kafka_topic_replication,
+            );
+            let stop = shutdown.clone();
+            tasks.spawn(async move {
+                ensure_topics(&brokers, partitions, replication, &stop).await;
+                relay.run(stop).await;
+                Ok(())
+            });
+            tasks.spawn(report_relay_lag(self.db.clone(), shutdown.clone()));
+        }
+        let handler = Arc::new(stream::StatusHandler {
+            state: self.state.clone(),
+        });
+        let consumer = keel_events::consumer::run(
+            transport.clone(),
+            self.db.clone(),
+            stream::OUTBOX,
+            ConsumerConfig::new(stream::STATUS_GROUP, &[stream::STATUS_TOPIC]),
+            handler,
+            shutdown.clone(),
+        );
+        tasks.spawn(consumer);
+        let served = ops::serve(
             self.listener,
             self.router,
             &["/api/sources/v3.1/docs/"],
-            shutdown,
+            shutdown.clone().cancelled_owned(),
         )
         .await
-        .context("serving HTTP")?;
+        .context("serving HTTP");
+        shutdown.cancel();
+        while let Some(done) = tasks.join_next().await {
+            if let Ok(Err(e)) = done {
+                tracing::error!(error = ?e, "background task failed");
+            }
+        }
         self.db.close().await;
-        Ok(())
+        served
+    }
+}
+
+/// Creates the topics Keel publishes to and consumes, retrying until Kafka answers.
+async fn ensure_topics(brokers: &str, partitions: i32, replication: i32, stop: &CancellationToken) {
+    let topics = [crate::events::EVENT_STREAM_TOPIC, stream::STATUS_TOPIC];
+    let mut delay = Duration::from_millis(200);
+    while !stop.is_cancelled() {
+        match keel_events::kafka::ensure_topics(brokers, &topics, partitions, replication).await {
+            Ok(()) => return,
+            Err(e) => tracing::warn!(error = %e, "cannot create topics yet"),
+        }
+        tokio::select! {
+            _ = stop.cancelled() => return,
+            _ = tokio::time::sleep(delay) => {}
+        }
+        delay = (delay * 2).min(Duration::from_secs(10));
+    }
+}
+
+/// Ready while the relay keeps up: it must have succeeded within the last 30 seconds.
+fn relay_health(transport: &Transport, relay: &RelayStatus) -> Result<(), String> {
+    if matches!(transport, Transport::Embedded) {
+        return Ok(());
+    }
+    let last = relay.last_success.load(Ordering::Relaxed);
+    let now = chrono::Utc::now().timestamp();
+    let failures = relay.failures.load(Ordering::Relaxed);
+    if last == 0 {
+        return Err("the outbox relay has not reached Kafka yet".to_owned());
+    }
+    if now - last > 30 {
+        return Err(format!(
+            "the outbox relay has failed for {}s ({failures} attempts)",
+            now - last
+        ));
+    }
+    Ok(())
+}
+
+/// Publishes the relay's lag as gauges: rows pending and the age of the oldest.
+async fn report_relay_lag(db: PgPool, shutdown: CancellationToken) -> anyhow::Result<()> {
+    let mut tick = tokio::time::interval(Duration::from_secs(5));
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => return Ok(()),
+            _ = tick.tick() => {}
+        }
+        match stream::OUTBOX.relay_lag(&db).await {
+            Ok((pending, oldest)) => {
+                metrics::gauge!("outbox_relay_pending_rows").set(pending as f64);
+                metrics::gauge!("outbox_relay_oldest_seconds").set(oldest);
+            }
+            Err(e) => tracing::warn!(error = %e, "cannot measure the relay lag"),
+        }
     }
 }

@@ -51,6 +51,19 @@ pub struct Config {
     #[arg(long, env = "ENCRYPTION_KEY", hide_env_values = true)]
     pub encryption_key: Option<String>,
 
+    /// Kafka bootstrap servers. Unset: events stay in PostgreSQL and consumers read the outbox
+    /// as a log (the embedded transport).
+    #[arg(long, env = "KAFKA_BROKERS")]
+    pub kafka_brokers: Option<String>,
+
+    /// Partitions of the topics Keel creates when they are missing.
+    #[arg(long, env = "KAFKA_TOPIC_PARTITIONS", default_value_t = 3)]
+    pub kafka_topic_partitions: i32,
+
+    /// Replication factor of the topics Keel creates.
+    #[arg(long, env = "KAFKA_TOPIC_REPLICATION", default_value_t = 1)]
+    pub kafka_topic_replication: i32,
+
     /// `<APP>_AVAILABILITY_CHECK_URL` targets by `<APP>`; read from the environment at start
     /// and merged under these.
     #[arg(skip)]
@@ -70,6 +83,9 @@ impl Config {
             source_type_skip_list: Vec::new(),
             application_type_skip_list: Vec::new(),
             encryption_key: None,
+            kafka_brokers: None,
+            kafka_topic_partitions: 3,
+            kafka_topic_replication: 1,
             availability_check_urls: HashMap::new(),
         }
     }

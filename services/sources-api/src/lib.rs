@@ -26,6 +26,8 @@ pub mod resources;
 pub mod seed;
 /// Shared state handed to every handler.
 pub mod state;
+/// The outbox on the event stream, and the availability status consumer.
+pub mod stream;
 /// The tenant of a request, found or created from its identity.
 pub mod tenant;
 /// Wire formats: ids as strings, whole-second RFC 3339 timestamps.

@@ -13,8 +13,11 @@ async fn main() -> anyhow::Result<()> {
     let _telemetry = keel_telemetry::init("sources-api")?;
     let args = Args::parse();
     let app = sources_api::App::build(&args.config).await?;
-    app.run(async {
+    let shutdown = tokio_util::sync::CancellationToken::new();
+    let stop = shutdown.clone();
+    tokio::spawn(async move {
         let _ = tokio::signal::ctrl_c().await;
-    })
-    .await
+        stop.cancel();
+    });
+    app.run(shutdown).await
 }

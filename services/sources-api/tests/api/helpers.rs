@@ -4,7 +4,7 @@ use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 use sources_api::{App, Config, OWNER};
 use sqlx::PgPool;
-use tokio::sync::oneshot;
+use tokio_util::sync::CancellationToken;
 
 pub const PSK: &str = "test-psk";
 pub const PREFIX: &str = "/api/sources/v3.1";
@@ -22,7 +22,7 @@ pub struct TestApp {
     pub client: reqwest::Client,
     pub database_url: String,
     pub encryption_key: String,
-    stop: Option<oneshot::Sender<()>>,
+    stop: CancellationToken,
     server: Option<tokio::task::JoinHandle<anyhow::Result<()>>>,
     /// Dropped last: removes the database.
     database: Option<TestDatabase>,
@@ -94,17 +94,15 @@ impl TestApp {
         let app = App::build(&config).await.expect("app builds");
         let base = format!("http://{}", app.local_addr());
         let db = app.db().clone();
-        let (stop, stopped) = oneshot::channel::<()>();
-        let server = tokio::spawn(app.run(async {
-            let _ = stopped.await;
-        }));
+        let stop = CancellationToken::new();
+        let server = tokio::spawn(app.run(stop.clone()));
         Self {
             base,
             db,
             client: reqwest::Client::new(),
             database_url: config.database_url.clone(),
             encryption_key: config.encryption_key.clone().unwrap_or_default(),
-            stop: Some(stop),
+            stop,
             server: Some(server),
             database: Some(database),
         }
@@ -112,7 +110,7 @@ impl TestApp {
 
     /// Stops the server and starts a new one on the same database (e.g. to re-run seeding).
     pub async fn restart(mut self, configure: impl FnOnce(&mut Config)) -> Self {
-        self.stop.take().map(|s| s.send(()));
+        self.stop.cancel();
         if let Some(server) = self.server.take() {
             server.await.unwrap().unwrap();
         }
@@ -261,9 +259,7 @@ fn is_ops(path: &str) -> bool {
 
 impl Drop for TestApp {
     fn drop(&mut self) {
-        if let Some(stop) = self.stop.take() {
-            let _ = stop.send(());
-        }
+        self.stop.cancel();
     }
 }
 

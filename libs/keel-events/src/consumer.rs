@@ -1,0 +1,395 @@
+//! Consumers. A handler is called for each message, in order within a partition (partitions in
+//! parallel), and answers:
+//! - [`Outcome::Done`]: committed (Kafka: offset + 1; embedded: the position).
+//! - [`Outcome::Retry`]: called again for the same message after a backoff; nothing later in
+//!   that partition is handled meanwhile.
+//! - [`Outcome::Fail`]: written to `keel_events.dead_letters` with the reason, then committed.
+//!
+//! Delivery is at-least-once: a message can be seen again after a crash or a rebalance, so
+//! handlers must be idempotent. Shutdown finishes the message in hand and commits it.
+
+use std::{collections::HashMap, future::Future, sync::Arc, time::Duration};
+
+use rdkafka::{
+    Message as _, Offset, TopicPartitionList,
+    consumer::{CommitMode, Consumer as _, StreamConsumer},
+    message::Headers as _,
+};
+use sqlx::PgPool;
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+use tracing::Instrument as _;
+
+use crate::{
+    Transport,
+    message::Message,
+    outbox::{Outbox, Position},
+};
+
+/// What a handler decided about a message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    Done,
+    Retry(String),
+    Fail(String),
+}
+
+/// Handles messages; called from one task per partition.
+pub trait Handler: Send + Sync + 'static {
+    fn handle(&self, message: &Message) -> impl Future<Output = Outcome> + Send;
+}
+
+#[derive(Debug, Clone)]
+pub struct ConsumerConfig {
+    pub group: String,
+    pub topics: Vec<String>,
+    /// First retry delay; doubles up to `retry_max`.
+    pub retry_base: Duration,
+    pub retry_max: Duration,
+    /// Embedded log only: how often to look for new rows when idle.
+    pub poll_interval: Duration,
+}
+
+impl ConsumerConfig {
+    pub fn new(group: impl Into<String>, topics: &[&str]) -> Self {
+        Self {
+            group: group.into(),
+            topics: topics.iter().map(|t| (*t).to_owned()).collect(),
+            retry_base: Duration::from_millis(200),
+            retry_max: Duration::from_secs(30),
+            poll_interval: Duration::from_millis(50),
+        }
+    }
+}
+
+/// Runs the consumer until `shutdown`.
+pub async fn run<H: Handler>(
+    transport: Transport,
+    db: PgPool,
+    outbox: Outbox,
+    config: ConsumerConfig,
+    handler: Arc<H>,
+    shutdown: CancellationToken,
+) -> anyhow::Result<()> {
+    let span = tracing::info_span!("consumer", group = %config.group, transport = transport.name());
+    match transport {
+        Transport::Kafka { brokers } => {
+            run_kafka(&brokers, db, config, handler, shutdown)
+                .instrument(span)
+                .await
+        }
+        Transport::Embedded => {
+            run_embedded(db, outbox, config, handler, shutdown)
+                .instrument(span)
+                .await
+        }
+    }
+}
+
+/// Calls the handler until it is done with the message or shutdown; returns whether the
+/// message may be committed (false only when shutdown interrupted a retry).
+async fn settle<H: Handler>(
+    handler: &H,
+    db: &PgPool,
+    config: &ConsumerConfig,
+    message: &Message,
+    shutdown: &CancellationToken,
+) -> bool {
+    let mut delay = config.retry_base;
+    let labels = [
+        ("group", config.group.clone()),
+        ("topic", message.topic.clone()),
+    ];
+    loop {
+        let outcome = handler
+            .handle(message)
+            .instrument(tracing::info_span!(
+                "message",
+                topic = %message.topic,
+                partition = message.partition,
+                offset = message.offset
+            ))
+            .await;
+        match outcome {
+            Outcome::Done => {
+                metrics::counter!("events_handled_total", &labels).increment(1);
+                return true;
+            }
+            Outcome::Fail(reason) => {
+                tracing::warn!(topic = %message.topic, offset = message.offset, %reason, "message dead-lettered");
+                metrics::counter!("events_dead_lettered_total", &labels).increment(1);
+                // A dead letter that cannot be written is retried like any other failure.
+                match dead_letter(db, &config.group, message, &reason).await {
+                    Ok(()) => return true,
+                    Err(e) => tracing::error!(error = %e, "cannot write the dead letter; retrying"),
+                }
+            }
+            Outcome::Retry(reason) => {
+                metrics::counter!("events_retried_total", &labels).increment(1);
+                tracing::info!(topic = %message.topic, offset = message.offset, %reason, retry_in_ms = delay.as_millis() as u64, "message will be retried");
+            }
+        }
+        tokio::select! {
+            _ = shutdown.cancelled() => return false,
+            _ = tokio::time::sleep(delay) => {}
+        }
+        delay = (delay * 2).min(config.retry_max);
+    }
+}
+
+async fn dead_letter(
+    db: &PgPool,
+    group: &str,
+    m: &Message,
+    reason: &str,
+) -> Result<(), sqlx::Error> {
+    let headers: Vec<[String; 2]> = m
+        .headers
+        .iter()
+        .map(|(k, v)| [k.clone(), String::from_utf8_lossy(v).into_owned()])
+        .collect();
+    sqlx::query(
+        "INSERT INTO keel_events.dead_letters (group_id, topic, partition, \"offset\", key, headers, payload, error) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+    )
+    .bind(group)
+    .bind(&m.topic)
+    .bind(m.partition)
+    .bind(m.offset)
+    .bind(&m.key)
+    .bind(sqlx::types::Json(headers))
+    .bind(&m.payload)
+    .bind(reason)
+    .execute(db)
+    .await?;
+    Ok(())
+}
+
+// ---------------------------------------------------------------------------------------------
+// Kafka
+
+fn to_message(m: &rdkafka::message::BorrowedMessage<'_>) -> Message {
+    let headers = m
+        .headers()
+        .map(|hs| {
+            hs.iter()
+                .map(|h| {
+                    (
+                        h.key.to_owned(),
+                        h.value.map(<[u8]>::to_vec).unwrap_or_default(),
+                    )
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    Message {
+        topic: m.topic().to_owned(),
+        partition: m.partition(),
+        offset: m.offset(),
+        key: m.key().map(<[u8]>::to_vec),
+        headers,
+        payload: m.payload().map(<[u8]>::to_vec).unwrap_or_default(),
+    }
+}
+
+fn commit(consumer: &StreamConsumer, m: &Message, mode: CommitMode) {
+    let mut tpl = TopicPartitionList::new();
+    // The next offset to read: exactly the handled offset + 1.
+    if tpl
+        .add_partition_offset(&m.topic, m.partition, Offset::Offset(m.offset + 1))
+        .is_ok()
+        && let Err(e) = consumer.commit(&tpl, mode)
+    {
+        // After a rebalance the partition may belong to another member: it re-reads from the
+        // last commit, which is at-least-once, not a loss.
+        tracing::warn!(error = %e, topic = %m.topic, partition = m.partition, "commit refused");
+    }
+}
+
+async fn run_kafka<H: Handler>(
+    brokers: &str,
+    db: PgPool,
+    config: ConsumerConfig,
+    handler: Arc<H>,
+    shutdown: CancellationToken,
+) -> anyhow::Result<()> {
+    let consumer = Arc::new(crate::kafka::consumer(brokers, &config.group)?);
+    let topics: Vec<&str> = config.topics.iter().map(String::as_str).collect();
+    consumer.subscribe(&topics)?;
+    tracing::info!(topics = ?config.topics, "consumer subscribed");
+
+    // One worker per partition keeps a partition in order while partitions run in parallel.
+    let mut workers: HashMap<(String, i32), mpsc::UnboundedSender<Message>> = HashMap::new();
+    let mut tasks = tokio::task::JoinSet::new();
+    let config = Arc::new(config);
+    loop {
+        let received = tokio::select! {
+            _ = shutdown.cancelled() => break,
+            received = consumer.recv() => received,
+        };
+        let message = match received {
+            Ok(m) => to_message(&m),
+            Err(e) => {
+                tracing::warn!(error = %e, "Kafka receive error");
+                tokio::time::sleep(Duration::from_millis(200)).await;
+                continue;
+            }
+        };
+        let key = (message.topic.clone(), message.partition);
+        let sender = workers.entry(key).or_insert_with(|| {
+            let (tx, mut rx) = mpsc::unbounded_channel::<Message>();
+            let (consumer, handler, db, config, shutdown) = (
+                consumer.clone(),
+                handler.clone(),
+                db.clone(),
+                config.clone(),
+                shutdown.clone(),
+            );
+            tasks.spawn(async move {
+                let mut last: Option<Message> = None;
+                while let Some(m) = rx.recv().await {
+                    if !settle(&*handler, &db, &config, &m, &shutdown).await {
+                        break;
+                    }
+                    commit(&consumer, &m, CommitMode::Async);
+                    last = Some(m);
+                }
+                // What was handled is committed for certain before the worker ends.
+                if let Some(m) = last {
+                    commit(&consumer, &m, CommitMode::Sync);
+                }
+            });
+            tx
+        });
+        if sender.send(message).is_err() {
+            tracing::warn!("a partition worker stopped early");
+        }
+    }
+    // Let each worker finish the message in hand, then commit.
+    workers.clear();
+    while tasks.join_next().await.is_some() {}
+    tracing::info!("consumer stopped");
+    Ok(())
+}
+
+// ---------------------------------------------------------------------------------------------
+// Embedded log
+
+async fn load_position(
+    db: &PgPool,
+    outbox: Outbox,
+    group: &str,
+    topic: &str,
+) -> Result<Position, sqlx::Error> {
+    let stored: Option<(i64, i64)> = sqlx::query_as(
+        "SELECT txid, outbox_id FROM keel_events.consumer_positions WHERE group_id = $1 AND topic = $2",
+    )
+    .bind(group)
+    .bind(topic)
+    .fetch_optional(db)
+    .await?;
+    let _ = outbox;
+    // A new group reads from the beginning, like `auto.offset.reset=earliest`.
+    Ok(stored.map_or(Position::default(), |(txid, id)| Position { txid, id }))
+}
+
+async fn store_position(
+    db: &PgPool,
+    group: &str,
+    topic: &str,
+    p: Position,
+) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "INSERT INTO keel_events.consumer_positions (group_id, topic, txid, outbox_id) \
+         VALUES ($1, $2, $3, $4) ON CONFLICT (group_id, topic) DO UPDATE \
+         SET txid = excluded.txid, outbox_id = excluded.outbox_id, updated_at = now()",
+    )
+    .bind(group)
+    .bind(topic)
+    .bind(p.txid)
+    .bind(p.id)
+    .execute(db)
+    .await?;
+    Ok(())
+}
+
+async fn run_embedded<H: Handler>(
+    db: PgPool,
+    outbox: Outbox,
+    config: ConsumerConfig,
+    handler: Arc<H>,
+    shutdown: CancellationToken,
+) -> anyhow::Result<()> {
+    // Each topic is one partition of the log, read by its own task.
+    let mut tasks = tokio::task::JoinSet::new();
+    let config = Arc::new(config);
+    for topic in config.topics.clone() {
+        let (db, handler, config, shutdown) = (
+            db.clone(),
+            handler.clone(),
+            config.clone(),
+            shutdown.clone(),
+        );
+        tasks.spawn(async move {
+            let mut position = loop {
+                match load_position(&db, outbox, &config.group, &topic).await {
+                    Ok(p) => break p,
+                    Err(e) => {
+                        tracing::warn!(error = %e, "cannot read the consumer position");
+                        tokio::select! {
+                            _ = shutdown.cancelled() => return,
+                            _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+                        }
+                    }
+                }
+            };
+            let topics = vec![topic.clone()];
+            'outer: while !shutdown.is_cancelled() {
+                let rows = match outbox.read(&db, Some(&topics), position, false, 500).await {
+                    Ok(rows) => rows,
+                    Err(e) => {
+                        tracing::warn!(error = %e, "cannot read the log");
+                        Vec::new()
+                    }
+                };
+                if rows.is_empty() {
+                    tokio::select! {
+                        _ = shutdown.cancelled() => break,
+                        _ = tokio::time::sleep(config.poll_interval) => {}
+                    }
+                    continue;
+                }
+                for row in rows {
+                    let message = Message {
+                        topic: row.topic.clone(),
+                        partition: 0,
+                        offset: row.id,
+                        key: Some(row.key.clone().into_bytes()),
+                        headers: row
+                            .headers
+                            .0
+                            .iter()
+                            .map(|[k, v]| (k.clone(), v.clone().into_bytes()))
+                            .collect(),
+                        payload: row.payload.clone().into_bytes(),
+                    };
+                    if !settle(&*handler, &db, &config, &message, &shutdown).await {
+                        break 'outer;
+                    }
+                    position = row.position();
+                    // Committed after each message: a restart repeats at most the one in hand.
+                    while let Err(e) = store_position(&db, &config.group, &topic, position).await {
+                        tracing::warn!(error = %e, "cannot store the consumer position; retrying");
+                        tokio::select! {
+                            _ = shutdown.cancelled() => break 'outer,
+                            _ = tokio::time::sleep(Duration::from_millis(500)) => {}
+                        }
+                    }
+                }
+            }
+        });
+    }
+    while tasks.join_next().await.is_some() {}
+    tracing::info!("consumer stopped");
+    Ok(())
+}

@@ -1,0 +1,69 @@
+use std::time::Duration;
+
+use anyhow::Context as _;
+use rdkafka::{
+    ClientConfig,
+    admin::{AdminClient, AdminOptions, NewTopic, TopicReplication},
+    client::DefaultClientContext,
+    consumer::StreamConsumer,
+    error::RDKafkaErrorCode,
+    producer::FutureProducer,
+};
+
+/// A producer that waits for every in-sync replica (`acks=all`) and keeps order within a
+/// partition across retries (one request in flight per connection).
+pub fn producer(brokers: &str) -> anyhow::Result<FutureProducer> {
+    ClientConfig::new()
+        .set("bootstrap.servers", brokers)
+        .set("acks", "all")
+        .set("max.in.flight.requests.per.connection", "1")
+        .set("linger.ms", "5")
+        .set("batch.num.messages", "10000")
+        .set("queue.buffering.max.messages", "200000")
+        .set("message.timeout.ms", "30000")
+        .set("socket.connection.setup.timeout.ms", "5000")
+        .create()
+        .context("creating the Kafka producer")
+}
+
+/// A group member that commits by hand; a new group starts from the earliest offset so
+/// nothing published before it joined is missed.
+pub fn consumer(brokers: &str, group: &str) -> anyhow::Result<StreamConsumer> {
+    ClientConfig::new()
+        .set("bootstrap.servers", brokers)
+        .set("group.id", group)
+        .set("enable.auto.commit", "false")
+        .set("enable.auto.offset.store", "false")
+        .set("auto.offset.reset", "earliest")
+        .set("enable.partition.eof", "false")
+        .set("session.timeout.ms", "10000")
+        .set("heartbeat.interval.ms", "1000")
+        .create()
+        .context("creating the Kafka consumer")
+}
+
+/// Creates the topics that are missing (the test broker never auto-creates them).
+pub async fn ensure_topics(
+    brokers: &str,
+    topics: &[&str],
+    partitions: i32,
+    replication: i32,
+) -> anyhow::Result<()> {
+    let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
+        .set("bootstrap.servers", brokers)
+        .create()
+        .context("creating the Kafka admin client")?;
+    let new: Vec<NewTopic<'_>> = topics
+        .iter()
+        .map(|t| NewTopic::new(t, partitions, TopicReplication::Fixed(replication)))
+        .collect();
+    let options = AdminOptions::new().operation_timeout(Some(Duration::from_secs(10)));
+    for result in admin.create_topics(&new, &options).await? {
+        match result {
+            Ok(topic) => tracing::info!(%topic, partitions, "created topic"),
+            Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => {}
+            Err((topic, code)) => anyhow::bail!("creating topic {topic}: {code}"),
+        }
+    }
+    Ok(())
+}
