@@ -248,6 +248,9 @@ async fn run_kafka<H: Handler>(
             tasks.spawn(async move {
                 let mut last: Option<Message> = None;
                 while let Some(m) = rx.recv().await {
+                    if shutdown.is_cancelled() {
+                        break;
+                    }
                     if !settle(&*handler, &db, &config, &m, &shutdown).await {
                         break;
                     }
@@ -313,6 +316,39 @@ async fn store_position(
     Ok(())
 }
 
+/// Takes `pg_advisory_lock(group, topic)` on a dedicated connection, held for as long as the
+/// returned connection lives; `None` on shutdown.
+async fn hold_member_lock(
+    db: &PgPool,
+    group: &str,
+    topic: &str,
+    shutdown: &CancellationToken,
+) -> Option<sqlx::PgConnection> {
+    loop {
+        let attempt = async {
+            let mut conn = db.acquire().await?;
+            let got: bool =
+                sqlx::query_scalar("SELECT pg_try_advisory_lock(hashtext($1), hashtext($2))")
+                    .bind(group)
+                    .bind(topic)
+                    .fetch_one(&mut *conn)
+                    .await?;
+            // Detached: the connection closes when dropped, which releases the lock, instead
+            // of going back to the pool still holding it.
+            Ok::<_, sqlx::Error>(got.then(|| conn.detach()))
+        };
+        match attempt.await {
+            Ok(Some(conn)) => return Some(conn),
+            Ok(None) => {}
+            Err(e) => tracing::warn!(error = %e, "cannot take the group lock"),
+        }
+        tokio::select! {
+            _ = shutdown.cancelled() => return None,
+            _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+        }
+    }
+}
+
 async fn run_embedded<H: Handler>(
     db: PgPool,
     outbox: Outbox,
@@ -331,6 +367,10 @@ async fn run_embedded<H: Handler>(
             shutdown.clone(),
         );
         tasks.spawn(async move {
+            // One member per group reads a topic of the log; others wait as standbys.
+            let Some(_lock) = hold_member_lock(&db, &config.group, &topic, &shutdown).await else {
+                return;
+            };
             let mut position = loop {
                 match load_position(&db, outbox, &config.group, &topic).await {
                     Ok(p) => break p,
@@ -360,6 +400,9 @@ async fn run_embedded<H: Handler>(
                     continue;
                 }
                 for row in rows {
+                    if shutdown.is_cancelled() {
+                        break 'outer;
+                    }
                     let message = Message {
                         topic: row.topic.clone(),
                         partition: 0,

@@ -50,7 +50,7 @@ impl Relay {
     /// Runs until `shutdown`; returns after the batch in flight is settled.
     pub async fn run(self, shutdown: CancellationToken) {
         // One relay per outbox: replicas wait on a session advisory lock held for the run.
-        let mut lock = loop {
+        let lock = loop {
             match self.acquire_lock().await {
                 Ok(Some(conn)) => break conn,
                 Ok(None) => {}
@@ -109,21 +109,18 @@ impl Relay {
                 }
             }
         }
-        let _ = sqlx::query("SELECT pg_advisory_unlock_all()")
-            .execute(&mut *lock)
-            .await;
+        let _ = sqlx::Connection::close(lock).await;
         tracing::info!("outbox relay stopped");
     }
 
-    async fn acquire_lock(
-        &self,
-    ) -> Result<Option<sqlx::pool::PoolConnection<sqlx::Postgres>>, sqlx::Error> {
+    /// A dedicated connection holding the relay lock; it closes (releasing the lock) on drop.
+    async fn acquire_lock(&self) -> Result<Option<sqlx::PgConnection>, sqlx::Error> {
         let mut conn = self.db.acquire().await?;
         let got: bool = sqlx::query_scalar("SELECT pg_try_advisory_lock(hashtext($1))")
             .bind(format!("keel.relay.{}", self.outbox.table))
             .fetch_one(&mut *conn)
             .await?;
-        Ok(got.then_some(conn))
+        Ok(got.then(|| conn.detach()))
     }
 
     /// Publishes the next batch after `after`; returns the new position and how many rows went.

@@ -224,7 +224,7 @@ impl App {
             transport.clone(),
             self.db.clone(),
             stream::OUTBOX,
-            ConsumerConfig::new(stream::STATUS_GROUP, &[stream::STATUS_TOPIC]),
+            ConsumerConfig::new(&self.config.status_consumer_group, &[stream::STATUS_TOPIC]),
             handler,
             shutdown.clone(),
         );

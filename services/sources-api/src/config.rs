@@ -64,6 +64,14 @@ pub struct Config {
     #[arg(long, env = "KAFKA_TOPIC_REPLICATION", default_value_t = 1)]
     pub kafka_topic_replication: i32,
 
+    /// Consumer group of the availability status consumer.
+    #[arg(
+        long,
+        env = "STATUS_CONSUMER_GROUP",
+        default_value = "sources-api-status-worker"
+    )]
+    pub status_consumer_group: String,
+
     /// `<APP>_AVAILABILITY_CHECK_URL` targets by `<APP>`; read from the environment at start
     /// and merged under these.
     #[arg(skip)]
@@ -86,6 +94,7 @@ impl Config {
             kafka_brokers: None,
             kafka_topic_partitions: 3,
             kafka_topic_replication: 1,
+            status_consumer_group: "sources-api-status-worker".to_owned(),
             availability_check_urls: HashMap::new(),
         }
     }

@@ -28,7 +28,6 @@ pub const OUTBOX: Outbox = Outbox {
 };
 
 pub const STATUS_TOPIC: &str = "platform.sources.status";
-pub const STATUS_GROUP: &str = "sources-api-status-worker";
 
 #[derive(Debug, Deserialize)]
 struct StatusMessage {

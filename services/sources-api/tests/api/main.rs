@@ -17,4 +17,5 @@ mod openapi;
 mod ops;
 mod rhc_secrets;
 mod sources;
+mod stream;
 mod types;

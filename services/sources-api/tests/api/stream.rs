@@ -1,0 +1,597 @@
+//! The event stream, one suite over both transports: Kafka (the tansu broker `scripts/test`
+//! starts, `KAFKA_BROKERS`) and the embedded log (the outbox read from PostgreSQL).
+
+use std::{
+    collections::{BTreeSet, HashMap},
+    sync::{Arc, Mutex},
+    time::Duration,
+};
+
+use keel_events::{ConsumerConfig, Handler, Message, Outcome, Transport};
+use rdkafka::{
+    ClientConfig,
+    message::{Header, OwnedHeaders},
+    producer::{FutureProducer, FutureRecord},
+};
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+use sources_api::stream::OUTBOX;
+use tokio_util::sync::CancellationToken;
+
+use crate::helpers::{As, COST, TestApp};
+
+fn brokers() -> String {
+    std::env::var("KAFKA_BROKERS").expect(
+        "KAFKA_BROKERS is not set: run the tests through scripts/test, which starts a Kafka-protocol broker",
+    )
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Via {
+    Kafka,
+    Embedded,
+}
+
+const BOTH: [Via; 2] = [Via::Kafka, Via::Embedded];
+
+impl Via {
+    fn transport(self) -> Transport {
+        match self {
+            Self::Kafka => Transport::Kafka { brokers: brokers() },
+            Self::Embedded => Transport::Embedded,
+        }
+    }
+}
+
+fn unique(prefix: &str) -> String {
+    format!("{prefix}-{}", uuid::Uuid::new_v4().simple())
+}
+
+async fn spawn(via: Via) -> TestApp {
+    TestApp::spawn_with(|c| {
+        c.status_consumer_group = unique("status");
+        if via == Via::Kafka {
+            c.kafka_brokers = Some(brokers());
+        }
+    })
+    .await
+}
+
+/// Collects the messages whose key is `key`; optionally stops the consumer after `stop_after`.
+struct Collector {
+    key: String,
+    seen: Mutex<Vec<Message>>,
+    stop_after: Option<(usize, CancellationToken)>,
+}
+
+impl Handler for Collector {
+    async fn handle(&self, message: &Message) -> Outcome {
+        if message.key_str() == Some(self.key.as_str()) {
+            let mut seen = self.seen.lock().unwrap();
+            seen.push(message.clone());
+            if let Some((n, token)) = &self.stop_after
+                && seen.len() >= *n
+            {
+                token.cancel();
+            }
+        }
+        Outcome::Done
+    }
+}
+
+/// Runs a consumer of `group` until `want` messages keyed `key` arrived (or 60 s passed).
+async fn collect(
+    app: &TestApp,
+    via: Via,
+    group: &str,
+    topics: &[&str],
+    key: &str,
+    want: usize,
+) -> Vec<Message> {
+    collect_until(app, via, group, topics, key, want, None).await
+}
+
+async fn collect_until(
+    app: &TestApp,
+    via: Via,
+    group: &str,
+    topics: &[&str],
+    key: &str,
+    want: usize,
+    stop_after: Option<usize>,
+) -> Vec<Message> {
+    let token = CancellationToken::new();
+    let collector = Arc::new(Collector {
+        key: key.to_owned(),
+        seen: Mutex::new(Vec::new()),
+        stop_after: stop_after.map(|n| (n, token.clone())),
+    });
+    let mut config = ConsumerConfig::new(group, topics);
+    config.poll_interval = Duration::from_millis(20);
+    let run = tokio::spawn(keel_events::consumer::run(
+        via.transport(),
+        app.db.clone(),
+        OUTBOX,
+        config,
+        collector.clone(),
+        token.clone(),
+    ));
+    for _ in 0..600 {
+        if collector.seen.lock().unwrap().len() >= want || token.is_cancelled() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    token.cancel();
+    run.await.unwrap().unwrap();
+    collector.seen.lock().unwrap().clone()
+}
+
+async fn wait_published(app: &TestApp) {
+    for _ in 0..600 {
+        let pending: i64 =
+            sqlx::query_scalar("SELECT count(*) FROM outbox WHERE published_at IS NULL")
+                .fetch_one(&app.db)
+                .await
+                .unwrap();
+        if pending == 0 {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("the relay did not publish the outbox within 60 s");
+}
+
+/// A few writes of every kind for one org; returns the org id.
+async fn some_writes(app: &TestApp) -> String {
+    let org = unique("org");
+    let s = app.create_source(&org, "aws", "amazon").await;
+    let sid = s["id"].as_str().unwrap();
+    app.patch(
+        &format!("/sources/{sid}"),
+        As::Org(&org),
+        &json!({"name": "aws-2"}),
+    )
+    .await;
+    let a = app
+        .create_application(&org, sid, COST, json!({"bucket": "b"}))
+        .await;
+    app.create_authentication(&org, json!({"resource_type": "Application", "resource_id": a["id"], "authtype": "arn", "username": "arn:aws:iam::1:role/r"}))
+        .await;
+    app.request(
+        reqwest::Method::POST,
+        &format!("/sources/{sid}/pause"),
+        As::Org(&org),
+        None,
+    )
+    .await;
+    // Refused: records nothing.
+    app.post(
+        "/sources",
+        As::Org(&org),
+        &json!({"name": "aws-2", "source_type_id": s["source_type_id"]}),
+    )
+    .await;
+    assert_eq!(
+        app.delete(&format!("/sources/{sid}"), As::Org(&org))
+            .await
+            .status,
+        StatusCode::NO_CONTENT
+    );
+    org
+}
+
+#[tokio::test]
+async fn every_write_arrives_with_its_key_headers_and_payload_in_order() {
+    for via in BOTH {
+        let app = spawn(via).await;
+        let org = some_writes(&app).await;
+        let expected = app.outbox().await;
+        let types: Vec<&str> = expected.iter().map(|e| e.event_type.as_str()).collect();
+        assert_eq!(
+            types,
+            [
+                "Source.create",
+                "Source.update",
+                "Application.create",
+                "Authentication.create",
+                "Source.pause",
+                "Application.pause",
+                "Application.destroy",
+                "Source.destroy",
+                "Authentication.destroy"
+            ],
+            "{via:?}: the events of the writes above"
+        );
+        if via == Via::Kafka {
+            wait_published(&app).await;
+        }
+
+        let got = collect(
+            &app,
+            via,
+            &unique("group"),
+            &["platform.sources.event-stream"],
+            &org,
+            expected.len(),
+        )
+        .await;
+
+        assert_eq!(
+            got.len(),
+            expected.len(),
+            "{via:?}: every committed event, and nothing else"
+        );
+        for (m, e) in got.iter().zip(&expected) {
+            assert_eq!(m.topic, "platform.sources.event-stream");
+            assert_eq!(m.key_str(), Some(org.as_str()), "{via:?}: keyed by org id");
+            let headers: Vec<(String, String)> = m
+                .headers
+                .iter()
+                .map(|(k, v)| (k.clone(), String::from_utf8(v.clone()).unwrap()))
+                .collect();
+            assert_eq!(headers, e.headers, "{via:?}: {} headers", e.event_type);
+            let payload: Value = serde_json::from_slice(&m.payload).unwrap();
+            assert_eq!(payload, e.payload, "{via:?}: {} payload", e.event_type);
+        }
+        let partitions: BTreeSet<i32> = got.iter().map(|m| m.partition).collect();
+        assert_eq!(
+            partitions.len(),
+            1,
+            "{via:?}: one org's events share a partition"
+        );
+        let offsets: Vec<i64> = got.iter().map(|m| m.offset).collect();
+        assert!(offsets.windows(2).all(|w| w[0] < w[1]), "{via:?}: in order");
+    }
+}
+
+#[tokio::test]
+async fn a_restarted_group_resumes_after_its_last_commit() {
+    for via in BOTH {
+        let app = spawn(via).await;
+        let org = unique("org");
+        for n in 0..12 {
+            app.create_source(&org, &format!("s{n:02}"), "amazon").await;
+        }
+        if via == Via::Kafka {
+            wait_published(&app).await;
+        }
+        let group = unique("group");
+        let topics = ["platform.sources.event-stream"];
+
+        let first = collect_until(&app, via, &group, &topics, &org, 12, Some(5)).await;
+        assert_eq!(first.len(), 5, "{via:?}: stopped after five");
+        let rest = collect(&app, via, &group, &topics, &org, 7).await;
+
+        let name = |m: &Message| {
+            serde_json::from_slice::<Value>(&m.payload).unwrap()["name"]
+                .as_str()
+                .unwrap()
+                .to_owned()
+        };
+        assert_eq!(
+            rest.len(),
+            7,
+            "{via:?}: resumed after the last commit, nothing repeated or lost"
+        );
+        assert_eq!(name(&rest[0]), "s05", "{via:?}");
+        let all: Vec<String> = first.iter().chain(&rest).map(name).collect();
+        let want: Vec<String> = (0..12).map(|n| format!("s{n:02}")).collect();
+        assert_eq!(all, want);
+    }
+}
+
+/// Handles by payload: `fail` is dead-lettered, `retry` fails twice before succeeding.
+struct Picky {
+    handled: Mutex<Vec<String>>,
+    attempts: Mutex<HashMap<String, u32>>,
+}
+
+impl Handler for Picky {
+    async fn handle(&self, message: &Message) -> Outcome {
+        let body = String::from_utf8_lossy(&message.payload).into_owned();
+        let attempt = {
+            let mut attempts = self.attempts.lock().unwrap();
+            let n = attempts.entry(body.clone()).or_default();
+            *n += 1;
+            *n
+        };
+        match body.as_str() {
+            "\"fail\"" => Outcome::Fail("nope".into()),
+            "\"retry\"" if attempt < 3 => Outcome::Retry("not yet".into()),
+            _ => {
+                self.handled.lock().unwrap().push(body);
+                Outcome::Done
+            }
+        }
+    }
+}
+
+async fn publish(
+    app: &TestApp,
+    via: Via,
+    topic: &str,
+    key: &str,
+    headers: &[(&str, &str)],
+    payloads: &[String],
+) {
+    match via {
+        Via::Kafka => {
+            keel_events::kafka::ensure_topics(&brokers(), &[topic], 3, 1)
+                .await
+                .unwrap();
+            let producer: FutureProducer = ClientConfig::new()
+                .set("bootstrap.servers", brokers())
+                .create()
+                .unwrap();
+            for p in payloads {
+                let hs = headers.iter().fold(OwnedHeaders::new(), |h, (k, v)| {
+                    h.insert(Header {
+                        key: k,
+                        value: Some(*v),
+                    })
+                });
+                producer
+                    .send(
+                        FutureRecord::to(topic).key(key).payload(p).headers(hs),
+                        Duration::from_secs(10),
+                    )
+                    .await
+                    .map_err(|(e, _)| e)
+                    .unwrap();
+            }
+        }
+        Via::Embedded => {
+            let mut conn = app.db.acquire().await.unwrap();
+            let headers: Vec<(String, String)> = headers
+                .iter()
+                .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+                .collect();
+            for p in payloads {
+                OUTBOX
+                    .append(&mut conn, topic, key, &headers, p)
+                    .await
+                    .unwrap();
+            }
+        }
+    }
+}
+
+#[tokio::test]
+async fn failures_are_dead_lettered_and_retries_hold_the_partition() {
+    for via in BOTH {
+        let app = spawn(via).await;
+        let topic = unique("keel-test");
+        let payloads: Vec<String> = ["a", "retry", "fail", "b"]
+            .iter()
+            .map(|p| json!(p).to_string())
+            .collect();
+        publish(&app, via, &topic, "k", &[("event_type", "test")], &payloads).await;
+
+        let handler = Arc::new(Picky {
+            handled: Mutex::default(),
+            attempts: Mutex::default(),
+        });
+        let token = CancellationToken::new();
+        let group = unique("group");
+        let mut config = ConsumerConfig::new(&group, &[topic.as_str()]);
+        config.retry_base = Duration::from_millis(10);
+        config.poll_interval = Duration::from_millis(20);
+        let run = tokio::spawn(keel_events::consumer::run(
+            via.transport(),
+            app.db.clone(),
+            OUTBOX,
+            config,
+            handler.clone(),
+            token.clone(),
+        ));
+        for _ in 0..600 {
+            if handler.handled.lock().unwrap().len() >= 3 {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        token.cancel();
+        run.await.unwrap().unwrap();
+
+        assert_eq!(
+            *handler.handled.lock().unwrap(),
+            ["\"a\"", "\"retry\"", "\"b\""],
+            "{via:?}: in order, b after the retried one"
+        );
+        assert_eq!(handler.attempts.lock().unwrap()["\"retry\""], 3, "{via:?}");
+        let dead: Vec<(String, String, Vec<u8>)> = sqlx::query_as(
+            "SELECT topic, error, payload FROM keel_events.dead_letters WHERE group_id = $1",
+        )
+        .bind(&group)
+        .fetch_all(&app.db)
+        .await
+        .unwrap();
+        assert_eq!(
+            dead,
+            vec![(topic.clone(), "nope".to_owned(), b"\"fail\"".to_vec())],
+            "{via:?}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn two_consumers_in_one_group_split_the_partitions() {
+    let app = spawn(Via::Kafka).await;
+    let topic = unique("keel-split");
+    keel_events::kafka::ensure_topics(&brokers(), &[topic.as_str()], 3, 1)
+        .await
+        .unwrap();
+    let group = unique("group");
+
+    struct Member {
+        seen: Mutex<Vec<(i32, String)>>,
+    }
+    impl Handler for Member {
+        async fn handle(&self, m: &Message) -> Outcome {
+            self.seen
+                .lock()
+                .unwrap()
+                .push((m.partition, m.key_str().unwrap_or_default().to_owned()));
+            Outcome::Done
+        }
+    }
+    let token = CancellationToken::new();
+    let members: Vec<Arc<Member>> = (0..2)
+        .map(|_| {
+            Arc::new(Member {
+                seen: Mutex::default(),
+            })
+        })
+        .collect();
+    let runs: Vec<_> = members
+        .iter()
+        .map(|m| {
+            tokio::spawn(keel_events::consumer::run(
+                Via::Kafka.transport(),
+                app.db.clone(),
+                OUTBOX,
+                ConsumerConfig::new(&group, &[topic.as_str()]),
+                m.clone(),
+                token.clone(),
+            ))
+        })
+        .collect();
+    // Let the group settle on both members before producing.
+    tokio::time::sleep(Duration::from_secs(8)).await;
+    let producer: FutureProducer = ClientConfig::new()
+        .set("bootstrap.servers", brokers())
+        .create()
+        .unwrap();
+    for n in 0..60 {
+        producer
+            .send(
+                FutureRecord::to(&topic)
+                    .key(&format!("key-{n}"))
+                    .payload("x"),
+                Duration::from_secs(10),
+            )
+            .await
+            .map_err(|(e, _)| e)
+            .unwrap();
+    }
+    for _ in 0..300 {
+        let total: usize = members.iter().map(|m| m.seen.lock().unwrap().len()).sum();
+        if total >= 60 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    token.cancel();
+    for run in runs {
+        run.await.unwrap().unwrap();
+    }
+    let partitions: Vec<BTreeSet<i32>> = members
+        .iter()
+        .map(|m| m.seen.lock().unwrap().iter().map(|(p, _)| *p).collect())
+        .collect();
+    let keys: BTreeSet<String> = members
+        .iter()
+        .flat_map(|m| {
+            m.seen
+                .lock()
+                .unwrap()
+                .iter()
+                .map(|(_, k)| k.clone())
+                .collect::<Vec<_>>()
+        })
+        .collect();
+    assert_eq!(keys.len(), 60, "every message handled");
+    assert!(
+        !partitions[0].is_empty() && !partitions[1].is_empty(),
+        "both members work: {partitions:?}"
+    );
+    assert!(
+        partitions[0].is_disjoint(&partitions[1]),
+        "each partition has one member: {partitions:?}"
+    );
+}
+
+#[tokio::test]
+async fn status_messages_update_resources_and_announce_it() {
+    for via in BOTH {
+        let app = spawn(via).await;
+        let org = unique("org");
+        let s = app.create_source(&org, "aws", "amazon").await;
+        let sid = s["id"].as_str().unwrap();
+        let a = app.create_application(&org, sid, COST, json!({})).await;
+        let aid = a["id"].as_str().unwrap();
+        app.clear_outbox().await;
+
+        let status = json!({"resource_type": "Application", "resource_id": aid, "status": "unavailable", "error": "bucket missing"}).to_string();
+        let bad = json!({"resource_type": "Application", "resource_id": aid, "status": "sideways"})
+            .to_string();
+        publish(
+            &app,
+            via,
+            "platform.sources.status",
+            &org,
+            &[
+                ("event_type", "availability_status"),
+                ("x-rh-sources-org-id", &org),
+            ],
+            &[bad, status],
+        )
+        .await;
+
+        let mut app_now = Value::Null;
+        for _ in 0..600 {
+            app_now = app
+                .get(&format!("/applications/{aid}"), As::Org(&org))
+                .await
+                .body;
+            if app_now["availability_status"] == "unavailable" {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        assert_eq!(app_now["availability_status"], "unavailable", "{via:?}");
+        assert_eq!(app_now["availability_status_error"], "bucket missing");
+        assert!(app_now["last_checked_at"].is_string());
+        let source = app
+            .get(&format!("/sources/{sid}"), As::Org(&org))
+            .await
+            .body;
+        assert_eq!(
+            source["availability_status"], "unavailable",
+            "{via:?}: the source follows its application"
+        );
+
+        let events: Vec<_> = app
+            .outbox()
+            .await
+            .into_iter()
+            .filter(|e| e.topic == "platform.sources.event-stream")
+            .collect();
+        let types: Vec<&str> = events.iter().map(|e| e.event_type.as_str()).collect();
+        assert_eq!(types, ["Application.update", "Records.update"], "{via:?}");
+        let records = &events[1].payload;
+        assert_eq!(records["source"]["id"], sid.parse::<i64>().unwrap());
+        assert_eq!(
+            records["applications"][0]["availability_status"],
+            "unavailable"
+        );
+        assert_eq!(
+            records["updated"]["Application"][aid],
+            json!([
+                "availability_status",
+                "availability_status_error",
+                "last_available_at",
+                "last_checked_at"
+            ])
+        );
+        let dead: i64 = sqlx::query_scalar("SELECT count(*) FROM keel_events.dead_letters WHERE topic = 'platform.sources.status' AND error LIKE 'invalid status%'")
+            .fetch_one(&app.db)
+            .await
+            .unwrap();
+        assert_eq!(
+            dead, 1,
+            "{via:?}: the invalid message is dead-lettered, the next one still handled"
+        );
+    }
+}
