@@ -47,6 +47,8 @@ enum Command {
 enum Bench {
     /// POST and GET /sources against a running sources-api, beside pgbench inserts.
     Sources(bench::SourcesBench),
+    /// The event stream: relay throughput and publish-to-consume latency, both transports.
+    Events(bench::EventsBench),
 }
 
 #[tokio::main]
@@ -63,6 +65,7 @@ async fn main() -> anyhow::Result<()> {
             up(sources).await
         }
         Command::Bench(Bench::Sources(b)) => bench::run(b).await,
+        Command::Bench(Bench::Events(b)) => bench::events(b).await,
         Command::Migrate { sources } => {
             sources_api::prepare_database(&sources).await?.close().await;
             tracing::info!("database ready");
