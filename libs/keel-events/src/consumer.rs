@@ -206,6 +206,9 @@ fn commit(consumer: &StreamConsumer, m: &Message, mode: CommitMode) {
     }
 }
 
+/// Most messages handled between two commits while a partition has a backlog.
+const COMMIT_EVERY: usize = 500;
+
 async fn run_kafka<H: Handler>(
     brokers: &str,
     db: PgPool,
@@ -247,6 +250,7 @@ async fn run_kafka<H: Handler>(
             );
             tasks.spawn(async move {
                 let mut last: Option<Message> = None;
+                let mut uncommitted = 0usize;
                 while let Some(m) = rx.recv().await {
                     if shutdown.is_cancelled() {
                         break;
@@ -254,7 +258,13 @@ async fn run_kafka<H: Handler>(
                     if !settle(&*handler, &db, &config, &m, &shutdown).await {
                         break;
                     }
-                    commit(&consumer, &m, CommitMode::Async);
+                    uncommitted += 1;
+                    // Commit when caught up, or every COMMIT_EVERY messages in a burst: a
+                    // commit per message would cost the broker a request per message.
+                    if rx.is_empty() || uncommitted >= COMMIT_EVERY {
+                        commit(&consumer, &m, CommitMode::Async);
+                        uncommitted = 0;
+                    }
                     last = Some(m);
                 }
                 // What was handled is committed for certain before the worker ends.
@@ -392,6 +402,8 @@ async fn run_embedded<H: Handler>(
                         Vec::new()
                     }
                 };
+                metrics::gauge!("events_consumer_backlog", "group" => config.group.clone(), "topic" => topic.clone())
+                    .set(rows.len() as f64);
                 if rows.is_empty() {
                     tokio::select! {
                         _ = shutdown.cancelled() => break,

@@ -21,6 +21,9 @@ pub fn producer(brokers: &str) -> anyhow::Result<FutureProducer> {
         .set("batch.num.messages", "10000")
         .set("queue.buffering.max.messages", "200000")
         .set("message.timeout.ms", "30000")
+        // A request the broker never answers is sent again after 5 s, well within the 30 s a
+        // message may take, instead of once per message timeout.
+        .set("request.timeout.ms", "5000")
         .set("socket.connection.setup.timeout.ms", "5000")
         .create()
         .context("creating the Kafka producer")

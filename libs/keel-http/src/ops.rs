@@ -16,9 +16,10 @@ use tracing::{Instrument as _, field::Empty};
 
 use crate::error::REQUEST_ID;
 
-/// One readiness check: resolves to `Err(reason)` when the dependency is not usable.
+/// One readiness check: resolves to `Ok(detail)` (e.g. `"ok"`, or figures worth showing) or
+/// `Err(reason)` when the dependency is not usable.
 pub type Check =
-    Arc<dyn Fn() -> Pin<Box<dyn Future<Output = Result<(), String>> + Send>> + Send + Sync>;
+    Arc<dyn Fn() -> Pin<Box<dyn Future<Output = Result<String, String>> + Send>> + Send + Sync>;
 
 /// The dependencies `/readiness` checks.
 #[derive(Clone, Default)]
@@ -30,7 +31,7 @@ impl Readiness {
     pub fn with_check<F, Fut>(mut self, name: &'static str, check: F) -> Self
     where
         F: Fn() -> Fut + Send + Sync + 'static,
-        Fut: Future<Output = Result<(), String>> + Send + 'static,
+        Fut: Future<Output = Result<String, String>> + Send + 'static,
     {
         self.checks
             .push((name, Arc::new(move || Box::pin(check()))));
@@ -45,7 +46,7 @@ impl Readiness {
                 sqlx::query("SELECT 1")
                     .execute(&pool)
                     .await
-                    .map(drop)
+                    .map(|_| "ok".to_owned())
                     .map_err(|e| e.to_string())
             }
         })
@@ -57,7 +58,7 @@ impl Readiness {
         for (name, check) in &self.checks {
             let outcome = tokio::time::timeout(std::time::Duration::from_secs(3), check()).await;
             let status = match outcome {
-                Ok(Ok(())) => "ok".to_owned(),
+                Ok(Ok(detail)) => detail,
                 Ok(Err(reason)) => {
                     ready = false;
                     reason

@@ -438,6 +438,43 @@ async fn relay_throughput(db: &sqlx::PgPool, brokers: &str, events: i64) -> anyh
             events as f64 / elapsed.as_secs_f64()
         );
     }
+
+    // The same events read back by a new consumer group, from the earliest offset.
+    let probe = Arc::new(LatencyProbe {
+        hist: std::sync::Mutex::new(histogram()),
+        seen: AtomicU64::new(0),
+    });
+    let stop = CancellationToken::new();
+    let start = Instant::now();
+    let consumer = tokio::spawn(keel_events::consumer::run(
+        keel_events::Transport::Kafka {
+            brokers: brokers.to_owned(),
+        },
+        db.clone(),
+        OUTBOX,
+        keel_events::ConsumerConfig::new(
+            format!("bench-{}", uuid::Uuid::new_v4().simple()),
+            &[topic.as_str()],
+        ),
+        probe.clone(),
+        stop.clone(),
+    ));
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while probe.seen.load(Ordering::Relaxed) < events as u64 && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let elapsed = start.elapsed();
+    stop.cancel();
+    consumer.await??;
+    #[expect(clippy::print_stdout)]
+    {
+        println!(
+            "consume (kafka)    {:>8} events in {:.2} s = {:>9.0} events/s (new group, from earliest, incl. joining)",
+            probe.seen.load(Ordering::Relaxed),
+            elapsed.as_secs_f64(),
+            probe.seen.load(Ordering::Relaxed) as f64 / elapsed.as_secs_f64()
+        );
+    }
     Ok(())
 }
 

@@ -163,10 +163,10 @@ impl App {
         let readiness = ops::Readiness::default()
             .with_postgres(db.clone())
             .with_check("event_stream", {
-                let relay = relay.clone();
+                let (relay, db) = (relay.clone(), db.clone());
                 move || {
-                    let (relay, transport) = (relay.clone(), transport.clone());
-                    async move { relay_health(&transport, &relay) }
+                    let (relay, transport, db) = (relay.clone(), transport.clone(), db.clone());
+                    async move { relay_health(&transport, &relay, &db).await }
                 }
             });
         Ok(Self {
@@ -265,24 +265,37 @@ async fn ensure_topics(brokers: &str, partitions: i32, replication: i32, stop: &
     }
 }
 
-/// Ready while the relay keeps up: it must have succeeded within the last 30 seconds.
-fn relay_health(transport: &Transport, relay: &RelayStatus) -> Result<(), String> {
+/// Ready while the relay keeps up: it must have succeeded within the last 30 seconds. The
+/// detail shows the lag: rows pending and the age of the oldest.
+async fn relay_health(
+    transport: &Transport,
+    relay: &RelayStatus,
+    db: &PgPool,
+) -> Result<String, String> {
     if matches!(transport, Transport::Embedded) {
-        return Ok(());
+        return Ok("embedded log (PostgreSQL)".to_owned());
     }
+    let (pending, oldest) = stream::OUTBOX
+        .relay_lag(db)
+        .await
+        .map_err(|e| format!("cannot measure the relay lag: {e}"))?;
+    let lag = format!(
+        "{pending} rows pending, oldest {oldest:.1}s, {} published",
+        relay.published.load(Ordering::Relaxed)
+    );
     let last = relay.last_success.load(Ordering::Relaxed);
     let now = chrono::Utc::now().timestamp();
     let failures = relay.failures.load(Ordering::Relaxed);
     if last == 0 {
-        return Err("the outbox relay has not reached Kafka yet".to_owned());
+        return Err(format!("the outbox relay has not reached Kafka yet; {lag}"));
     }
     if now - last > 30 {
         return Err(format!(
-            "the outbox relay has failed for {}s ({failures} attempts)",
+            "the outbox relay has failed for {}s ({failures} attempts); {lag}",
             now - last
         ));
     }
-    Ok(())
+    Ok(format!("kafka: {lag}"))
 }
 
 /// Publishes the relay's lag as gauges: rows pending and the age of the oldest.

@@ -217,6 +217,26 @@ async fn every_write_arrives_with_its_key_headers_and_payload_in_order() {
         );
         if via == Via::Kafka {
             wait_published(&app).await;
+            let ready = app.get("/readiness", As::Raw(&[])).await;
+            assert_eq!(ready.status, StatusCode::OK, "{}", ready.body);
+            let detail = ready.body["checks"]["event_stream"]
+                .as_str()
+                .unwrap()
+                .to_owned();
+            assert!(detail.starts_with("kafka: 0 rows pending"), "{detail}");
+            let metrics = app
+                .client
+                .get(format!("{}/metrics", app.base))
+                .send()
+                .await
+                .unwrap()
+                .text()
+                .await
+                .unwrap();
+            assert!(
+                metrics.contains("outbox_relay_published_total"),
+                "published/s is exported"
+            );
         }
 
         let got = collect(
