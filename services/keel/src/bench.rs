@@ -315,6 +315,9 @@ pub struct EventsBench {
     /// Events written per second in the latency phases.
     #[arg(long, default_value_t = 2000)]
     pub rate: u64,
+    /// Outbox rows the relay publishes per round.
+    #[arg(long, default_value_t = 10_000)]
+    pub relay_batch: i64,
 }
 
 struct LatencyProbe {
@@ -367,7 +370,7 @@ pub async fn events(b: EventsBench) -> anyhow::Result<()> {
 
     let mut transports = vec![keel_events::Transport::Embedded];
     if let Some(brokers) = b.kafka_brokers.as_deref().filter(|s| !s.is_empty()) {
-        relay_throughput(&db, brokers, b.events).await?;
+        relay_throughput(&db, brokers, b.events, b.relay_batch).await?;
         transports.insert(
             0,
             keel_events::Transport::Kafka {
@@ -386,13 +389,14 @@ pub async fn events(b: EventsBench) -> anyhow::Result<()> {
 fn start_relay(
     db: &sqlx::PgPool,
     brokers: &str,
+    batch: i64,
 ) -> anyhow::Result<(CancellationToken, tokio::task::JoinHandle<()>)> {
     let stop = CancellationToken::new();
     let relay = keel_events::Relay {
         db: db.clone(),
         outbox: OUTBOX,
         producer: keel_events::kafka::producer(brokers)?,
-        batch: 2000,
+        batch,
         status: Arc::default(),
     };
     let handle = tokio::spawn(relay.run(stop.clone()));
@@ -407,7 +411,12 @@ async fn pending(db: &sqlx::PgPool) -> anyhow::Result<i64> {
     )
 }
 
-async fn relay_throughput(db: &sqlx::PgPool, brokers: &str, events: i64) -> anyhow::Result<()> {
+async fn relay_throughput(
+    db: &sqlx::PgPool,
+    brokers: &str,
+    events: i64,
+    batch: i64,
+) -> anyhow::Result<()> {
     let topic = format!("keel.bench.relay.{}", uuid::Uuid::new_v4().simple());
     keel_events::kafka::ensure_topics(brokers, &[topic.as_str()], 3, 1).await?;
     // Realistic rows: ~500-byte payloads, 50 keys.
@@ -423,7 +432,7 @@ async fn relay_throughput(db: &sqlx::PgPool, brokers: &str, events: i64) -> anyh
     .execute(db)
     .await?;
     let start = Instant::now();
-    let (stop, relay) = start_relay(db, brokers)?;
+    let (stop, relay) = start_relay(db, brokers, batch)?;
     while pending(db).await? > 0 {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
@@ -459,7 +468,7 @@ async fn relay_throughput(db: &sqlx::PgPool, brokers: &str, events: i64) -> anyh
         probe.clone(),
         stop.clone(),
     ));
-    let deadline = Instant::now() + Duration::from_secs(120);
+    let deadline = Instant::now() + Duration::from_secs(30);
     while probe.seen.load(Ordering::Relaxed) < events as u64 && Instant::now() < deadline {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
@@ -487,7 +496,7 @@ async fn latency(
     let relay = match transport {
         keel_events::Transport::Kafka { brokers } => {
             keel_events::kafka::ensure_topics(brokers, &[topic.as_str()], 3, 1).await?;
-            Some(start_relay(db, brokers)?)
+            Some(start_relay(db, brokers, b.relay_batch)?)
         }
         keel_events::Transport::Embedded => None,
     };

@@ -201,7 +201,7 @@ impl App {
                 db: self.db.clone(),
                 outbox: stream::OUTBOX,
                 producer: keel_events::kafka::producer(brokers)?,
-                batch: 2000,
+                batch: 10_000,
                 status: self.relay.clone(),
             };
             let (brokers, partitions, replication) = (
