@@ -35,3 +35,10 @@ pub fn parse_status_time(raw: &str) -> Option<chrono::DateTime<chrono::Utc>> {
             .map(|t| t.with_timezone(&chrono::Utc))
     })
 }
+
+/// sources-api-go's message for a bad `availability_status` on an edit.
+pub const INVALID_STATUS: &str = "availability status invalid. Must be one of \"available\", \"in_progress\", \"partially_available\" or \"unavailable\"";
+
+/// sources-api-go's message for a bad `last_*_at`.
+pub const INVALID_DATE: &str =
+    "the provided date is in an invalid format. Expected format: \"2006-01-02 15:04:05 MST\"";

@@ -103,17 +103,13 @@ impl NewSource {
 pub enum SourceEditError {
     #[error("name cannot be empty")]
     NameEmpty,
-    #[error(
-        "availability status invalid. Must be one of \"available\", \"in_progress\", \"partially_available\" or \"unavailable\""
-    )]
+    #[error("{}", super::INVALID_STATUS)]
     InvalidStatus,
     #[error(
         "invalid availability status. Must be one of \"available\", \"in_progress\", \"partially_available\" or \"unavailable\""
     )]
     PausedInvalidStatus,
-    #[error(
-        "the provided date is in an invalid format. Expected format: \"2006-01-02 15:04:05 MST\""
-    )]
+    #[error("{}", super::INVALID_DATE)]
     InvalidDate,
 }
 

@@ -12,8 +12,8 @@ use utoipa::ToSchema;
 use utoipa_axum::{router::OpenApiRouter, routes};
 
 use crate::{
-    domain::{go_value, parse_flexible_id, parse_status_time},
-    error::{Error, Result, constraint},
+    domain::{INVALID_STATUS, go_value, parse_flexible_id},
+    error::{Error, Result, constraint, parse_status, parse_time},
     events::{self, Event, opt_event_time, tenant_field},
     resources::{
         application_authentications, application_types,
@@ -330,20 +330,6 @@ async fn create(
     Ok((StatusCode::CREATED, Json(row.into())))
 }
 
-const INVALID_STATUS: &str = "availability status invalid. Must be one of \"available\", \"in_progress\", \"partially_available\" or \"unavailable\"";
-const INVALID_DATE: &str =
-    "the provided date is in an invalid format. Expected format: \"2006-01-02 15:04:05 MST\"";
-
-fn parse_status(raw: Option<String>, message: &str) -> Result<Option<AvailabilityStatus>> {
-    raw.map(|s| s.parse().map_err(|()| Error::bad_request(message)))
-        .transpose()
-}
-
-fn parse_time(raw: Option<String>) -> Result<Option<DateTime<Utc>>> {
-    raw.map(|r| parse_status_time(&r).ok_or_else(|| Error::bad_request(INVALID_DATE)))
-        .transpose()
-}
-
 /// Edit an application.
 #[utoipa::path(patch, path = "/applications/{id}", tag = "applications",
     request_body = ApplicationEditRequest,
@@ -361,7 +347,7 @@ async fn edit(
     let (extra, status, status_error, checked, available) = if current.paused_at.is_some() {
         let req: PausedApplicationEditRequest = decode_strict(&body)?;
         let status = parse_status(
-            req.availability_status,
+            req.availability_status.as_deref(),
             "invalid availability status. Must be one of \"available\", \"in_progress\", \"partially_available\" or \"unavailable\"",
         )?;
         (
@@ -374,7 +360,7 @@ async fn edit(
     } else {
         let req: ApplicationEditRequest = decode_strict(&body)?;
         let status = parse_status(
-            req.availability_status,
+            req.availability_status.as_deref(),
             &format!("invalid payload: {INVALID_STATUS}"),
         )?;
         (
@@ -385,8 +371,8 @@ async fn edit(
             req.last_available_at,
         )
     };
-    let checked = parse_time(checked)?;
-    let available = parse_time(available)?;
+    let checked = parse_time(checked.as_deref())?;
+    let available = parse_time(available.as_deref())?;
     // `_superkey` in extra is the superkey worker's data, kept apart from the settings.
     let (extra, superkey) = match extra {
         Some(Value::Object(mut map)) => {

@@ -13,8 +13,8 @@ use utoipa::ToSchema;
 use utoipa_axum::{router::OpenApiRouter, routes};
 
 use crate::{
-    domain::{parse_flexible_id, parse_status_time},
-    error::{Error, Result, constraint},
+    domain::parse_flexible_id,
+    error::{Error, Result, constraint, parse_time},
     events::{self, Event, opt_event_time, tenant_field},
     resources::authentications::{self, Authentication},
     state::AppState,
@@ -513,16 +513,10 @@ async fn edit(
         .map(endpoint_status)
         .transpose()
         .map_err(Error::bad_request)?;
-    let time = |raw: &Option<String>| -> Result<Option<DateTime<Utc>>> {
-        raw.as_deref()
-            .map(|r| {
-                parse_status_time(r).ok_or_else(|| {
-                    Error::bad_request("the provided date is in an invalid format. Expected format: \"2006-01-02 15:04:05 MST\"")
-                })
-            })
-            .transpose()
-    };
-    let (checked, available) = (time(&req.last_checked_at)?, time(&req.last_available_at)?);
+    let (checked, available) = (
+        parse_time(req.last_checked_at.as_deref())?,
+        parse_time(req.last_available_at.as_deref())?,
+    );
     let row: EndpointRow = sqlx::query_as(
         "UPDATE endpoints SET \"default\" = COALESCE($3, \"default\"), \
            receptor_node = COALESCE($4, receptor_node), role = COALESCE($5, role), \

@@ -10,8 +10,8 @@ use utoipa::ToSchema;
 use utoipa_axum::{router::OpenApiRouter, routes};
 
 use crate::{
-    domain::{parse_flexible_id, parse_status_time},
-    error::{Error, Result},
+    domain::{INVALID_STATUS, parse_flexible_id},
+    error::{Error, Result, parse_status, parse_time},
     events::{self, Event, opt_event_time},
     resources::sources::{self, Source},
     state::AppState,
@@ -259,17 +259,11 @@ async fn edit(
     Writer(tenant): Writer,
     StrictJson(req): StrictJson<RhcConnectionEditRequest>,
 ) -> Result<Json<RhcConnection>> {
-    let status: Option<AvailabilityStatus> = req
-        .availability_status
-        .as_deref()
-        .map(|s| s.parse().map_err(|()| Error::bad_request("availability status invalid. Must be one of \"available\", \"in_progress\", \"partially_available\" or \"unavailable\"")))
-        .transpose()?;
-    let time = |raw: &Option<String>| -> Result<Option<DateTime<Utc>>> {
-        raw.as_deref()
-            .map(|r| parse_status_time(r).ok_or_else(|| Error::bad_request("the provided date is in an invalid format. Expected format: \"2006-01-02 15:04:05 MST\"")))
-            .transpose()
-    };
-    let (checked, available) = (time(&req.last_checked_at)?, time(&req.last_available_at)?);
+    let status = parse_status(req.availability_status.as_deref(), INVALID_STATUS)?;
+    let (checked, available) = (
+        parse_time(req.last_checked_at.as_deref())?,
+        parse_time(req.last_available_at.as_deref())?,
+    );
     let mut tx = state.db.begin().await?;
     find(&mut tx, &tenant, id.get()).await?;
     sqlx::query(
