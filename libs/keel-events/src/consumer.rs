@@ -48,6 +48,8 @@ pub struct ConsumerConfig {
     pub retry_max: Duration,
     /// Embedded log only: how often to look for new rows when idle.
     pub poll_interval: Duration,
+    /// Kafka only: how often `events_consumer_lag` is measured.
+    pub lag_interval: Duration,
 }
 
 impl ConsumerConfig {
@@ -58,6 +60,7 @@ impl ConsumerConfig {
             retry_base: Duration::from_millis(200),
             retry_max: Duration::from_secs(30),
             poll_interval: Duration::from_millis(50),
+            lag_interval: Duration::from_secs(10),
         }
     }
 }
@@ -206,6 +209,57 @@ fn commit(consumer: &StreamConsumer, m: &Message, mode: CommitMode) {
     }
 }
 
+/// Every `every`, `events_consumer_lag{group,topic,partition}` = high watermark - committed
+/// offset (messages not yet handled and committed) for the partitions this member holds. The
+/// client calls block, so they run on the blocking pool.
+async fn report_kafka_lag(
+    consumer: Arc<StreamConsumer>,
+    group: String,
+    every: Duration,
+    shutdown: CancellationToken,
+) {
+    let mut tick = tokio::time::interval(every);
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = tick.tick() => {}
+        }
+        let consumer = consumer.clone();
+        let lags = tokio::task::spawn_blocking(move || {
+            let committed = consumer.committed(Duration::from_secs(2)).ok()?;
+            let lags: Vec<(String, i32, i64)> = committed
+                .elements()
+                .iter()
+                .filter_map(|e| {
+                    let (low, high) = consumer
+                        .fetch_watermarks(e.topic(), e.partition(), Duration::from_secs(2))
+                        .ok()?;
+                    // Nothing committed yet: everything retained is still to be handled.
+                    let at = match e.offset() {
+                        Offset::Offset(o) => o,
+                        _ => low,
+                    };
+                    Some((e.topic().to_owned(), e.partition(), (high - at).max(0)))
+                })
+                .collect();
+            Some(lags)
+        })
+        .await
+        .ok()
+        .flatten()
+        .unwrap_or_default();
+        for (topic, partition, lag) in lags {
+            metrics::gauge!(
+                "events_consumer_lag",
+                "group" => group.clone(),
+                "topic" => topic,
+                "partition" => partition.to_string()
+            )
+            .set(lag as f64);
+        }
+    }
+}
+
 /// Most messages handled between two commits while a partition has a backlog.
 const COMMIT_EVERY: usize = 500;
 
@@ -220,6 +274,13 @@ async fn run_kafka<H: Handler>(
     let topics: Vec<&str> = config.topics.iter().map(String::as_str).collect();
     consumer.subscribe(&topics)?;
     tracing::info!(topics = ?config.topics, "consumer subscribed");
+
+    tokio::spawn(report_kafka_lag(
+        consumer.clone(),
+        config.group.clone(),
+        config.lag_interval,
+        shutdown.clone(),
+    ));
 
     // One worker per partition keeps a partition in order while partitions run in parallel.
     let mut workers: HashMap<(String, i32), mpsc::UnboundedSender<Message>> = HashMap::new();

@@ -776,3 +776,68 @@ async fn the_relay_survives_a_broker_restart_without_losing_events() {
         .collect();
     assert_eq!(first_seen, want, "in order");
 }
+
+/// Never finishes the first message, so nothing is ever committed.
+struct Stuck;
+
+impl Handler for Stuck {
+    async fn handle(&self, _: &Message) -> Outcome {
+        Outcome::Retry("stuck".into())
+    }
+}
+
+#[tokio::test]
+async fn kafka_consumer_lag_counts_what_is_not_handled_yet() {
+    let app = spawn(Via::Kafka).await;
+    let topic = unique("keel-lag");
+    let payloads: Vec<String> = (0..5).map(|n| n.to_string()).collect();
+    publish(
+        &app,
+        Via::Kafka,
+        &topic,
+        "one-key",
+        &[("event_type", "test")],
+        &payloads,
+    )
+    .await;
+    let group = unique("group");
+    let mut config = ConsumerConfig::new(&group, &[topic.as_str()]);
+    config.lag_interval = Duration::from_millis(300);
+    let token = CancellationToken::new();
+    let run = tokio::spawn(keel_events::consumer::run(
+        Via::Kafka.transport(),
+        app.db.clone(),
+        OUTBOX,
+        config,
+        Arc::new(Stuck),
+        token.clone(),
+    ));
+
+    let series = format!("events_consumer_lag{{group=\"{group}\",topic=\"{topic}\"");
+    let mut line = String::new();
+    for _ in 0..300 {
+        let metrics = app
+            .client
+            .get(format!("{}/metrics", app.base))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        if let Some(l) = metrics
+            .lines()
+            .find(|l| l.starts_with(&series) && !l.ends_with(" 0"))
+        {
+            line = l.to_owned();
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    token.cancel();
+    run.await.unwrap().unwrap();
+    assert!(
+        line.ends_with(" 5"),
+        "five messages wait on one partition: {line:?}"
+    );
+}
