@@ -17,7 +17,7 @@ use rdkafka::{
 use sqlx::PgPool;
 use tokio_util::sync::CancellationToken;
 
-use crate::outbox::{Outbox, Position};
+use crate::outbox::{Outbox, OutboxRow, Position};
 
 /// What `/readiness` and `/metrics` show about the relay.
 #[derive(Debug, Default)]
@@ -63,6 +63,8 @@ impl Relay {
         };
         tracing::info!(table = self.outbox.table, "outbox relay running");
         let mut position: Option<Position> = None;
+        // The next batch, read while the current one was waiting for its acknowledgements.
+        let mut prefetched: Option<Vec<OutboxRow>> = None;
         let mut backoff = Duration::from_millis(100);
         loop {
             if shutdown.is_cancelled() {
@@ -78,10 +80,15 @@ impl Relay {
                         position = Some(p);
                         0
                     }),
-                Some(p) => self.publish_batch(p).await.map(|(next, n)| {
-                    position = Some(next);
-                    n
-                }),
+                Some(p) => {
+                    self.publish_batch(p, prefetched.take())
+                        .await
+                        .map(|(next, n, ahead)| {
+                            position = Some(next);
+                            prefetched = ahead;
+                            n
+                        })
+                }
             };
             match outcome {
                 Ok(n) => {
@@ -126,13 +133,21 @@ impl Relay {
     /// Publishes the next batch after `after`; returns the new position and how many rows went.
     /// On any delivery failure nothing is marked and the position stays, so the batch is sent
     /// again from its first row.
-    async fn publish_batch(&self, after: Position) -> anyhow::Result<(Position, usize)> {
-        let rows = self
-            .outbox
-            .read(&self.db, None, after, true, self.batch)
-            .await?;
+    async fn publish_batch(
+        &self,
+        after: Position,
+        prefetched: Option<Vec<OutboxRow>>,
+    ) -> anyhow::Result<(Position, usize, Option<Vec<OutboxRow>>)> {
+        let rows = match prefetched {
+            Some(rows) => rows,
+            None => {
+                self.outbox
+                    .read(&self.db, None, after, true, self.batch)
+                    .await?
+            }
+        };
         let Some(last) = rows.last().map(|r| r.position()) else {
-            return Ok((after, 0));
+            return Ok((after, 0, None));
         };
         let started = Instant::now();
         let mut deliveries = Vec::with_capacity(rows.len());
@@ -154,13 +169,23 @@ impl Relay {
                 .map_err(|(e, _)| anyhow::anyhow!("enqueueing to Kafka: {e}"))?;
             deliveries.push(delivery);
         }
-        for delivery in deliveries {
-            match delivery.await {
-                Ok(Ok(_)) => {}
-                Ok(Err((e, _))) => anyhow::bail!("Kafka did not acknowledge: {e}"),
-                Err(_) => anyhow::bail!("the producer dropped a delivery"),
+        let acknowledged = async {
+            for delivery in deliveries {
+                match delivery.await {
+                    Ok(Ok(_)) => {}
+                    Ok(Err((e, _))) => anyhow::bail!("Kafka did not acknowledge: {e}"),
+                    Err(_) => anyhow::bail!("the producer dropped a delivery"),
+                }
             }
-        }
+            Ok(())
+        };
+        // Read the next batch while Kafka acknowledges this one; it is thrown away if this
+        // batch fails, and read again after the retry.
+        let (acknowledged, ahead) = tokio::join!(
+            acknowledged,
+            self.outbox.read(&self.db, None, last, true, self.batch)
+        );
+        acknowledged?;
         let ids: Vec<i64> = rows.iter().map(|r| r.id).collect();
         self.outbox.mark_published(&self.db, &ids).await?;
         self.status
@@ -168,6 +193,6 @@ impl Relay {
             .fetch_add(rows.len() as u64, Ordering::Relaxed);
         metrics::counter!("outbox_relay_published_total").increment(rows.len() as u64);
         metrics::histogram!("outbox_relay_batch_seconds").record(started.elapsed().as_secs_f64());
-        Ok((last, rows.len()))
+        Ok((last, rows.len(), ahead.ok().filter(|a| !a.is_empty())))
     }
 }
