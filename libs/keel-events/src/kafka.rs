@@ -60,8 +60,15 @@ pub async fn ensure_topics(
         .iter()
         .map(|t| NewTopic::new(t, partitions, TopicReplication::Fixed(replication)))
         .collect();
-    let options = AdminOptions::new().operation_timeout(Some(Duration::from_secs(10)));
-    for result in admin.create_topics(&new, &options).await? {
+    let options = AdminOptions::new()
+        .operation_timeout(Some(Duration::from_secs(10)))
+        .request_timeout(Some(Duration::from_secs(5)));
+    // A broker that never answers must not hold the caller forever: callers retry.
+    let created =
+        tokio::time::timeout(Duration::from_secs(15), admin.create_topics(&new, &options))
+            .await
+            .map_err(|_| anyhow::anyhow!("creating topics timed out"))??;
+    for result in created {
         match result {
             Ok(topic) => tracing::info!(%topic, partitions, "created topic"),
             Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => {}

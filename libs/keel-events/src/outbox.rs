@@ -66,20 +66,23 @@ impl Outbox {
             .await
     }
 
-    /// Just before the first row the relay has not published (where a relay resumes).
-    pub async fn relay_start(&self, db: &PgPool) -> Result<Position, sqlx::Error> {
+    /// The first `limit` rows not yet published whose transaction has finished, in (txid, id)
+    /// order. Read from the start every time (a partial index holds only unpublished rows), so
+    /// no row is ever passed over, whatever order transactions finish in.
+    pub async fn unpublished(
+        &self,
+        db: &PgPool,
+        limit: i64,
+    ) -> Result<Vec<OutboxRow>, sqlx::Error> {
         let sql = format!(
-            "SELECT txid::text::bigint, id FROM {} WHERE published_at IS NULL \
-             ORDER BY txid, id LIMIT 1",
-            self.table
+            "SELECT id, txid::text::bigint AS txid, topic, key, headers, payload::text AS payload \
+             FROM {table} WHERE published_at IS NULL AND {FINAL} ORDER BY txid, id LIMIT $1",
+            table = self.table
         );
-        let first: Option<(i64, i64)> = sqlx::query_as(AssertSqlSafe(sql))
-            .fetch_optional(db)
-            .await?;
-        Ok(match first {
-            Some((txid, id)) => Position { txid, id: id - 1 },
-            None => self.end(db).await?,
-        })
+        sqlx::query_as(AssertSqlSafe(sql))
+            .bind(limit)
+            .fetch_all(db)
+            .await
     }
 
     /// The last row there is (where a new reader that skips history starts).

@@ -17,7 +17,7 @@ use rdkafka::{
 use sqlx::PgPool;
 use tokio_util::sync::CancellationToken;
 
-use crate::outbox::{Outbox, OutboxRow, Position};
+use crate::outbox::Outbox;
 
 /// What `/readiness` and `/metrics` show about the relay.
 #[derive(Debug, Default)]
@@ -62,35 +62,12 @@ impl Relay {
             }
         };
         tracing::info!(table = self.outbox.table, "outbox relay running");
-        let mut position: Option<Position> = None;
-        // The next batch, read while the current one was waiting for its acknowledgements.
-        let mut prefetched: Option<Vec<OutboxRow>> = None;
         let mut backoff = Duration::from_millis(100);
         loop {
             if shutdown.is_cancelled() {
                 break;
             }
-            let outcome = match position {
-                None => self
-                    .outbox
-                    .relay_start(&self.db)
-                    .await
-                    .map_err(anyhow::Error::from)
-                    .map(|p| {
-                        position = Some(p);
-                        0
-                    }),
-                Some(p) => {
-                    self.publish_batch(p, prefetched.take())
-                        .await
-                        .map(|(next, n, ahead)| {
-                            position = Some(next);
-                            prefetched = ahead;
-                            n
-                        })
-                }
-            };
-            match outcome {
+            match self.publish_batch().await {
                 Ok(n) => {
                     backoff = Duration::from_millis(100);
                     self.status.failures.store(0, Ordering::Relaxed);
@@ -130,25 +107,13 @@ impl Relay {
         Ok(got.then(|| conn.detach()))
     }
 
-    /// Publishes the next batch after `after`; returns the new position and how many rows went.
-    /// On any delivery failure nothing is marked and the position stays, so the batch is sent
-    /// again from its first row.
-    async fn publish_batch(
-        &self,
-        after: Position,
-        prefetched: Option<Vec<OutboxRow>>,
-    ) -> anyhow::Result<(Position, usize, Option<Vec<OutboxRow>>)> {
-        let rows = match prefetched {
-            Some(rows) => rows,
-            None => {
-                self.outbox
-                    .read(&self.db, None, after, true, self.batch)
-                    .await?
-            }
-        };
-        let Some(last) = rows.last().map(|r| r.position()) else {
-            return Ok((after, 0, None));
-        };
+    /// Publishes the oldest unpublished rows; returns how many went. On any delivery failure
+    /// nothing is marked, so the same rows are sent again from the first.
+    async fn publish_batch(&self) -> anyhow::Result<usize> {
+        let rows = self.outbox.unpublished(&self.db, self.batch).await?;
+        if rows.is_empty() {
+            return Ok(0);
+        }
         let started = Instant::now();
         let mut deliveries = Vec::with_capacity(rows.len());
         for row in &rows {
@@ -169,23 +134,13 @@ impl Relay {
                 .map_err(|(e, _)| anyhow::anyhow!("enqueueing to Kafka: {e}"))?;
             deliveries.push(delivery);
         }
-        let acknowledged = async {
-            for delivery in deliveries {
-                match delivery.await {
-                    Ok(Ok(_)) => {}
-                    Ok(Err((e, _))) => anyhow::bail!("Kafka did not acknowledge: {e}"),
-                    Err(_) => anyhow::bail!("the producer dropped a delivery"),
-                }
+        for delivery in deliveries {
+            match delivery.await {
+                Ok(Ok(_)) => {}
+                Ok(Err((e, _))) => anyhow::bail!("Kafka did not acknowledge: {e}"),
+                Err(_) => anyhow::bail!("the producer dropped a delivery"),
             }
-            Ok(())
-        };
-        // Read the next batch while Kafka acknowledges this one; it is thrown away if this
-        // batch fails, and read again after the retry.
-        let (acknowledged, ahead) = tokio::join!(
-            acknowledged,
-            self.outbox.read(&self.db, None, last, true, self.batch)
-        );
-        acknowledged?;
+        }
         let ids: Vec<i64> = rows.iter().map(|r| r.id).collect();
         self.outbox.mark_published(&self.db, &ids).await?;
         self.status
@@ -193,6 +148,6 @@ impl Relay {
             .fetch_add(rows.len() as u64, Ordering::Relaxed);
         metrics::counter!("outbox_relay_published_total").increment(rows.len() as u64);
         metrics::histogram!("outbox_relay_batch_seconds").record(started.elapsed().as_secs_f64());
-        Ok((last, rows.len(), ahead.ok().filter(|a| !a.is_empty())))
+        Ok(rows.len())
     }
 }

@@ -152,7 +152,16 @@ async fn wait_published(app: &TestApp) {
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    panic!("the relay did not publish the outbox within 100 s");
+    let ready = app.get("/readiness", As::Raw(&[])).await;
+    let rows: Vec<(i64, String, bool)> =
+        sqlx::query_as("SELECT id, txid::text, published_at IS NOT NULL FROM outbox ORDER BY id")
+            .fetch_all(&app.db)
+            .await
+            .unwrap();
+    panic!(
+        "the relay did not publish the outbox within 100 s; readiness: {}; rows (id, txid, published): {rows:?}",
+        ready.body
+    );
 }
 
 /// A few writes of every kind for one org; returns the org id.
