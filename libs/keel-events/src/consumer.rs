@@ -456,7 +456,7 @@ async fn run_embedded<H: Handler>(
             };
             let topics = vec![topic.clone()];
             'outer: while !shutdown.is_cancelled() {
-                let rows = match outbox.read(&db, Some(&topics), position, false, 500).await {
+                let rows = match outbox.read(&db, Some(&topics), position, 500).await {
                     Ok(rows) => rows,
                     Err(e) => {
                         tracing::warn!(error = %e, "cannot read the log");

@@ -37,14 +37,12 @@ pub struct Outbox {
 const FINAL: &str = "txid < pg_snapshot_xmin(pg_current_snapshot())";
 
 impl Outbox {
-    /// Final rows after `after`, in (txid, id) order; `topics` narrows to those topics and
-    /// `unpublished` to rows the relay has not marked.
+    /// Final rows after `after`, in (txid, id) order; `topics` narrows to those topics.
     pub async fn read(
         &self,
         db: &PgPool,
         topics: Option<&[String]>,
         after: Position,
-        unpublished: bool,
         limit: i64,
     ) -> Result<Vec<OutboxRow>, sqlx::Error> {
         let sql = format!(
@@ -52,15 +50,13 @@ impl Outbox {
              FROM {table} \
              WHERE (txid, id) > ($1::text::xid8, $2) AND {FINAL} \
                AND ($3::text[] IS NULL OR topic = ANY($3)) \
-               AND (NOT $4 OR published_at IS NULL) \
-             ORDER BY txid, id LIMIT $5",
+             ORDER BY txid, id LIMIT $4",
             table = self.table
         );
         sqlx::query_as(AssertSqlSafe(sql))
             .bind(after.txid.to_string())
             .bind(after.id)
             .bind(topics)
-            .bind(unpublished)
             .bind(limit)
             .fetch_all(db)
             .await
@@ -83,18 +79,6 @@ impl Outbox {
             .bind(limit)
             .fetch_all(db)
             .await
-    }
-
-    /// The last row there is (where a new reader that skips history starts).
-    pub async fn end(&self, db: &PgPool) -> Result<Position, sqlx::Error> {
-        let sql = format!(
-            "SELECT txid::text::bigint, id FROM {} ORDER BY txid DESC, id DESC LIMIT 1",
-            self.table
-        );
-        let last: Option<(i64, i64)> = sqlx::query_as(AssertSqlSafe(sql))
-            .fetch_optional(db)
-            .await?;
-        Ok(last.map_or(Position::default(), |(txid, id)| Position { txid, id }))
     }
 
     pub async fn mark_published(&self, db: &PgPool, ids: &[i64]) -> Result<(), sqlx::Error> {
