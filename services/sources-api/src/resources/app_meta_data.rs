@@ -1,6 +1,6 @@
 use axum::{Json, extract::State};
 use chrono::{DateTime, Utc};
-use keel_db::{Column, Listing, Scope, Table};
+use keel_db::{Column, Scope, Table};
 use keel_http::{Collection, ErrorDocument, ListParams, ListQueryDoc, PathId};
 use serde::Serialize;
 use serde_json::Value;
@@ -68,16 +68,7 @@ async fn fetch(
     scopes: Vec<Scope>,
     params: &ListParams,
 ) -> Result<Collection<AppMetaData>> {
-    let page = Listing {
-        table: &TABLE,
-        select: "t.*",
-        scopes,
-        query: &params.query,
-    }
-    .fetch::<MetaDataRow>(&state.db)
-    .await?;
-    let data = page.rows.into_iter().map(AppMetaData::from).collect();
-    Ok(Collection::new(data, page.count, params))
+    super::collection::<MetaDataRow, AppMetaData>(state, &TABLE, "t.*", scopes, params).await
 }
 
 /// List application metadata.

@@ -1,6 +1,6 @@
 use axum::{Json, extract::State, http::StatusCode};
 use chrono::{DateTime, Utc};
-use keel_db::{Column, Listing, Scope, Table};
+use keel_db::{Column, Scope, Table};
 use keel_http::{Collection, ErrorDocument, ListParams, ListQueryDoc, PathId, StrictJson};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
@@ -95,20 +95,10 @@ async fn fetch(
     scopes: Vec<Scope>,
     params: &ListParams,
 ) -> Result<Collection<ApplicationAuthentication>> {
-    let page = Listing {
-        table: &TABLE,
-        select: "t.*",
-        scopes,
-        query: &params.query,
-    }
-    .fetch::<ApplicationAuthenticationRow>(&state.db)
-    .await?;
-    let data = page
-        .rows
-        .into_iter()
-        .map(ApplicationAuthentication::from)
-        .collect();
-    Ok(Collection::new(data, page.count, params))
+    super::collection::<ApplicationAuthenticationRow, ApplicationAuthentication>(
+        state, &TABLE, "t.*", scopes, params,
+    )
+    .await
 }
 
 async fn find(

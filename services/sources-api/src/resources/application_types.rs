@@ -1,6 +1,6 @@
 use axum::{Json, extract::State};
 use chrono::{DateTime, Utc};
-use keel_db::{Column, Listing, Scope, Table};
+use keel_db::{Column, Scope, Table};
 use keel_http::{Collection, ErrorDocument, ListParams, ListQueryDoc, PathId};
 use serde::Serialize;
 use serde_json::Value;
@@ -84,16 +84,8 @@ pub(crate) async fn fetch(
     scopes: Vec<Scope>,
     params: &ListParams,
 ) -> Result<Collection<ApplicationType>> {
-    let page = Listing {
-        table: &TABLE,
-        select: "t.*",
-        scopes,
-        query: &params.query,
-    }
-    .fetch::<ApplicationTypeRow>(&state.db)
-    .await?;
-    let data = page.rows.into_iter().map(ApplicationType::from).collect();
-    Ok(Collection::new(data, page.count, params))
+    super::collection::<ApplicationTypeRow, ApplicationType>(state, &TABLE, "t.*", scopes, params)
+        .await
 }
 
 /// List application types.

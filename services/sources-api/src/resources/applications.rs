@@ -1,6 +1,6 @@
 use axum::{Json, body::Bytes, extract::State, http::StatusCode};
 use chrono::{DateTime, Utc};
-use keel_db::{Column, Listing, Scope, Subresource, Table};
+use keel_db::{Column, Scope, Subresource, Table};
 use keel_domain::AvailabilityStatus;
 use keel_http::{
     Collection, ErrorDocument, ListParams, ListQueryDoc, PathId, StrictJson, decode_strict,
@@ -164,16 +164,7 @@ pub(crate) async fn fetch(
     scopes: Vec<Scope>,
     params: &ListParams,
 ) -> Result<Collection<Application>> {
-    let page = Listing {
-        table: &TABLE,
-        select: "t.*",
-        scopes,
-        query: &params.query,
-    }
-    .fetch::<ApplicationRow>(&state.db)
-    .await?;
-    let data = page.rows.into_iter().map(Application::from).collect();
-    Ok(Collection::new(data, page.count, params))
+    super::collection::<ApplicationRow, Application>(state, &TABLE, "t.*", scopes, params).await
 }
 
 pub(crate) async fn find(

@@ -1,6 +1,6 @@
 use axum::{Json, extract::State, http::StatusCode};
 use chrono::{DateTime, SecondsFormat, Utc};
-use keel_db::{Column, Listing, Scope, Table};
+use keel_db::{Column, Scope, Table};
 use keel_domain::AvailabilityStatus;
 use keel_http::{Collection, ErrorDocument, ListParams, ListQueryDoc, PathId, StrictJson};
 use serde::{Deserialize, Serialize};
@@ -158,16 +158,8 @@ pub(crate) async fn fetch(
     scopes: Vec<Scope>,
     params: &ListParams,
 ) -> Result<Collection<Authentication>> {
-    let page = Listing {
-        table: &TABLE,
-        select: COLUMNS,
-        scopes,
-        query: &params.query,
-    }
-    .fetch::<AuthenticationRow>(&state.db)
-    .await?;
-    let data = page.rows.into_iter().map(Authentication::from).collect();
-    Ok(Collection::new(data, page.count, params))
+    super::collection::<AuthenticationRow, Authentication>(state, &TABLE, COLUMNS, scopes, params)
+        .await
 }
 
 pub(crate) async fn find(

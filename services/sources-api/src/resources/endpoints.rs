@@ -2,7 +2,7 @@ use std::sync::LazyLock;
 
 use axum::{Json, extract::State, http::StatusCode};
 use chrono::{DateTime, Utc};
-use keel_db::{Column, Listing, Scope, Table};
+use keel_db::{Column, Scope, Table};
 use keel_domain::AvailabilityStatus;
 use keel_http::{Collection, ErrorDocument, ListParams, ListQueryDoc, PathId, StrictJson};
 use regex::Regex;
@@ -246,16 +246,7 @@ pub(crate) async fn fetch(
     scopes: Vec<Scope>,
     params: &ListParams,
 ) -> Result<Collection<Endpoint>> {
-    let page = Listing {
-        table: &TABLE,
-        select: "t.*",
-        scopes,
-        query: &params.query,
-    }
-    .fetch::<EndpointRow>(&state.db)
-    .await?;
-    let data = page.rows.into_iter().map(Endpoint::from).collect();
-    Ok(Collection::new(data, page.count, params))
+    super::collection::<EndpointRow, Endpoint>(state, &TABLE, "t.*", scopes, params).await
 }
 
 pub(crate) async fn find(conn: &mut PgConnection, tenant: &Tenant, id: i64) -> Result<EndpointRow> {

@@ -13,9 +13,37 @@ pub mod secrets;
 pub mod source_types;
 pub mod sources;
 
+use keel_db::{Listing, Scope, Table};
+use keel_http::{Collection, ListParams};
+use sqlx::{FromRow, postgres::PgRow};
 use utoipa_axum::router::OpenApiRouter;
 
-use crate::state::AppState;
+use crate::{error::Result, state::AppState};
+
+/// One page of `table` within `scopes`, each row turned into its wire type: every list route
+/// of every resource goes through here.
+pub(crate) async fn collection<Row, Out>(
+    state: &AppState,
+    table: &'static Table,
+    select: &'static str,
+    scopes: Vec<Scope>,
+    params: &ListParams,
+) -> Result<Collection<Out>>
+where
+    Row: for<'r> FromRow<'r, PgRow> + Send + Unpin,
+    Out: From<Row>,
+{
+    let page = Listing {
+        table,
+        select,
+        scopes,
+        query: &params.query,
+    }
+    .fetch::<Row>(&state.db)
+    .await?;
+    let data = page.rows.into_iter().map(Out::from).collect();
+    Ok(Collection::new(data, page.count, params))
+}
 
 /// Every resource route, relative to a version prefix.
 pub fn router() -> OpenApiRouter<AppState> {

@@ -1,6 +1,6 @@
 use axum::{Json, extract::State, http::StatusCode};
 use chrono::{DateTime, Utc};
-use keel_db::{Column, Listing, Scope, Table};
+use keel_db::{Column, Scope, Table};
 use keel_domain::AvailabilityStatus;
 use keel_http::{Collection, ErrorDocument, ListParams, ListQueryDoc, PathId, StrictJson};
 use serde::{Deserialize, Serialize};
@@ -132,16 +132,8 @@ pub(crate) async fn fetch(
     scopes: Vec<Scope>,
     params: &ListParams,
 ) -> Result<Collection<RhcConnection>> {
-    let page = Listing {
-        table: &TABLE,
-        select: SELECT,
-        scopes,
-        query: &params.query,
-    }
-    .fetch::<RhcConnectionRow>(&state.db)
-    .await?;
-    let data = page.rows.into_iter().map(RhcConnection::from).collect();
-    Ok(Collection::new(data, page.count, params))
+    super::collection::<RhcConnectionRow, RhcConnection>(state, &TABLE, SELECT, scopes, params)
+        .await
 }
 
 async fn find(conn: &mut PgConnection, tenant: &Tenant, id: i64) -> Result<RhcConnectionRow> {

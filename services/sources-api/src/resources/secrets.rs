@@ -3,7 +3,7 @@
 //! announces nothing, as in sources-api-go.
 
 use axum::{Json, extract::State, http::StatusCode};
-use keel_db::{Column, Listing, Scope, Table};
+use keel_db::{Column, Scope, Table};
 use keel_http::{Collection, ErrorDocument, ListParams, ListQueryDoc, PathId, StrictJson};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -87,16 +87,7 @@ async fn fetch(
     scopes: Vec<Scope>,
     params: &ListParams,
 ) -> Result<Collection<Secret>> {
-    let page = Listing {
-        table: &TABLE,
-        select: COLUMNS,
-        scopes,
-        query: &params.query,
-    }
-    .fetch::<SecretRow>(&state.db)
-    .await?;
-    let data = page.rows.into_iter().map(Secret::from).collect();
-    Ok(Collection::new(data, page.count, params))
+    super::collection::<SecretRow, Secret>(state, &TABLE, COLUMNS, scopes, params).await
 }
 
 pub(crate) async fn find(conn: &mut PgConnection, tenant: &Tenant, id: i64) -> Result<SecretRow> {

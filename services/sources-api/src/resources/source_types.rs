@@ -1,6 +1,6 @@
 use axum::{Json, extract::State};
 use chrono::{DateTime, Utc};
-use keel_db::{Column, Listing, Scope, Table};
+use keel_db::{Column, Scope, Table};
 use keel_http::{Collection, ErrorDocument, ListParams, ListQueryDoc, PathId};
 use serde::Serialize;
 use serde_json::Value;
@@ -83,16 +83,9 @@ async fn list(
     State(state): State<AppState>,
     params: ListParams,
 ) -> Result<Json<Collection<SourceType>>> {
-    let page = Listing {
-        table: &TABLE,
-        select: "t.*",
-        scopes: vec![],
-        query: &params.query,
-    }
-    .fetch::<SourceTypeRow>(&state.db)
-    .await?;
-    let data = page.rows.into_iter().map(SourceType::from).collect();
-    Ok(Json(Collection::new(data, page.count, &params)))
+    super::collection::<SourceTypeRow, SourceType>(&state, &TABLE, "t.*", vec![], &params)
+        .await
+        .map(Json)
 }
 
 /// Get a source type.

@@ -1,6 +1,6 @@
 use axum::{Json, body::Bytes, extract::State, http::StatusCode};
 use chrono::{DateTime, Utc};
-use keel_db::{Column, Listing, Scope, Subresource, Table};
+use keel_db::{Column, Scope, Subresource, Table};
 use keel_http::{
     Collection, ErrorDocument, ListParams, ListQueryDoc, PathId, StrictJson, decode_strict,
 };
@@ -211,16 +211,7 @@ async fn fetch(
     scopes: Vec<Scope>,
     params: &ListParams,
 ) -> Result<Collection<Source>> {
-    let page = Listing {
-        table: &TABLE,
-        select: "t.*",
-        scopes,
-        query: &params.query,
-    }
-    .fetch::<SourceRow>(&state.db)
-    .await?;
-    let data = page.rows.into_iter().map(Source::from).collect();
-    Ok(Collection::new(data, page.count, params))
+    super::collection::<SourceRow, Source>(state, &TABLE, "t.*", scopes, params).await
 }
 
 pub(crate) async fn find(conn: &mut PgConnection, tenant: &Tenant, id: i64) -> Result<SourceRow> {
