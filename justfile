@@ -21,3 +21,4 @@ lint:
 # Rewrite the checked-in OpenAPI documents after an intended API change.
 openapi:
     UPDATE_OPENAPI=1 cargo nextest run -p sources-api --all-features checked_in_openapi
+    UPDATE_OPENAPI=1 cargo nextest run -p listener checked_in_openapi

@@ -72,24 +72,29 @@ pub async fn connect(url: &str, schema: &str, max_connections: u32) -> anyhow::R
 /// Runs the owner's migrations inside its schema, keeping the owner's migration history in
 /// `<schema>._sqlx_migrations` so owners never see each other's history.
 pub async fn migrate(url: &str, owner: Owner) -> anyhow::Result<()> {
-    let mut conn = PgConnection::connect_with(&owner_options(url, owner.schema)?)
+    migrate_schema(url, owner.schema, owner.migrator).await
+}
+
+/// Runs `migrator` inside `schema` (created when missing), with its history in
+/// `<schema>._sqlx_migrations`: for schemas named at run time, such as one per tenant.
+pub async fn migrate_schema(url: &str, schema: &str, migrator: &Migrator) -> anyhow::Result<()> {
+    let mut conn = PgConnection::connect_with(&owner_options(url, schema)?)
         .await
         .context("cannot connect to PostgreSQL")?;
     conn.execute(AssertSqlSafe(format!(
         "CREATE SCHEMA IF NOT EXISTS {}",
-        quote_ident(owner.schema)
+        quote_ident(schema)
     )))
     .await
     .or_else(ignore_concurrent_create)?;
-    let mut migrator = Migrator {
-        migrations: owner.migrator.migrations.clone(),
+    let mut run = Migrator {
+        migrations: migrator.migrations.clone(),
         ..Migrator::DEFAULT
     };
-    migrator.dangerous_set_table_name(format!("{}._sqlx_migrations", owner.schema));
-    migrator
-        .run(&mut conn)
+    run.dangerous_set_table_name(format!("{}._sqlx_migrations", quote_ident(schema)));
+    run.run(&mut conn)
         .await
-        .with_context(|| format!("migrating schema {}", owner.schema))?;
+        .with_context(|| format!("migrating schema {schema}"))?;
     conn.close().await.ok();
     Ok(())
 }

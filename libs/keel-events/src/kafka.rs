@@ -5,7 +5,7 @@ use rdkafka::{
     ClientConfig,
     admin::{AdminClient, AdminOptions, NewTopic, TopicReplication},
     client::DefaultClientContext,
-    consumer::StreamConsumer,
+    consumer::{BaseConsumer, Consumer as _, StreamConsumer},
     error::RDKafkaErrorCode,
     producer::FutureProducer,
 };
@@ -43,6 +43,28 @@ pub fn consumer(brokers: &str, group: &str) -> anyhow::Result<StreamConsumer> {
         .set("heartbeat.interval.ms", "1000")
         .create()
         .context("creating the Kafka consumer")
+}
+
+/// Whether the brokers answer a metadata request for `topic` within `timeout`, and how many
+/// partitions it has: for readiness checks.
+pub async fn ping(brokers: &str, topic: &str, timeout: Duration) -> anyhow::Result<usize> {
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", brokers)
+        .create()
+        .context("creating a Kafka client")?;
+    let topic = topic.to_owned();
+    tokio::task::spawn_blocking(move || {
+        let metadata = consumer
+            .fetch_metadata(Some(&topic), timeout)
+            .context("Kafka did not answer")?;
+        let partitions = metadata
+            .topics()
+            .first()
+            .map_or(0, |t| t.partitions().len());
+        anyhow::ensure!(partitions > 0, "topic {topic} has no partitions");
+        Ok(partitions)
+    })
+    .await?
 }
 
 /// Creates the topics that are missing (the test broker never auto-creates them).

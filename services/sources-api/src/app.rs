@@ -6,6 +6,7 @@ use std::{
 
 use anyhow::Context as _;
 use axum::{Router, http::header, routing::get};
+use keel_crypto::SecretBox;
 use keel_db::Owner;
 use keel_events::{ConsumerConfig, Relay, Transport, relay::RelayStatus};
 use keel_http::{AuthPolicy, ops};
@@ -19,7 +20,6 @@ use utoipa_swagger_ui::{Config as SwaggerConfig, SwaggerUi};
 use crate::{
     availability,
     config::Config,
-    crypto::SecretBox,
     openapi::{self, ApiDoc, CANONICAL_PREFIX},
     resources, seed,
     state::AppState,

@@ -10,8 +10,6 @@ mod app;
 pub mod availability;
 /// Configuration from flags and environment variables.
 pub mod config;
-/// Encryption of authentication passwords at rest.
-pub mod crypto;
 /// Domain types of this service, parsed from requests; no I/O.
 pub mod domain;
 /// The service's error type and its one `IntoResponse`.
@@ -35,3 +33,5 @@ pub mod wire;
 
 pub use app::{App, MIGRATOR, OWNER, PREFIXES, openapi_document, prepare_database, router};
 pub use config::Config;
+/// Encryption of authentication passwords at rest (shared with the listener).
+pub use keel_crypto as crypto;

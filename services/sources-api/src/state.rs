@@ -4,7 +4,9 @@ use axum::extract::FromRef;
 use keel_http::AuthPolicy;
 use sqlx::PgPool;
 
-use crate::{crypto::SecretBox, tenant::TenantCache};
+use keel_crypto::SecretBox;
+
+use crate::tenant::TenantCache;
 
 /// What every handler can reach.
 #[derive(Clone)]

@@ -9,8 +9,9 @@ use sqlx::PgConnection;
 use utoipa::ToSchema;
 use utoipa_axum::{router::OpenApiRouter, routes};
 
+use keel_crypto::SecretBox;
+
 use crate::{
-    crypto::SecretBox,
     domain::{INVALID_STATUS, parse_flexible_id},
     error::{Error, Result, parse_status, parse_time},
     events::{self, Event, opt_event_time, tenant_field},
@@ -263,7 +264,10 @@ pub(crate) async fn insert(
     req: AuthenticationCreateRequest,
 ) -> Result<AuthenticationRow> {
     let source_id = resource_source_id(conn, tenant, &new.resource_type, new.resource_id).await?;
-    let sealed = req.password.as_deref().map(|p| secrets.seal(p, tenant.id));
+    let sealed = req
+        .password
+        .as_deref()
+        .map(|p| secrets.seal(p, &tenant.id.to_be_bytes()));
     sqlx::query_as(sqlx::AssertSqlSafe(format!(
         "INSERT INTO authentications AS t (tenant_id, source_id, resource_type, resource_id, \
            name, authtype, username, password_encrypted, extra, availability_status_error) \
@@ -363,7 +367,7 @@ async fn edit(
     let sealed = req
         .password
         .as_deref()
-        .map(|p| state.secrets.seal(p, tenant.id));
+        .map(|p| state.secrets.seal(p, &tenant.id.to_be_bytes()));
     let row: AuthenticationRow = sqlx::query_as(sqlx::AssertSqlSafe(format!(
         "UPDATE authentications AS t SET name = COALESCE($3, name), authtype = COALESCE($4, authtype), \
            username = COALESCE($5, username), password_encrypted = COALESCE($6, password_encrypted), \
@@ -461,7 +465,7 @@ pub(crate) async fn password(
     .await?;
     sealed
         .flatten()
-        .map(|s| secrets.open(&s, tenant_id))
+        .map(|s| secrets.open(&s, &tenant_id.to_be_bytes()))
         .transpose()
         .map_err(Error::Internal)
 }

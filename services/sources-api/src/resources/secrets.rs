@@ -11,8 +11,9 @@ use sqlx::PgConnection;
 use utoipa::ToSchema;
 use utoipa_axum::{router::OpenApiRouter, routes};
 
+use keel_crypto::SecretBox;
+
 use crate::{
-    crypto::SecretBox,
     error::{Error, Result, constraint},
     state::AppState,
     tenant::{Tenant, Writer},
@@ -166,7 +167,7 @@ async fn create(
     let sealed = req
         .password
         .as_deref()
-        .map(|p| state.secrets.seal(p, tenant.id));
+        .map(|p| state.secrets.seal(p, &tenant.id.to_be_bytes()));
     let row: SecretRow = sqlx::query_as(sqlx::AssertSqlSafe(format!(
         "INSERT INTO secrets AS t (tenant_id, user_id, name, authtype, username, password_encrypted, extra) \
          VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING {COLUMNS}"
@@ -199,7 +200,7 @@ async fn edit(
     let sealed = req
         .password
         .as_deref()
-        .map(|p| state.secrets.seal(p, tenant.id));
+        .map(|p| state.secrets.seal(p, &tenant.id.to_be_bytes()));
     let row: Option<SecretRow> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
         "UPDATE secrets AS t SET name = COALESCE($3, name), authtype = COALESCE($4, authtype), \
            username = COALESCE($5, username), password_encrypted = COALESCE($6, password_encrypted), \
@@ -257,7 +258,7 @@ pub(crate) async fn password(
     .await?;
     sealed
         .flatten()
-        .map(|s| secrets.open(&s, tenant_id))
+        .map(|s| secrets.open(&s, &tenant_id.to_be_bytes()))
         .transpose()
         .map_err(Error::Internal)
 }

@@ -1,6 +1,6 @@
-//! Authentication passwords at rest: AES-256-GCM under `ENCRYPTION_KEY`. A sealed value is the
-//! 12-byte nonce followed by the ciphertext and tag; the tenant id is bound in as associated
-//! data, so a value copied to another tenant's row does not decrypt.
+//! Secrets at rest: AES-256-GCM under `ENCRYPTION_KEY`. A sealed value is the 12-byte nonce
+//! followed by the ciphertext and tag. The caller binds the owner of the secret (a tenant id,
+//! an org id) in as associated data, so a value copied to another owner's row does not decrypt.
 
 use aes_gcm::{
     Aes256Gcm, Key, KeyInit,
@@ -43,16 +43,15 @@ impl SecretBox {
         STANDARD.encode(Key::<Aes256Gcm>::generate())
     }
 
-    pub fn seal(&self, plaintext: &str, tenant_id: i64) -> Vec<u8> {
+    pub fn seal(&self, plaintext: &str, owner: &[u8]) -> Vec<u8> {
         let nonce = Nonce::<Aes256Gcm>::generate();
-        let aad = tenant_id.to_be_bytes();
         let ciphertext = self
             .cipher
             .encrypt(
                 &nonce,
                 Payload {
                     msg: plaintext.as_bytes(),
-                    aad: &aad,
+                    aad: owner,
                 },
             )
             // Only fails for inputs of gigabytes, which a request body never holds.
@@ -62,24 +61,23 @@ impl SecretBox {
         sealed
     }
 
-    pub fn open(&self, sealed: &[u8], tenant_id: i64) -> anyhow::Result<String> {
+    pub fn open(&self, sealed: &[u8], owner: &[u8]) -> anyhow::Result<String> {
         if sealed.len() < NONCE_LEN {
             bail!("sealed value too short");
         }
         let (nonce, ciphertext) = sealed.split_at(NONCE_LEN);
         let nonce = Nonce::<Aes256Gcm>::try_from(nonce).context("bad nonce")?;
-        let aad = tenant_id.to_be_bytes();
         let plain = self
             .cipher
             .decrypt(
                 &nonce,
                 Payload {
                     msg: ciphertext,
-                    aad: &aad,
+                    aad: owner,
                 },
             )
-            .map_err(|_| anyhow::anyhow!("password does not decrypt under ENCRYPTION_KEY"))?;
-        String::from_utf8(plain).context("decrypted password is not UTF-8")
+            .map_err(|_| anyhow::anyhow!("secret does not decrypt under ENCRYPTION_KEY"))?;
+        String::from_utf8(plain).context("decrypted secret is not UTF-8")
     }
 }
 
@@ -91,22 +89,22 @@ mod tests {
     fn seals_and_opens_and_refuses_tampering() {
         let key = SecretBox::generate_key();
         let sb = SecretBox::from_base64(&key).unwrap();
-        let sealed = sb.seal("s3cret", 7);
+        let sealed = sb.seal("s3cret", b"7");
         assert!(
             !sealed.windows(6).any(|w| w == b"s3cret"),
             "no plain text at rest"
         );
-        assert_eq!(sb.open(&sealed, 7).unwrap(), "s3cret");
-        assert!(sb.open(&sealed, 8).is_err(), "bound to its tenant");
+        assert_eq!(sb.open(&sealed, b"7").unwrap(), "s3cret");
+        assert!(sb.open(&sealed, b"8").is_err(), "bound to its tenant");
         let mut tampered = sealed.clone();
         *tampered.last_mut().unwrap() ^= 1;
-        assert!(sb.open(&tampered, 7).is_err());
+        assert!(sb.open(&tampered, b"7").is_err());
         let other = SecretBox::from_base64(&SecretBox::generate_key()).unwrap();
         assert!(
-            other.open(&sealed, 7).is_err(),
+            other.open(&sealed, b"7").is_err(),
             "another key cannot read it"
         );
-        assert_ne!(sb.seal("s3cret", 7), sealed, "fresh nonce every time");
+        assert_ne!(sb.seal("s3cret", b"7"), sealed, "fresh nonce every time");
     }
 
     #[test]

@@ -1,0 +1,320 @@
+use std::{collections::HashMap, net::SocketAddr, sync::Arc, time::Duration};
+
+use anyhow::Context as _;
+use axum::{Router, http::header, routing::get};
+use keel_crypto::SecretBox;
+use keel_db::Owner;
+use keel_events::{ConsumerConfig, Transport};
+use keel_http::ops;
+use sqlx::{PgPool, migrate::Migrator};
+use tokio::{net::TcpListener, sync::Notify};
+use tokio_util::sync::CancellationToken;
+use utoipa::OpenApi as _;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_swagger_ui::{Config as SwaggerConfig, SwaggerUi};
+
+use crate::{
+    api::{self, ApiDoc, PREFIX},
+    config::Config,
+    consumer::SourcesHandler,
+    provider::TEMPLATE_SCHEMA,
+    sources_client::SourcesClient,
+    state::AppState,
+    store,
+    worker::{RetryPolicy, Worker},
+};
+
+/// The `cost` schema's migrations.
+pub static MIGRATOR: Migrator = sqlx::migrate!("../../migrations/listener");
+/// One tenant schema's migrations: the template's, and every `org<org_id>`'s.
+pub static TENANT_MIGRATOR: Migrator = sqlx::migrate!("../../migrations/tenant");
+
+/// The listener owns the `cost` schema.
+pub const OWNER: Owner = Owner {
+    schema: "cost",
+    migrator: &MIGRATOR,
+};
+
+/// The template tenants are cloned from.
+pub const TEMPLATE: Owner = Owner {
+    schema: TEMPLATE_SCHEMA,
+    migrator: &TENANT_MIGRATOR,
+};
+
+/// The outbox the embedded transport reads (sources-api's, in the same database).
+pub const OUTBOX: keel_events::Outbox = keel_events::Outbox {
+    table: "sources.outbox",
+};
+
+const DOCS_PATH: &str = "/api/cost-management/v1/docs";
+
+fn split_api() -> (Router<AppState>, utoipa::openapi::OpenApi) {
+    let (router, mut doc) = OpenApiRouter::with_openapi(ApiDoc::openapi())
+        .merge(api::router())
+        .split_for_parts();
+    doc.servers = Some(vec![utoipa::openapi::Server::new(PREFIX)]);
+    (router, doc)
+}
+
+/// The OpenAPI document, as checked in at `openapi/listener.json`.
+pub fn openapi_document() -> utoipa::openapi::OpenApi {
+    split_api().1
+}
+
+/// The HTTP surface: the read API, its OpenAPI document and docs UI, and the operational
+/// routes.
+pub fn router(state: AppState, readiness: ops::Readiness) -> Router {
+    let (api, doc) = split_api();
+    let body: Arc<str> = doc.to_pretty_json().unwrap_or_default().into();
+    let api = api.route(
+        "/openapi.json",
+        get(move || {
+            let body = body.clone();
+            async move {
+                (
+                    [(header::CONTENT_TYPE, "application/json")],
+                    body.to_string(),
+                )
+            }
+        }),
+    );
+    let app = Router::new()
+        .nest(PREFIX, api)
+        .merge(
+            SwaggerUi::new(DOCS_PATH)
+                .config(SwaggerConfig::new([format!("{PREFIX}/openapi.json")])),
+        )
+        .merge(ops::ops_router(readiness, keel_telemetry::prometheus()))
+        .with_state(state);
+    ops::instrument(app)
+}
+
+/// Creates the database if needed and migrates the `cost` schema, the event library's
+/// schema, the tenant template and every existing tenant.
+pub async fn prepare_database(config: &Config) -> anyhow::Result<PgPool> {
+    let url = &config.database_url;
+    keel_db::ensure_database(url).await?;
+    keel_db::migrate(url, OWNER).await?;
+    keel_db::migrate(url, keel_events::OWNER).await?;
+    keel_db::migrate(url, TEMPLATE).await?;
+    let db = keel_db::connect(url, OWNER.schema, config.database_max_connections).await?;
+    let tenants: Vec<String> = sqlx::query_scalar("SELECT schema_name FROM api_tenant ORDER BY id")
+        .fetch_all(&db)
+        .await?;
+    for schema in &tenants {
+        keel_db::migrate_schema(url, schema, &TENANT_MIGRATOR).await?;
+    }
+    if !tenants.is_empty() {
+        tracing::info!(tenants = tenants.len(), "tenant schemas migrated");
+    }
+    Ok(db)
+}
+
+/// A ready-to-run listener: database prepared, port bound.
+pub struct App {
+    listener: TcpListener,
+    router: Router,
+    db: PgPool,
+    config: Config,
+    client: SourcesClient,
+    secrets: SecretBox,
+    wake: Arc<Notify>,
+}
+
+impl App {
+    pub async fn build(config: &Config) -> anyhow::Result<Self> {
+        let secrets = SecretBox::from_base64(config.encryption_key.as_deref().context(
+            "ENCRYPTION_KEY is not set: stored credentials need a key (base64 of 32 bytes)",
+        )?)?;
+        let db = prepare_database(config).await?;
+        let client = SourcesClient::new(
+            &config.sources_api_url,
+            &config.sources_api_prefix,
+            &config.sources_internal_api_prefix,
+            config.sources_psk.clone(),
+            config.sources_api_timeout,
+        )?;
+        let listener = TcpListener::bind((config.host, config.port))
+            .await
+            .with_context(|| format!("cannot listen on {}:{}", config.host, config.port))?;
+        let wake = Arc::new(Notify::new());
+        let state = AppState {
+            db: db.clone(),
+            schema_suffix: config.schema_suffix.clone(),
+            wake: wake.clone(),
+        };
+        let transport = Transport::from_brokers(config.kafka_brokers.as_deref());
+        let topic = config.topic.clone();
+        let readiness = ops::Readiness::default()
+            .with_postgres(db.clone())
+            .with_check("event_stream", move || {
+                let (transport, topic) = (transport.clone(), topic.clone());
+                async move {
+                    match transport {
+                        Transport::Embedded => Ok("embedded log (PostgreSQL)".to_owned()),
+                        Transport::Kafka { brokers } => {
+                            keel_events::kafka::ping(&brokers, &topic, Duration::from_secs(2))
+                                .await
+                                .map(|p| format!("kafka: {topic} has {p} partitions"))
+                                .map_err(|e| format!("{e:#}"))
+                        }
+                    }
+                }
+            })
+            .with_check("sources_api", {
+                let client = client.clone();
+                move || {
+                    let client = client.clone();
+                    async move {
+                        client
+                            .ping()
+                            .await
+                            .map(|()| "ok".to_owned())
+                            .map_err(|e| e.to_string())
+                    }
+                }
+            });
+        Ok(Self {
+            listener,
+            router: router(state, readiness),
+            db,
+            config: config.clone(),
+            client,
+            secrets,
+            wake,
+        })
+    }
+
+    pub fn local_addr(&self) -> SocketAddr {
+        self.listener
+            .local_addr()
+            .expect("a bound listener has an address")
+    }
+
+    pub fn db(&self) -> &PgPool {
+        &self.db
+    }
+
+    /// Serves the read API at once; consumes events and works the queue once sources-api has
+    /// named the cost-management application type; stops everything on `shutdown`.
+    pub async fn run(self, shutdown: CancellationToken) -> anyhow::Result<()> {
+        let transport = Transport::from_brokers(self.config.kafka_brokers.as_deref());
+        tracing::info!(address = %self.local_addr(), transport = transport.name(), "listener listening");
+        let mut tasks = tokio::task::JoinSet::new();
+        let background = Background {
+            db: self.db.clone(),
+            config: self.config.clone(),
+            client: self.client.clone(),
+            secrets: self.secrets.clone(),
+            wake: self.wake.clone(),
+            transport,
+        };
+        tasks.spawn(background.run(shutdown.clone()));
+        tasks.spawn(report_queue(self.db.clone(), shutdown.clone()));
+        let served = ops::serve(
+            self.listener,
+            self.router,
+            &["/api/cost-management/v1/docs/"],
+            shutdown.clone().cancelled_owned(),
+        )
+        .await
+        .context("serving HTTP");
+        shutdown.cancel();
+        while let Some(done) = tasks.join_next().await {
+            if let Ok(Err(e)) = done {
+                tracing::error!(error = ?e, "background task failed");
+            }
+        }
+        self.db.close().await;
+        served
+    }
+}
+
+/// The consumer and the workers.
+struct Background {
+    db: PgPool,
+    config: Config,
+    client: SourcesClient,
+    secrets: SecretBox,
+    wake: Arc<Notify>,
+    transport: Transport,
+}
+
+impl Background {
+    async fn run(self, shutdown: CancellationToken) -> anyhow::Result<()> {
+        // Events are only readable once the cost-management application type id is known;
+        // sources-api may start after the listener, so keep asking (Koku does the same).
+        let mut delay = Duration::from_millis(200);
+        let cost_type_id = loop {
+            match self.client.cost_management_type_id().await {
+                Ok(id) => break id,
+                Err(e) => {
+                    tracing::warn!(error = %e, "cannot look up the cost-management application type yet")
+                }
+            }
+            tokio::select! {
+                _ = shutdown.cancelled() => return Ok(()),
+                _ = tokio::time::sleep(delay) => {}
+            }
+            delay = (delay * 2).min(Duration::from_secs(30));
+        };
+        tracing::info!(cost_type_id, "cost-management application type found");
+        if let Transport::Kafka { brokers } = &self.transport
+            && let Err(e) =
+                keel_events::kafka::ensure_topics(brokers, &[self.config.topic.as_str()], 3, 1)
+                    .await
+        {
+            tracing::warn!(error = %e, "cannot create the event stream topic; consuming anyway");
+        }
+        let worker = Arc::new(Worker {
+            db: self.db.clone(),
+            client: self.client,
+            secrets: self.secrets,
+            cost_type_id,
+            retry: RetryPolicy {
+                base: self.config.retry_base,
+                max: self.config.retry_max,
+                max_attempts: self.config.max_attempts,
+                lease: self.config.lease,
+            },
+            wake: self.wake.clone(),
+            type_names: tokio::sync::RwLock::new(HashMap::new()),
+        });
+        let workers = tokio::spawn(worker.run(self.config.workers, shutdown.clone()));
+        let handler = Arc::new(SourcesHandler {
+            db: self.db.clone(),
+            cost_type_id,
+            schema_suffix: self.config.schema_suffix.clone(),
+            wake: self.wake,
+        });
+        let consumed = keel_events::consumer::run(
+            self.transport,
+            self.db,
+            OUTBOX,
+            ConsumerConfig::new(&self.config.consumer_group, &[self.config.topic.as_str()]),
+            handler,
+            shutdown,
+        )
+        .await;
+        workers.await.ok();
+        consumed
+    }
+}
+
+/// Queue depth and parked operations as gauges.
+async fn report_queue(db: PgPool, shutdown: CancellationToken) -> anyhow::Result<()> {
+    let mut tick = tokio::time::interval(Duration::from_secs(5));
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => return Ok(()),
+            _ = tick.tick() => {}
+        }
+        match store::queue_depth(&db).await {
+            Ok((queued, parked)) => {
+                metrics::gauge!("listener_queue_depth").set(queued as f64);
+                metrics::gauge!("listener_parked_operations").set(parked as f64);
+            }
+            Err(e) => tracing::warn!(error = %e, "cannot measure the work queue"),
+        }
+    }
+}

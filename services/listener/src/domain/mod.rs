@@ -1,0 +1,12 @@
+//! The listener's domain: events, provider types and their settings, the sync state machine
+//! and status texts. No I/O.
+
+pub mod event;
+pub mod provider_type;
+pub mod state;
+pub mod status;
+
+pub use event::{EventKind, Parsed, SourceEvent};
+pub use provider_type::{CredentialParts, Object, ProviderType};
+pub use state::{Desired, OpKind, Plan, SyncState, Synced, Truth};
+pub use status::{Problem, StatusBody};

@@ -1,0 +1,279 @@
+//! The sync rows (`cost.api_sources`) and the durable work queue (`cost.operations`).
+
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use serde_json::Value;
+use sqlx::{PgConnection, PgPool, types::Json};
+use uuid::Uuid;
+
+use crate::domain::{EventKind, Object, OpKind, SourceEvent, SyncState, state};
+
+/// A followed source, as stored.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct SourceRow {
+    pub source_id: i64,
+    pub source_uuid: Option<Uuid>,
+    pub name: Option<String>,
+    pub auth_header: String,
+    pub account_id: Option<String>,
+    pub org_id: String,
+    pub source_type: String,
+    pub authentication: Json<Value>,
+    pub billing_source: Json<Value>,
+    pub koku_uuid: Option<String>,
+    pub application_id: Option<i64>,
+    pub paused: bool,
+    pub status: Json<Value>,
+    pub state: String,
+    pub state_reason: Option<String>,
+    pub created_timestamp: DateTime<Utc>,
+    pub linked_timestamp: Option<DateTime<Utc>>,
+}
+
+impl SourceRow {
+    pub fn state(&self) -> SyncState {
+        SyncState::parse(&self.state).unwrap_or(SyncState::New)
+    }
+
+    /// The stored (sealed) credentials.
+    pub fn credentials(&self) -> Object {
+        self.authentication.0["credentials"]
+            .as_object()
+            .cloned()
+            .unwrap_or_default()
+    }
+
+    pub fn data_source(&self) -> Object {
+        self.billing_source.0["data_source"]
+            .as_object()
+            .cloned()
+            .unwrap_or_default()
+    }
+}
+
+const SOURCE_COLUMNS: &str = "source_id, source_uuid, name, auth_header, account_id, org_id, source_type, \
+     authentication, billing_source, koku_uuid, application_id, paused, status, state, state_reason, \
+     created_timestamp, linked_timestamp";
+
+pub async fn source(db: &PgPool, source_id: i64) -> Result<Option<SourceRow>, sqlx::Error> {
+    sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        "SELECT {SOURCE_COLUMNS} FROM api_sources WHERE source_id = $1"
+    )))
+    .bind(source_id)
+    .fetch_optional(db)
+    .await
+}
+
+/// Locks the row for the rest of the transaction.
+pub async fn source_for_update(
+    conn: &mut PgConnection,
+    source_id: i64,
+) -> Result<Option<SourceRow>, sqlx::Error> {
+    sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        "SELECT {SOURCE_COLUMNS} FROM api_sources WHERE source_id = $1 FOR UPDATE"
+    )))
+    .bind(source_id)
+    .fetch_optional(conn)
+    .await
+}
+
+/// What the consumer did with an event.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Recorded {
+    Queued(OpKind),
+    /// An event about a source the listener does not follow.
+    UnknownSource,
+}
+
+/// Records an event in one transaction: the row (created by the events that may create it),
+/// its state, and the queued operation. Nothing here calls out of the database.
+pub async fn record_event(
+    db: &PgPool,
+    event: &SourceEvent,
+    offset: i64,
+) -> Result<Recorded, sqlx::Error> {
+    let mut tx = db.begin().await?;
+    let current: Option<(String, bool)> = if event.kind.creates_row() {
+        // Inserting locks the new row; an existing one only gets the newest identity.
+        sqlx::query_as(
+            "INSERT INTO api_sources (source_id, auth_header, \"offset\", account_id, org_id) \
+             VALUES ($1, $2, $3, $4, $5) \
+             ON CONFLICT (source_id) DO UPDATE SET auth_header = excluded.auth_header \
+             RETURNING state, koku_uuid IS NOT NULL",
+        )
+        .bind(event.source_id)
+        .bind(&event.identity)
+        .bind(offset)
+        .bind(&event.account_id)
+        .bind(&event.org_id)
+        .fetch_optional(&mut *tx)
+        .await?
+    } else {
+        sqlx::query_as(
+            "SELECT state, koku_uuid IS NOT NULL FROM api_sources WHERE source_id = $1 FOR UPDATE",
+        )
+        .bind(event.source_id)
+        .fetch_optional(&mut *tx)
+        .await?
+    };
+    let Some((current, has_provider)) = current else {
+        return Ok(Recorded::UnknownSource);
+    };
+    let current = SyncState::parse(&current).unwrap_or(SyncState::New);
+    let (next, op) = state::on_event(current, has_provider, event.kind);
+    // Pause flags are kept even before a provider exists; the worker confirms them with
+    // sources-api.
+    let paused = match event.kind {
+        EventKind::ApplicationPause => Some(true),
+        EventKind::ApplicationUnpause => Some(false),
+        _ => None,
+    };
+    sqlx::query(
+        "UPDATE api_sources SET state = $2, paused = coalesce($3, paused), updated_timestamp = now() \
+         WHERE source_id = $1",
+    )
+    .bind(event.source_id)
+    .bind(next.as_str())
+    .bind(paused)
+    .execute(&mut *tx)
+    .await?;
+    enqueue(&mut tx, event.source_id, op).await?;
+    tx.commit().await?;
+    Ok(Recorded::Queued(op))
+}
+
+/// Queues an operation for a source, merging with one already queued; a new trigger gives
+/// the operation fresh attempts and makes it due now (a running one keeps its lease).
+pub async fn enqueue(
+    conn: &mut PgConnection,
+    source_id: i64,
+    kind: OpKind,
+) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "INSERT INTO operations (source_id, kind) VALUES ($1, $2) \
+         ON CONFLICT (source_id) DO UPDATE SET \
+           kind = CASE WHEN operations.kind = 'delete' OR excluded.kind = 'delete' THEN 'delete' \
+                       WHEN operations.kind = 'create' THEN 'create' ELSE excluded.kind END, \
+           generation = operations.generation + 1, attempts = 0, run_at = now(), \
+           parked_at = NULL, updated_at = now()",
+    )
+    .bind(source_id)
+    .bind(kind.as_str())
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+/// Queues a re-check of a source whatever its state (`POST /source-status/`).
+pub async fn enqueue_check(db: &PgPool, source_id: i64) -> Result<(), sqlx::Error> {
+    let mut tx = db.begin().await?;
+    let row = source_for_update(&mut tx, source_id).await?;
+    if let Some(row) = row {
+        let kind = match (row.state(), row.koku_uuid.is_some()) {
+            (SyncState::PendingDelete, _) => OpKind::Delete,
+            (_, true) => OpKind::Update,
+            (_, false) => OpKind::Create,
+        };
+        enqueue(&mut tx, source_id, kind).await?;
+    }
+    tx.commit().await
+}
+
+/// A claimed operation.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct Claim {
+    pub source_id: i64,
+    pub kind: String,
+    pub generation: i64,
+    pub attempts: i32,
+    pub enqueued_at: DateTime<Utc>,
+}
+
+/// Claims up to `limit` due operations for `lease`; others skip them.
+pub async fn claim(db: &PgPool, limit: i64, lease: Duration) -> Result<Vec<Claim>, sqlx::Error> {
+    sqlx::query_as(
+        "UPDATE operations o SET leased_until = now() + make_interval(secs => $2), \
+           attempts = o.attempts + 1, updated_at = now() \
+         WHERE o.source_id IN ( \
+           SELECT source_id FROM operations \
+           WHERE parked_at IS NULL AND run_at <= now() \
+             AND (leased_until IS NULL OR leased_until < now()) \
+           ORDER BY run_at LIMIT $1 FOR UPDATE SKIP LOCKED) \
+         RETURNING o.source_id, o.kind, o.generation, o.attempts, o.enqueued_at",
+    )
+    .bind(limit)
+    .bind(lease.as_secs_f64())
+    .fetch_all(db)
+    .await
+}
+
+/// The operation succeeded: removed, unless a newer trigger arrived while it ran (then it
+/// runs again).
+pub async fn complete(conn: &mut PgConnection, claim: &Claim) -> Result<(), sqlx::Error> {
+    let removed = sqlx::query("DELETE FROM operations WHERE source_id = $1 AND generation = $2")
+        .bind(claim.source_id)
+        .bind(claim.generation)
+        .execute(&mut *conn)
+        .await?
+        .rows_affected();
+    if removed == 0 {
+        release(conn, claim.source_id).await?;
+    }
+    Ok(())
+}
+
+/// Gives up a claim without counting it (shutdown).
+pub async fn release(conn: &mut PgConnection, source_id: i64) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "UPDATE operations SET leased_until = NULL, updated_at = now() WHERE source_id = $1",
+    )
+    .bind(source_id)
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+/// The operation failed: retried after `backoff`, or parked with its reason after the last
+/// attempt. A newer trigger that arrived meanwhile keeps it due now with fresh attempts.
+pub async fn fail(
+    db: &PgPool,
+    claim: &Claim,
+    error: &str,
+    backoff: Duration,
+    max_attempts: i32,
+) -> Result<bool, sqlx::Error> {
+    let parked: Option<bool> = sqlx::query_scalar(
+        "UPDATE operations SET leased_until = NULL, last_error = $3, updated_at = now(), \
+           run_at = CASE WHEN generation = $2 THEN now() + make_interval(secs => $4) ELSE run_at END, \
+           parked_at = CASE WHEN generation = $2 AND attempts >= $5 THEN now() ELSE NULL END \
+         WHERE source_id = $1 RETURNING parked_at IS NOT NULL",
+    )
+    .bind(claim.source_id)
+    .bind(claim.generation)
+    .bind(error)
+    .bind(backoff.as_secs_f64())
+    .bind(max_attempts)
+    .fetch_optional(db)
+    .await?;
+    Ok(parked.unwrap_or(false))
+}
+
+/// Operations waiting or running, and parked ones.
+pub async fn queue_depth(db: &PgPool) -> Result<(i64, i64), sqlx::Error> {
+    sqlx::query_as(
+        "SELECT count(*) FILTER (WHERE parked_at IS NULL), count(*) FILTER (WHERE parked_at IS NOT NULL) \
+         FROM operations",
+    )
+    .fetch_one(db)
+    .await
+}
+
+/// The next time an operation is due, for the worker's sleep.
+pub async fn next_due(db: &PgPool) -> Result<Option<DateTime<Utc>>, sqlx::Error> {
+    sqlx::query_scalar(
+        "SELECT min(greatest(run_at, coalesce(leased_until, run_at))) FROM operations WHERE parked_at IS NULL",
+    )
+    .fetch_one(db)
+    .await
+}

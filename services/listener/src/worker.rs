@@ -1,0 +1,605 @@
+//! The workers: claim queued operations, fetch what sources-api holds for the source, decide
+//! (`domain::state::plan`) and carry the decision out: build, update or remove the provider,
+//! and report the availability status when it changed. HTTP calls happen here, never on the
+//! consuming task; a failing source only delays itself.
+
+use std::{collections::HashMap, sync::Arc, time::Duration};
+
+use anyhow::Context as _;
+use keel_crypto::SecretBox;
+use serde_json::json;
+use sqlx::{PgPool, types::Json};
+use tokio::sync::{Notify, RwLock};
+use tokio_util::sync::CancellationToken;
+use tracing::Instrument as _;
+use uuid::Uuid;
+
+use crate::{
+    domain::{
+        CredentialParts, Desired, Plan, Problem, ProviderType, StatusBody, SyncState, Synced,
+        Truth, provider_type,
+    },
+    provider::{self, BuildError, ProviderSpec},
+    secrets,
+    sources_client::{Caller, ClientError, SourcesClient},
+    store::{self, Claim, SourceRow},
+};
+
+/// Retry policy of the work queue.
+#[derive(Debug, Clone)]
+pub struct RetryPolicy {
+    pub base: Duration,
+    pub max: Duration,
+    /// Attempts before an operation is parked.
+    pub max_attempts: i32,
+    /// How long a claim lasts before another worker may take the operation over.
+    pub lease: Duration,
+}
+
+impl RetryPolicy {
+    /// Exponential: base, 2·base, 4·base, … up to `max`.
+    pub fn backoff(&self, attempts: i32) -> Duration {
+        let exp = attempts.saturating_sub(1).clamp(0, 30) as u32;
+        self.base
+            .saturating_mul(2u32.saturating_pow(exp))
+            .min(self.max)
+    }
+}
+
+/// Everything a worker needs.
+pub struct Worker {
+    pub db: PgPool,
+    pub client: SourcesClient,
+    pub secrets: SecretBox,
+    pub cost_type_id: i64,
+    pub retry: RetryPolicy,
+    /// Woken when the consumer queues an operation.
+    pub wake: Arc<Notify>,
+    /// Source type names by id (they never change).
+    pub type_names: RwLock<HashMap<i64, Option<String>>>,
+}
+
+/// Why an operation did not finish.
+#[derive(Debug, thiserror::Error)]
+enum OpError {
+    #[error(transparent)]
+    Sources(#[from] ClientError),
+    #[error("database: {0}")]
+    Database(#[from] sqlx::Error),
+    #[error("{0:#}")]
+    Other(#[from] anyhow::Error),
+}
+
+impl Worker {
+    /// Runs `concurrency` workers until `shutdown`.
+    pub async fn run(self: Arc<Self>, concurrency: usize, shutdown: CancellationToken) {
+        let mut tasks = tokio::task::JoinSet::new();
+        for n in 0..concurrency {
+            let worker = self.clone();
+            let stop = shutdown.clone();
+            tasks.spawn(
+                async move { worker.work(stop).await }.instrument(tracing::info_span!("worker", n)),
+            );
+        }
+        while tasks.join_next().await.is_some() {}
+    }
+
+    async fn work(&self, shutdown: CancellationToken) {
+        while !shutdown.is_cancelled() {
+            let claimed = match store::claim(&self.db, 1, self.retry.lease).await {
+                Ok(c) => c,
+                Err(e) => {
+                    tracing::warn!(error = %e, "cannot claim operations");
+                    Vec::new()
+                }
+            };
+            if claimed.is_empty() {
+                self.idle(&shutdown).await;
+                continue;
+            }
+            for claim in claimed {
+                self.execute(&claim, &shutdown).await;
+            }
+        }
+    }
+
+    /// Waits for a wake-up from the consumer, the next due operation, or at most a second.
+    async fn idle(&self, shutdown: &CancellationToken) {
+        let wake = self.wake.notified();
+        let mut wait = Duration::from_secs(1);
+        if let Ok(Some(due)) = store::next_due(&self.db).await {
+            let until = (due - chrono::Utc::now())
+                .to_std()
+                .unwrap_or(Duration::ZERO);
+            wait = wait.min(until.max(Duration::from_millis(5)));
+        }
+        tokio::select! {
+            _ = shutdown.cancelled() => {}
+            _ = wake => {}
+            _ = tokio::time::sleep(wait) => {}
+        }
+    }
+
+    async fn execute(&self, claim: &Claim, shutdown: &CancellationToken) {
+        let span = tracing::info_span!("operation", source_id = claim.source_id, kind = %claim.kind, attempt = claim.attempts);
+        let outcome = tokio::select! {
+            outcome = self.reconcile(claim).instrument(span.clone()) => outcome,
+            // Shutdown gives the claim back untouched; the operation runs again later.
+            _ = shutdown.cancelled() => {
+                if let Ok(mut conn) = self.db.acquire().await {
+                    let _ = store::release(&mut conn, claim.source_id).await;
+                }
+                return;
+            }
+        };
+        let _enter = span.enter();
+        match outcome {
+            Ok(result) => {
+                metrics::counter!("provider_operations_total", "operation" => claim.kind.clone(), "result" => result)
+                    .increment(1);
+            }
+            Err(e) => {
+                let error = e.to_string();
+                let backoff = self.retry.backoff(claim.attempts);
+                let parked = store::fail(&self.db, claim, &error, backoff, self.retry.max_attempts)
+                    .await
+                    .unwrap_or(false);
+                let result = if parked { "parked" } else { "retry" };
+                metrics::counter!("provider_operations_total", "operation" => claim.kind.clone(), "result" => result)
+                    .increment(1);
+                if parked {
+                    tracing::error!(%error, attempts = claim.attempts, "operation parked after its last attempt");
+                } else {
+                    tracing::warn!(%error, retry_in_ms = backoff.as_millis() as u64, "operation failed; will retry");
+                }
+            }
+        }
+    }
+
+    /// One operation: returns what was done, for the metrics.
+    async fn reconcile(&self, claim: &Claim) -> Result<&'static str, OpError> {
+        let Some(row) = store::source(&self.db, claim.source_id).await? else {
+            self.complete(claim).await?;
+            return Ok("gone");
+        };
+        let caller = Caller {
+            identity: &row.auth_header,
+            account_id: row.account_id.as_deref(),
+            org_id: Some(&row.org_id),
+        };
+        let fetched = self.fetch(caller, &row).await?;
+        let synced = self.synced(&row)?;
+        let plan = crate::domain::state::plan(&fetched.truth, synced.as_ref());
+        tracing::debug!(?plan, "planned");
+        match plan {
+            Plan::Delete => self.delete(claim, &row).await,
+            Plan::Wait => {
+                self.save(&row, &fetched, SyncState::Details).await?;
+                self.complete(claim).await?;
+                Ok("waiting")
+            }
+            Plan::Fail(problem) => {
+                self.fail_settings(claim, &row, &fetched, &problem).await?;
+                Ok("invalid")
+            }
+            Plan::Create => self.build(claim, &row, &fetched, false).await,
+            Plan::Update => self.build(claim, &row, &fetched, true).await,
+            Plan::Keep => {
+                let state = if row.koku_uuid.is_some() {
+                    SyncState::Linked
+                } else {
+                    SyncState::Details
+                };
+                self.save(&row, &fetched, state).await?;
+                if row.koku_uuid.is_some() {
+                    self.report(
+                        caller,
+                        &row,
+                        fetched.application_id,
+                        StatusBody::available(),
+                    )
+                    .await?;
+                }
+                self.complete(claim).await?;
+                Ok("unchanged")
+            }
+        }
+    }
+
+    /// What the provider was last built from, when there is one.
+    fn synced(&self, row: &SourceRow) -> Result<Option<Synced>, OpError> {
+        if row.koku_uuid.is_none() {
+            return Ok(None);
+        }
+        let credentials = secrets::open(&self.secrets, &row.org_id, &row.credentials())
+            .context("opening stored credentials")?;
+        Ok(Some(Synced {
+            name: row.name.clone().unwrap_or_default(),
+            credentials,
+            data_source: row.data_source(),
+            paused: row.paused,
+        }))
+    }
+
+    async fn type_name(
+        &self,
+        caller: Caller<'_>,
+        type_id: i64,
+    ) -> Result<Option<String>, ClientError> {
+        if let Some(name) = self.type_names.read().await.get(&type_id) {
+            return Ok(name.clone());
+        }
+        let name = self.client.source_type_name(caller, type_id).await?;
+        self.type_names.write().await.insert(type_id, name.clone());
+        Ok(name)
+    }
+
+    /// Reads the source from sources-api: details, the cost-management application, and
+    /// the credentials its type needs.
+    async fn fetch(&self, caller: Caller<'_>, row: &SourceRow) -> Result<Fetched, ClientError> {
+        let id = row.source_id;
+        let details = match self.client.source(caller, id).await {
+            Ok(d) => d,
+            Err(ClientError::SourceNotFound) => return Ok(Fetched::gone()),
+            Err(e) => return Err(e),
+        };
+        let Some(app) = self
+            .client
+            .cost_application(caller, id, self.cost_type_id)
+            .await?
+        else {
+            return Ok(Fetched::gone());
+        };
+        let uid = details.uid.as_deref().and_then(|u| Uuid::parse_str(u).ok());
+        let type_name = self.type_name(caller, details.source_type_id).await?;
+        let Some(ty) = type_name
+            .as_deref()
+            .and_then(ProviderType::from_source_type_name)
+        else {
+            return Ok(Fetched {
+                truth: Truth::Unsupported(type_name.unwrap_or_default()),
+                uid,
+                application_id: Some(app.id),
+            });
+        };
+        let mut parts = CredentialParts {
+            app_extra: app.extra.clone(),
+            source_ref: details.source_ref.clone(),
+            ..Default::default()
+        };
+        if let Some(authtype) = ty.authtype()
+            && let Some(auth) = self.client.authentication(caller, id, authtype).await?
+        {
+            let needs_password = match ty.family() {
+                provider_type::Family::Azure => true,
+                provider_type::Family::Aws => auth.username.as_deref().is_none_or(str::is_empty),
+                _ => false,
+            };
+            if needs_password {
+                parts.password = self.client.password(caller, auth.id).await?;
+            }
+            parts.username = auth.username;
+            parts.auth_extra = auth.extra;
+        }
+        let desired = Desired {
+            name: details.name,
+            ty,
+            credentials: provider_type::credentials(ty, &parts),
+            data_source: provider_type::data_source(ty, &app.extra),
+            paused: app.paused,
+        };
+        Ok(Fetched {
+            truth: Truth::Present(desired),
+            uid,
+            application_id: Some(app.id),
+        })
+    }
+
+    /// Stores the fetched settings and the new state in the sync row.
+    async fn save(
+        &self,
+        row: &SourceRow,
+        fetched: &Fetched,
+        state: SyncState,
+    ) -> Result<(), OpError> {
+        let mut conn = self.db.acquire().await?;
+        save_row(&mut conn, &self.secrets, row, fetched, state, None).await?;
+        Ok(())
+    }
+
+    /// The operation is done (it runs again if a newer trigger arrived meanwhile).
+    async fn complete(&self, claim: &Claim) -> Result<(), OpError> {
+        let mut conn = self.db.acquire().await?;
+        store::complete(&mut conn, claim).await?;
+        Ok(())
+    }
+
+    async fn fail_settings(
+        &self,
+        claim: &Claim,
+        row: &SourceRow,
+        fetched: &Fetched,
+        problem: &Problem,
+    ) -> Result<(), OpError> {
+        let mut tx = self.db.begin().await?;
+        save_row(
+            &mut tx,
+            &self.secrets,
+            row,
+            fetched,
+            SyncState::Failed,
+            Some(&problem.message),
+        )
+        .await?;
+        if let (Some(uuid), Truth::Present(d)) = (provider_uuid(row), &fetched.truth) {
+            provider::deactivate(&mut tx, uuid, d.paused).await?;
+        }
+        tx.commit().await?;
+        let caller = caller(row);
+        self.report(
+            caller,
+            row,
+            fetched.application_id,
+            StatusBody::unavailable(problem),
+        )
+        .await?;
+        self.complete(claim).await?;
+        tracing::info!(reason = %problem.message, "source settings are invalid");
+        Ok(())
+    }
+
+    /// Creates or updates the provider, then reports `available`.
+    async fn build(
+        &self,
+        claim: &Claim,
+        row: &SourceRow,
+        fetched: &Fetched,
+        update: bool,
+    ) -> Result<&'static str, OpError> {
+        let Truth::Present(desired) = &fetched.truth else {
+            return Err(OpError::Other(anyhow::anyhow!(
+                "building a provider for a source that is not present"
+            )));
+        };
+        if !update {
+            // Visible while the provider is built; left as is when building fails.
+            let mut tx = self.db.begin().await?;
+            save_row(
+                &mut tx,
+                &self.secrets,
+                row,
+                fetched,
+                SyncState::Creating,
+                None,
+            )
+            .await?;
+            tx.commit().await?;
+        }
+        let uuid = provider_uuid(row)
+            .or(row.source_uuid)
+            .or(fetched.uid)
+            .unwrap_or_else(Uuid::new_v4);
+        let sealed = secrets::seal(&self.secrets, &row.org_id, &desired.credentials);
+        let digest = secrets::digest(&row.org_id, &desired.credentials);
+        let data_source = desired.data_source.clone().unwrap_or_default();
+        let spec = ProviderSpec {
+            uuid,
+            name: &desired.name,
+            ty: desired.ty,
+            org_id: &row.org_id,
+            account_id: row.account_id.as_deref(),
+            credentials: &sealed,
+            digest: &digest,
+            data_source: &data_source,
+            paused: desired.paused,
+        };
+        let mut tx = self.db.begin().await?;
+        let built = if update {
+            provider::update(&mut tx, &spec).await
+        } else {
+            provider::create(&mut tx, &spec).await
+        };
+        match built {
+            Ok(()) => {}
+            Err(BuildError::Problem(problem)) => {
+                tx.rollback().await?;
+                self.fail_settings(claim, row, fetched, &problem).await?;
+                return Ok(if problem.key == "source.duplicate" {
+                    "duplicate"
+                } else {
+                    "invalid"
+                });
+            }
+            Err(BuildError::Database(e)) => return Err(e.into()),
+        }
+        let mut fetched = fetched.clone();
+        fetched.uid = Some(uuid);
+        save_row(
+            &mut tx,
+            &self.secrets,
+            row,
+            &fetched,
+            SyncState::Linked,
+            None,
+        )
+        .await?;
+        let first_link: Option<chrono::DateTime<chrono::Utc>> = sqlx::query_scalar(
+            "UPDATE api_sources SET koku_uuid = $2, provider_id = $3, \
+               linked_timestamp = coalesce(linked_timestamp, now()) \
+             WHERE source_id = $1 RETURNING CASE WHEN linked_timestamp = now() THEN created_timestamp END",
+        )
+        .bind(row.source_id)
+        .bind(uuid.to_string())
+        .bind(uuid)
+        .fetch_one(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        if let Some(created) = first_link {
+            let latency = (chrono::Utc::now() - created).to_std().unwrap_or_default();
+            metrics::histogram!("source_to_provider_seconds").record(latency.as_secs_f64());
+        }
+        tracing::info!(provider = %uuid, update, "provider ready");
+        self.report(
+            caller(row),
+            row,
+            fetched.application_id,
+            StatusBody::available(),
+        )
+        .await?;
+        self.complete(claim).await?;
+        Ok(if update { "updated" } else { "created" })
+    }
+
+    /// Removes the provider and its tenant row, then the sync row, unless a new trigger
+    /// arrived meanwhile (then the source is checked again).
+    async fn delete(&self, claim: &Claim, row: &SourceRow) -> Result<&'static str, OpError> {
+        let mut tx = self.db.begin().await?;
+        let Some(current) = store::source_for_update(&mut tx, row.source_id).await? else {
+            return Ok("gone");
+        };
+        if let Some(uuid) = provider_uuid(&current) {
+            provider::destroy(&mut tx, uuid, &current.org_id).await?;
+        }
+        let generation: Option<i64> =
+            sqlx::query_scalar("SELECT generation FROM operations WHERE source_id = $1 FOR UPDATE")
+                .bind(row.source_id)
+                .fetch_optional(&mut *tx)
+                .await?;
+        if generation.is_some_and(|g| g != claim.generation) {
+            sqlx::query(
+                "UPDATE api_sources SET koku_uuid = NULL, provider_id = NULL, state = 'new', status = '{}' \
+                 WHERE source_id = $1",
+            )
+            .bind(row.source_id)
+            .execute(&mut *tx)
+            .await?;
+            store::release(&mut tx, row.source_id).await?;
+        } else {
+            sqlx::query("DELETE FROM api_sources WHERE source_id = $1")
+                .bind(row.source_id)
+                .execute(&mut *tx)
+                .await?;
+        }
+        tx.commit().await?;
+        tracing::info!("source removed");
+        Ok("deleted")
+    }
+
+    /// Sends the status to sources-api when it differs from the last one sent.
+    async fn report(
+        &self,
+        caller: Caller<'_>,
+        row: &SourceRow,
+        application_id: Option<i64>,
+        body: StatusBody,
+    ) -> Result<(), OpError> {
+        let current = store::source(&self.db, row.source_id).await?;
+        let last: Option<StatusBody> =
+            current.and_then(|r| serde_json::from_value(r.status.0).ok());
+        if last.as_ref() == Some(&body) {
+            return Ok(());
+        }
+        let Some(app_id) = application_id else {
+            return Ok(());
+        };
+        self.client.set_status(caller, app_id, &body).await?;
+        sqlx::query("UPDATE api_sources SET status = $2 WHERE source_id = $1")
+            .bind(row.source_id)
+            .bind(Json(&body))
+            .execute(&self.db)
+            .await?;
+        metrics::counter!("status_reports_total", "status" => body.availability_status.clone())
+            .increment(1);
+        Ok(())
+    }
+}
+
+/// What was read from sources-api for one source.
+#[derive(Debug, Clone)]
+struct Fetched {
+    truth: Truth,
+    uid: Option<Uuid>,
+    application_id: Option<i64>,
+}
+
+impl Fetched {
+    fn gone() -> Self {
+        Self {
+            truth: Truth::Gone,
+            uid: None,
+            application_id: None,
+        }
+    }
+}
+
+fn caller(row: &SourceRow) -> Caller<'_> {
+    Caller {
+        identity: &row.auth_header,
+        account_id: row.account_id.as_deref(),
+        org_id: Some(&row.org_id),
+    }
+}
+
+fn provider_uuid(row: &SourceRow) -> Option<Uuid> {
+    row.koku_uuid
+        .as_deref()
+        .and_then(|u| Uuid::parse_str(u).ok())
+}
+
+/// Writes the fetched details and settings (credentials sealed) and the state.
+async fn save_row(
+    conn: &mut sqlx::PgConnection,
+    secrets_box: &SecretBox,
+    row: &SourceRow,
+    fetched: &Fetched,
+    state: SyncState,
+    reason: Option<&str>,
+) -> Result<(), sqlx::Error> {
+    let (name, ty, authentication, billing, paused) = match &fetched.truth {
+        Truth::Present(d) => {
+            let sealed = secrets::seal(secrets_box, &row.org_id, &d.credentials);
+            let authentication = if sealed.is_empty() {
+                json!({})
+            } else {
+                json!({ "credentials": sealed })
+            };
+            let billing = match (&d.data_source, d.ty) {
+                (_, ProviderType::Ocp) | (None, _) => json!({}),
+                (Some(ds), _) => json!({ "data_source": ds }),
+            };
+            (
+                Some(d.name.clone()),
+                d.ty.as_str().to_owned(),
+                authentication,
+                billing,
+                d.paused,
+            )
+        }
+        _ => (
+            row.name.clone(),
+            row.source_type.clone(),
+            row.authentication.0.clone(),
+            row.billing_source.0.clone(),
+            row.paused,
+        ),
+    };
+    sqlx::query(
+        "UPDATE api_sources SET name = $2, source_type = $3, authentication = $4, billing_source = $5, \
+           paused = $6, source_uuid = coalesce(source_uuid, $7), application_id = coalesce($8, application_id), \
+           state = $9, state_reason = $10, updated_timestamp = now() \
+         WHERE source_id = $1",
+    )
+    .bind(row.source_id)
+    .bind(name)
+    .bind(ty)
+    .bind(Json(authentication))
+    .bind(Json(billing))
+    .bind(paused)
+    .bind(fetched.uid)
+    .bind(fetched.application_id)
+    .bind(state.as_str())
+    .bind(reason)
+    .execute(conn)
+    .await?;
+    Ok(())
+}
