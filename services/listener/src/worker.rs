@@ -162,11 +162,7 @@ impl Worker {
             self.complete(claim).await?;
             return Ok("gone");
         };
-        let caller = Caller {
-            identity: &row.auth_header,
-            account_id: row.account_id.as_deref(),
-            org_id: Some(&row.org_id),
-        };
+        let caller = caller(&row);
         let fetched = self.fetch(caller, &row).await?;
         let synced = self.synced(&row)?;
         let plan = crate::domain::state::plan(&fetched.truth, synced.as_ref());
@@ -493,9 +489,8 @@ impl Worker {
         application_id: Option<i64>,
         body: StatusBody,
     ) -> Result<(), OpError> {
-        let current = store::source(&self.db, row.source_id).await?;
-        let last: Option<StatusBody> =
-            current.and_then(|r| serde_json::from_value(r.status.0).ok());
+        // Only this operation sends the source's status, so the row read at its start is current.
+        let last: Option<StatusBody> = serde_json::from_value(row.status.0.clone()).ok();
         if last.as_ref() == Some(&body) {
             return Ok(());
         }
