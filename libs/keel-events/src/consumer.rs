@@ -275,12 +275,13 @@ async fn run_kafka<H: Handler>(
     consumer.subscribe(&topics)?;
     tracing::info!(topics = ?config.topics, "consumer subscribed");
 
-    tokio::spawn(report_kafka_lag(
+    // Stops with this function even when it is dropped: the task holds the group membership.
+    let _lag = tokio_util::task::AbortOnDropHandle::new(tokio::spawn(report_kafka_lag(
         consumer.clone(),
         config.group.clone(),
         config.lag_interval,
         shutdown.clone(),
-    ));
+    )));
 
     // One worker per partition keeps a partition in order while partitions run in parallel.
     let mut workers: HashMap<(String, i32), mpsc::UnboundedSender<Message>> = HashMap::new();

@@ -1,4 +1,9 @@
-use std::{collections::HashMap, net::SocketAddr, sync::Arc, time::Duration};
+use std::{
+    collections::HashMap,
+    net::SocketAddr,
+    sync::{Arc, OnceLock},
+    time::Duration,
+};
 
 use anyhow::Context as _;
 use axum::{Router, http::header, routing::get};
@@ -119,6 +124,8 @@ pub struct App {
     client: SourcesClient,
     secrets: SecretBox,
     wake: Arc<Notify>,
+    /// The cost-management application type id, once sources-api named it.
+    cost_type: Arc<OnceLock<i64>>,
 }
 
 impl App {
@@ -138,6 +145,7 @@ impl App {
             .await
             .with_context(|| format!("cannot listen on {}:{}", config.host, config.port))?;
         let wake = Arc::new(Notify::new());
+        let cost_type = Arc::new(OnceLock::new());
         let state = AppState {
             db: db.clone(),
             schema_suffix: config.schema_suffix.clone(),
@@ -147,6 +155,20 @@ impl App {
         let topic = config.topic.clone();
         let readiness = ops::Readiness::default()
             .with_postgres(db.clone())
+            .with_check("consumer", {
+                let cost_type = cost_type.clone();
+                move || {
+                    let known = cost_type.get().copied();
+                    async move {
+                        known
+                            .map(|id| format!("consuming (cost-management application type {id})"))
+                            .ok_or_else(|| {
+                                "not consuming yet: sources-api has not named the cost-management application type"
+                                    .to_owned()
+                            })
+                    }
+                }
+            })
             .with_check("event_stream", move || {
                 let (transport, topic) = (transport.clone(), topic.clone());
                 async move {
@@ -182,6 +204,7 @@ impl App {
             client,
             secrets,
             wake,
+            cost_type,
         })
     }
 
@@ -207,6 +230,7 @@ impl App {
             client: self.client.clone(),
             secrets: self.secrets.clone(),
             wake: self.wake.clone(),
+            cost_type: self.cost_type.clone(),
             transport,
         };
         tasks.spawn(background.run(shutdown.clone()));
@@ -237,6 +261,7 @@ struct Background {
     client: SourcesClient,
     secrets: SecretBox,
     wake: Arc<Notify>,
+    cost_type: Arc<OnceLock<i64>>,
     transport: Transport,
 }
 
@@ -259,6 +284,7 @@ impl Background {
             delay = (delay * 2).min(Duration::from_secs(30));
         };
         tracing::info!(cost_type_id, "cost-management application type found");
+        let _ = self.cost_type.set(cost_type_id);
         if let Transport::Kafka { brokers } = &self.transport
             && let Err(e) =
                 keel_events::kafka::ensure_topics(brokers, &[self.config.topic.as_str()], 3, 1)
@@ -280,7 +306,9 @@ impl Background {
             wake: self.wake.clone(),
             type_names: tokio::sync::RwLock::new(HashMap::new()),
         });
-        let workers = tokio::spawn(worker.run(self.config.workers, shutdown.clone()));
+        // Owned by this task: if it is dropped, the workers stop with it.
+        let mut workers = tokio::task::JoinSet::new();
+        workers.spawn(worker.run(self.config.workers, shutdown.clone()));
         let handler = Arc::new(SourcesHandler {
             db: self.db.clone(),
             cost_type_id,
@@ -296,7 +324,7 @@ impl Background {
             shutdown,
         )
         .await;
-        workers.await.ok();
+        workers.join_all().await;
         consumed
     }
 }

@@ -7,7 +7,7 @@ use serde_json::Value;
 use sqlx::{PgConnection, PgPool, types::Json};
 use uuid::Uuid;
 
-use crate::domain::{EventKind, Object, OpKind, SourceEvent, SyncState, state};
+use crate::domain::{Object, OpKind, SourceEvent, SyncState, state};
 
 /// A followed source, as stored.
 #[derive(Debug, Clone, sqlx::FromRow)]
@@ -124,18 +124,12 @@ pub async fn record_event(
     let (next, op) = state::on_event(current, has_provider, event.kind);
     // Pause flags are kept even before a provider exists; the worker confirms them with
     // sources-api.
-    let paused = match event.kind {
-        EventKind::ApplicationPause => Some(true),
-        EventKind::ApplicationUnpause => Some(false),
-        _ => None,
-    };
+    // Only the state changes here; the worker reads pauses and everything else from sources-api.
     sqlx::query(
-        "UPDATE api_sources SET state = $2, paused = coalesce($3, paused), updated_timestamp = now() \
-         WHERE source_id = $1",
+        "UPDATE api_sources SET state = $2, updated_timestamp = now() WHERE source_id = $1",
     )
     .bind(event.source_id)
     .bind(next.as_str())
-    .bind(paused)
     .execute(&mut *tx)
     .await?;
     enqueue(&mut tx, event.source_id, op).await?;

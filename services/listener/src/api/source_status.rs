@@ -95,7 +95,8 @@ async fn get_status(
 }
 
 /// Checks a source again: its settings are re-read from sources-api and its status re-sent
-/// when it changed. Takes `source_id` from the JSON body or the query.
+/// when it changed. Takes `source_id` from the JSON body or the query. Any followed source
+/// can be checked, including one whose operation is parked after its last attempt.
 #[utoipa::path(
     post,
     path = "/source-status",
@@ -107,7 +108,7 @@ async fn get_status(
         (status = 204, description = "The check is queued"),
         (status = 400, description = "No or no integer source_id", body = keel_http::ErrorDocument),
         (status = 401, description = "No org in the identity", body = keel_http::ErrorDocument),
-        (status = 404, description = "Unknown source, settings incomplete, or being deleted", body = keel_http::ErrorDocument),
+        (status = 404, description = "Unknown source", body = keel_http::ErrorDocument),
     )
 )]
 async fn push_status(
@@ -129,8 +130,7 @@ async fn push_status(
         }
     };
     let source_id = parse_source_id(from_body.as_deref().or(params.source_id.as_deref()))?;
-    let row = find(&state, &tenancy, source_id).await?;
-    status_of(&row)?;
+    find(&state, &tenancy, source_id).await?;
     store::enqueue_check(&state.db, source_id).await?;
     state.wake.notify_one();
     Ok(StatusCode::NO_CONTENT)

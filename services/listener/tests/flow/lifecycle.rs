@@ -1,0 +1,219 @@
+//! A linked source's changes in sources-api become provider updates; destroying its
+//! application removes the provider, its tenant row and the sync row.
+
+use reqwest::Method;
+use serde_json::{Value, json};
+
+use crate::stack::{Stack, aws};
+
+/// (name, paused, active, credentials' role ARN, data source) of the org's only provider.
+async fn provider(stack: &Stack) -> Option<(String, bool, bool, Value, Value)> {
+    sqlx::query_as(
+        "SELECT p.name, p.paused, p.active, a.credentials -> 'role_arn', b.data_source \
+         FROM api_provider p JOIN api_providerauthentication a ON a.id = p.authentication_id \
+         JOIN api_providerbillingsource b ON b.id = p.billing_source_id",
+    )
+    .fetch_optional(&stack.db)
+    .await
+    .unwrap()
+}
+
+async fn wait_provider<F>(stack: &Stack, what: &str, check: F)
+where
+    F: Fn(&(String, bool, bool, Value, Value)) -> bool,
+{
+    stack
+        .wait_for(what, || async {
+            provider(stack).await.is_some_and(|p| check(&p))
+        })
+        .await;
+}
+
+#[tokio::test]
+async fn rename_pause_unpause_settings_changes_and_delete_flow_through() {
+    let stack = Stack::start().await;
+    let org = "6100";
+    let created = stack
+        .bulk_create(org, aws("Before", "arn:aws:iam::111111111111:role/One"))
+        .await;
+    let (source_id, app_id, auth_id) = (created.source_id(), created.app_id(), created.auth_id());
+    stack.wait_state(source_id, "linked").await;
+    let uuid = created.uid();
+    let tenant_name = || async {
+        sqlx::query_scalar::<_, String>(
+            "SELECT name FROM org6100.reporting_tenant_api_provider WHERE provider_id = $1::uuid",
+        )
+        .bind(&uuid)
+        .fetch_optional(&stack.db)
+        .await
+        .unwrap()
+    };
+
+    // Rename: the provider and the tenant's row follow.
+    stack
+        .write(
+            Method::PATCH,
+            &format!("/sources/{source_id}"),
+            org,
+            Some(json!({"name": "After"})),
+            200,
+        )
+        .await;
+    wait_provider(&stack, "the rename", |p| p.0 == "After").await;
+    assert_eq!(tenant_name().await.as_deref(), Some("After"));
+
+    // Pause and unpause.
+    stack
+        .write(
+            Method::POST,
+            &format!("/applications/{app_id}/pause"),
+            org,
+            None,
+            204,
+        )
+        .await;
+    wait_provider(&stack, "the pause", |p| p.1).await;
+    stack
+        .write(
+            Method::POST,
+            &format!("/applications/{app_id}/unpause"),
+            org,
+            None,
+            204,
+        )
+        .await;
+    wait_provider(&stack, "the unpause", |p| !p.1).await;
+
+    // A new bucket and a new role: the provider points at the new settings.
+    stack
+        .write(
+            Method::PATCH,
+            &format!("/applications/{app_id}"),
+            org,
+            Some(json!({"extra": {"bucket": "new-bucket"}})),
+            200,
+        )
+        .await;
+    wait_provider(&stack, "the new bucket", |p| {
+        p.4 == json!({"bucket": "new-bucket"})
+    })
+    .await;
+    stack
+        .write(
+            Method::PATCH,
+            &format!("/authentications/{auth_id}"),
+            org,
+            Some(json!({"username": "arn:aws:iam::222222222222:role/Two"})),
+            200,
+        )
+        .await;
+    wait_provider(&stack, "the new role", |p| {
+        p.3 == json!("arn:aws:iam::222222222222:role/Two")
+    })
+    .await;
+    // The first settings' rows were shared by nobody else: they are gone.
+    assert_eq!(
+        stack
+            .count("SELECT count(*) FROM api_providerauthentication")
+            .await,
+        1
+    );
+    assert_eq!(
+        stack
+            .count("SELECT count(*) FROM api_providerbillingsource")
+            .await,
+        1
+    );
+
+    // An invalid change deactivates the provider and is reported; fixing it reactivates.
+    stack
+        .write(
+            Method::PATCH,
+            &format!("/authentications/{auth_id}"),
+            org,
+            Some(json!({"username": "arn:broken"})),
+            200,
+        )
+        .await;
+    stack.wait_state(source_id, "failed").await;
+    wait_provider(&stack, "the deactivation", |p| !p.2).await;
+    stack.wait_availability(&app_id, org, "unavailable").await;
+    stack
+        .write(
+            Method::PATCH,
+            &format!("/authentications/{auth_id}"),
+            org,
+            Some(json!({"username": "arn:aws:iam::333333333333:role/Three"})),
+            200,
+        )
+        .await;
+    wait_provider(&stack, "the reactivation", |p| {
+        p.2 && p.3 == json!("arn:aws:iam::333333333333:role/Three")
+    })
+    .await;
+    stack.wait_state(source_id, "linked").await;
+    stack.wait_availability(&app_id, org, "available").await;
+
+    // Destroying the application removes the provider, the tenant row and the sync row.
+    stack
+        .write(
+            Method::DELETE,
+            &format!("/applications/{app_id}"),
+            org,
+            None,
+            204,
+        )
+        .await;
+    stack
+        .wait_for("the delete", || async {
+            stack.state(source_id).await.is_none()
+        })
+        .await;
+    assert_eq!(provider(&stack).await, None);
+    assert_eq!(tenant_name().await, None);
+    for table in [
+        "api_provider",
+        "api_providerauthentication",
+        "api_providerbillingsource",
+        "operations",
+    ] {
+        assert_eq!(
+            stack.count(&format!("SELECT count(*) FROM {table}")).await,
+            0,
+            "{table} is empty"
+        );
+    }
+    // The customer and its tenant schema stay, as in Koku.
+    assert_eq!(stack.count("SELECT count(*) FROM api_customer").await, 1);
+    let sources = stack.read_api("/sources/", org).await;
+    assert_eq!(sources["meta"]["count"], 0);
+    stack.stop().await;
+}
+
+#[tokio::test]
+async fn deleting_the_whole_source_removes_its_provider() {
+    let stack = Stack::start().await;
+    let org = "6101";
+    let created = stack
+        .bulk_create(org, aws("Whole", "arn:aws:iam::111111111111:role/Cost"))
+        .await;
+    let source_id = created.source_id();
+    stack.wait_state(source_id, "linked").await;
+    let (status, _) = stack
+        .call(Method::DELETE, &format!("/sources/{source_id}"), org, None)
+        .await;
+    assert!(status.is_success(), "{status}");
+    stack
+        .wait_for("the delete", || async {
+            stack.state(source_id).await.is_none()
+        })
+        .await;
+    assert_eq!(stack.count("SELECT count(*) FROM api_provider").await, 0);
+    assert_eq!(
+        stack
+            .count("SELECT count(*) FROM org6101.reporting_tenant_api_provider")
+            .await,
+        0
+    );
+    stack.stop().await;
+}
