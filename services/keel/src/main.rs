@@ -55,6 +55,9 @@ enum Bench {
     Sources(bench::SourcesBench),
     /// The event stream: relay throughput and publish-to-consume latency, both transports.
     Events(bench::EventsBench),
+    /// Sources created through the REST API until linked by the listener: sources/s,
+    /// create-to-provider latency, events/s, tenant schema clone time.
+    Listener(bench::ListenerBench),
 }
 
 #[tokio::main]
@@ -74,6 +77,7 @@ async fn main() -> anyhow::Result<()> {
         }
         Command::Bench(Bench::Sources(b)) => bench::run(b).await,
         Command::Bench(Bench::Events(b)) => bench::events(b).await,
+        Command::Bench(Bench::Listener(b)) => bench::listener(b).await,
         Command::Migrate { sources } => {
             sources_api::prepare_database(&sources).await?.close().await;
             let listener = listener::Config::for_database(sources.database_url.clone(), "");

@@ -1,0 +1,241 @@
+//! `keel bench sources`: load on a running sources-api, measured, beside PostgreSQL's own
+//! single-row insert speed (pgbench) at the same concurrency on the same server.
+//!
+//! Phase 1 drives `POST /sources` from `concurrency` workers for `duration` (closed loop).
+//! Phase 2 sends `GET /sources` at a fixed rate (open loop: latency is measured from when each
+//! request was due, so a stalled server cannot hide its queue). Phase 3 runs pgbench inserting
+//! one row per transaction with the same number of clients.
+
+use std::{
+    process::Command,
+    sync::{
+        Arc,
+        atomic::{AtomicU64, Ordering},
+    },
+    time::{Duration, Instant},
+};
+
+use anyhow::{Context as _, bail};
+use serde_json::json;
+use tokio::sync::Mutex;
+
+use super::{histogram, replace_database, report};
+
+#[derive(Debug, Clone, clap::Args)]
+pub struct SourcesBench {
+    /// Base URL of the running sources-api.
+    #[arg(long, default_value = "http://127.0.0.1:8000")]
+    pub url: String,
+    /// Pre-shared key for the writes.
+    #[arg(long, env = "BENCH_PSK", default_value = "dev-psk")]
+    pub psk: String,
+    /// Concurrent writers (and pgbench clients).
+    #[arg(long, default_value_t = 16)]
+    pub concurrency: usize,
+    /// Length of each phase, in seconds.
+    #[arg(long, default_value_t = 10)]
+    pub seconds: u64,
+    /// Request rate of the GET phase.
+    #[arg(long, default_value_t = 1000)]
+    pub get_rate: u64,
+    /// Sources of the tenant the GET phase lists (its first page of 100 is read).
+    #[arg(long, default_value_t = 100)]
+    pub list_size: usize,
+    /// PostgreSQL server for the pgbench baseline (a scratch database `keel_bench` is used).
+    #[arg(
+        long,
+        env = "DATABASE_URL",
+        default_value = "postgres://postgres@127.0.0.1:5432/keel"
+    )]
+    pub database_url: String,
+}
+
+pub async fn run(b: SourcesBench) -> anyhow::Result<()> {
+    let client = reqwest::Client::builder()
+        .pool_max_idle_per_host(b.concurrency * 4)
+        .build()?;
+    let api = format!("{}/api/sources/v3.1", b.url.trim_end_matches('/'));
+    let org = format!("bench-{}", uuid::Uuid::new_v4().simple());
+    let types: serde_json::Value = client
+        .get(format!("{api}/source_types?filter[name]=amazon"))
+        .send()
+        .await
+        .context("is sources-api running at --url?")?
+        .json()
+        .await?;
+    let amazon = types["data"][0]["id"]
+        .as_str()
+        .context("no amazon source type")?
+        .to_owned();
+
+    // Phase 1: POST /sources, closed loop.
+    let done = Arc::new(AtomicU64::new(0));
+    let errors = Arc::new(AtomicU64::new(0));
+    let hist = Arc::new(Mutex::new(histogram()));
+    let deadline = Instant::now() + Duration::from_secs(b.seconds);
+    let start = Instant::now();
+    let mut workers = tokio::task::JoinSet::new();
+    for worker in 0..b.concurrency {
+        let (client, api, org, amazon, psk) = (
+            client.clone(),
+            api.clone(),
+            org.clone(),
+            amazon.clone(),
+            b.psk.clone(),
+        );
+        let (done, errors, hist) = (done.clone(), errors.clone(), hist.clone());
+        workers.spawn(async move {
+            let mut local = histogram();
+            let mut n = 0u64;
+            while Instant::now() < deadline {
+                n += 1;
+                let t = Instant::now();
+                let res = client
+                    .post(format!("{api}/sources"))
+                    .header("x-rh-sources-org-id", &org)
+                    .header("x-rh-sources-psk", &psk)
+                    .json(&json!({"name": format!("bench-{worker}-{n}"), "source_type_id": amazon}))
+                    .send()
+                    .await;
+                match res {
+                    Ok(r) if r.status().as_u16() == 201 => {
+                        local.record(t.elapsed().as_micros() as u64).ok();
+                        done.fetch_add(1, Ordering::Relaxed);
+                    }
+                    _ => {
+                        errors.fetch_add(1, Ordering::Relaxed);
+                    }
+                }
+            }
+            hist.lock().await.add(&local).ok();
+        });
+    }
+    while workers.join_next().await.is_some() {}
+    let post_rate = report(
+        "POST /sources",
+        done.load(Ordering::Relaxed),
+        errors.load(Ordering::Relaxed),
+        start.elapsed(),
+        &*hist.lock().await,
+    );
+
+    // Phase 2: GET /sources at a fixed rate: the first page of a tenant with `list_size`
+    // sources (the POST phase's tenant has far more than any real one).
+    let list_org = format!("bench-list-{}", uuid::Uuid::new_v4().simple());
+    for n in 0..b.list_size {
+        let r = client
+            .post(format!("{api}/sources"))
+            .header("x-rh-sources-org-id", &list_org)
+            .header("x-rh-sources-psk", &b.psk)
+            .json(&json!({"name": format!("list-{n}"), "source_type_id": amazon}))
+            .send()
+            .await?;
+        if r.status().as_u16() != 201 {
+            bail!("seeding the list tenant failed: {}", r.status());
+        }
+    }
+    let org = list_org;
+    let hist = Arc::new(Mutex::new(histogram()));
+    let (ok, failed) = (Arc::new(AtomicU64::new(0)), Arc::new(AtomicU64::new(0)));
+    let interval = Duration::from_secs_f64(1.0 / b.get_rate as f64);
+    let total = b.get_rate * b.seconds;
+    let start = Instant::now();
+    let mut requests = tokio::task::JoinSet::new();
+    for i in 0..total {
+        let due = start + interval.mul_f64(i as f64);
+        tokio::time::sleep_until(due.into()).await;
+        let (client, api, org) = (client.clone(), api.clone(), org.clone());
+        let (hist, ok, failed) = (hist.clone(), ok.clone(), failed.clone());
+        requests.spawn(async move {
+            let res = client
+                .get(format!("{api}/sources"))
+                .header("x-rh-sources-org-id", &org)
+                .send()
+                .await;
+            let good = match res {
+                Ok(r) if r.status().is_success() => r.bytes().await.is_ok(),
+                _ => false,
+            };
+            if good {
+                hist.lock()
+                    .await
+                    .record(due.elapsed().as_micros() as u64)
+                    .ok();
+                ok.fetch_add(1, Ordering::Relaxed);
+            } else {
+                failed.fetch_add(1, Ordering::Relaxed);
+            }
+        });
+        while requests.try_join_next().is_some() {}
+    }
+    while requests.join_next().await.is_some() {}
+    report(
+        &format!("GET /sources@{}", b.get_rate),
+        ok.load(Ordering::Relaxed),
+        failed.load(Ordering::Relaxed),
+        start.elapsed(),
+        &*hist.lock().await,
+    );
+
+    // Phase 3: pgbench single-row inserts, same clients, same server.
+    let tps = pgbench(&b)?;
+    #[expect(clippy::print_stdout)]
+    {
+        println!(
+            "pgbench insert     {tps:>9.1} tx/s  ({} clients, one INSERT per transaction)",
+            b.concurrency
+        );
+        println!("POST / pgbench     {:>9.1} %", 100.0 * post_rate / tps);
+    }
+    Ok(())
+}
+
+fn pgbench(b: &SourcesBench) -> anyhow::Result<f64> {
+    let admin = replace_database(&b.database_url, "postgres");
+    let scratch = replace_database(&b.database_url, "keel_bench");
+    let psql = |url: &str, sql: &str| {
+        Command::new("psql")
+            .args([url, "-v", "ON_ERROR_STOP=1", "-qAtc", sql])
+            .status()
+            .context("psql (PostgreSQL client) is needed for the pgbench baseline")
+    };
+    psql(&admin, "DROP DATABASE IF EXISTS keel_bench WITH (FORCE)")?;
+    psql(&admin, "CREATE DATABASE keel_bench")?;
+    psql(
+        &scratch,
+        "CREATE TABLE rows (id bigserial PRIMARY KEY, name text NOT NULL, created_at timestamptz NOT NULL DEFAULT now())",
+    )?;
+    let script = std::env::temp_dir().join(format!("keel-pgbench-{}.sql", std::process::id()));
+    std::fs::write(
+        &script,
+        "INSERT INTO rows (name) VALUES ('bench-' || :client_id);\n",
+    )?;
+    let out = Command::new("pgbench")
+        .args([
+            "-n",
+            "-c",
+            &b.concurrency.to_string(),
+            "-j",
+            &b.concurrency.min(4).to_string(),
+        ])
+        .args(["-T", &b.seconds.to_string(), "-f"])
+        .arg(&script)
+        .arg(&scratch)
+        .output()
+        .context("pgbench is needed for the baseline (Debian: postgresql-contrib)")?;
+    let _ = std::fs::remove_file(&script);
+    psql(&admin, "DROP DATABASE IF EXISTS keel_bench WITH (FORCE)")?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    let tps = text
+        .lines()
+        .find(|l| l.starts_with("tps = "))
+        .and_then(|l| l.trim_start_matches("tps = ").split_whitespace().next())
+        .and_then(|v| v.parse::<f64>().ok());
+    match tps {
+        Some(tps) => Ok(tps),
+        None => bail!(
+            "could not read pgbench's tps from:\n{text}{}",
+            String::from_utf8_lossy(&out.stderr)
+        ),
+    }
+}
