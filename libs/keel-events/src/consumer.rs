@@ -5,8 +5,12 @@
 //!   that partition is handled meanwhile.
 //! - [`Outcome::Fail`]: written to `keel_events.dead_letters` with the reason, then committed.
 //!
+//! A handler may take consecutive messages of a partition together ([`Handler::handle_batch`],
+//! when it sets `TAKES_BATCHES`), e.g. to write them in one transaction. The consumer commits
+//! what it handled once per batch of up to 500 messages.
+//!
 //! Delivery is at-least-once: a message can be seen again after a crash or a rebalance, so
-//! handlers must be idempotent. Shutdown finishes the message in hand and commits it.
+//! handlers must be idempotent. Shutdown finishes the message (or batch) in hand and commits it.
 
 use std::{collections::HashMap, future::Future, sync::Arc, time::Duration};
 
@@ -37,7 +41,28 @@ pub enum Outcome {
 /// Handles messages; called from one task per partition.
 pub trait Handler: Send + Sync + 'static {
     fn handle(&self, message: &Message) -> impl Future<Output = Outcome> + Send;
+
+    /// Whether the consumer hands this handler several messages at once
+    /// ([`Handler::handle_batch`]); otherwise it calls `handle` per message and stops between
+    /// two messages at shutdown.
+    const TAKES_BATCHES: bool = false;
+
+    /// Handles consecutive messages of one partition, answering one outcome per message, in
+    /// order. A `Retry` stands for that message and every later one: they are handled again
+    /// (one by one) whatever the later outcomes say. Called only when `TAKES_BATCHES`.
+    fn handle_batch(&self, messages: &[Message]) -> impl Future<Output = Vec<Outcome>> + Send {
+        async move {
+            let mut outcomes = Vec::with_capacity(messages.len());
+            for message in messages {
+                outcomes.push(self.handle(message).await);
+            }
+            outcomes
+        }
+    }
 }
+
+/// Most messages of a partition given to one `handle_batch` call.
+const BATCH: usize = 500;
 
 #[derive(Debug, Clone)]
 pub struct ConsumerConfig {
@@ -89,6 +114,76 @@ pub async fn run<H: Handler>(
     }
 }
 
+/// Hands messages to the handler (as one batch when it takes batches) and settles what it
+/// answered; returns how many leading messages may be committed (fewer than all only at
+/// shutdown).
+async fn settle_batch<H: Handler>(
+    handler: &H,
+    db: &PgPool,
+    config: &ConsumerConfig,
+    messages: &[Message],
+    shutdown: &CancellationToken,
+) -> usize {
+    if !H::TAKES_BATCHES {
+        for (n, message) in messages.iter().enumerate() {
+            if shutdown.is_cancelled() || !settle(handler, db, config, message, shutdown).await {
+                return n;
+            }
+        }
+        return messages.len();
+    }
+    let outcomes = handler
+        .handle_batch(messages)
+        .instrument(tracing::info_span!(
+            "batch",
+            topic = %messages.first().map_or("", |m| m.topic.as_str()),
+            partition = messages.first().map_or(0, |m| m.partition),
+            first_offset = messages.first().map_or(0, |m| m.offset),
+            size = messages.len()
+        ))
+        .await;
+    for (n, message) in messages.iter().enumerate() {
+        let settled = match outcomes.get(n) {
+            Some(Outcome::Done) => {
+                count(config, message, "events_handled_total");
+                true
+            }
+            Some(Outcome::Fail(reason)) => {
+                // A dead letter that cannot be written falls back to the one-by-one path.
+                dead_letter_once(db, config, message, reason).await
+            }
+            Some(Outcome::Retry(_)) | None => false,
+        };
+        if !settled && !settle(handler, db, config, message, shutdown).await {
+            return n;
+        }
+    }
+    messages.len()
+}
+
+fn count(config: &ConsumerConfig, message: &Message, name: &'static str) {
+    metrics::counter!(name, "group" => config.group.clone(), "topic" => message.topic.clone())
+        .increment(1);
+}
+
+/// Writes the dead letter of a failed message; false when it could not be written.
+async fn dead_letter_once(
+    db: &PgPool,
+    config: &ConsumerConfig,
+    message: &Message,
+    reason: &str,
+) -> bool {
+    tracing::warn!(topic = %message.topic, offset = message.offset, %reason, "message dead-lettered");
+    count(config, message, "events_dead_lettered_total");
+    match dead_letter(db, &config.group, message, reason).await {
+        Ok(()) => true,
+        Err(e) => {
+            tracing::error!(error = %e, "cannot write the dead letter; retrying");
+            false
+        }
+    }
+}
+
 /// Calls the handler until it is done with the message or shutdown; returns whether the
 /// message may be committed (false only when shutdown interrupted a retry).
 async fn settle<H: Handler>(
@@ -99,10 +194,6 @@ async fn settle<H: Handler>(
     shutdown: &CancellationToken,
 ) -> bool {
     let mut delay = config.retry_base;
-    let labels = [
-        ("group", config.group.clone()),
-        ("topic", message.topic.clone()),
-    ];
     loop {
         let outcome = handler
             .handle(message)
@@ -115,20 +206,16 @@ async fn settle<H: Handler>(
             .await;
         match outcome {
             Outcome::Done => {
-                metrics::counter!("events_handled_total", &labels).increment(1);
+                count(config, message, "events_handled_total");
                 return true;
             }
             Outcome::Fail(reason) => {
-                tracing::warn!(topic = %message.topic, offset = message.offset, %reason, "message dead-lettered");
-                metrics::counter!("events_dead_lettered_total", &labels).increment(1);
-                // A dead letter that cannot be written is retried like any other failure.
-                match dead_letter(db, &config.group, message, &reason).await {
-                    Ok(()) => return true,
-                    Err(e) => tracing::error!(error = %e, "cannot write the dead letter; retrying"),
+                if dead_letter_once(db, config, message, &reason).await {
+                    return true;
                 }
             }
             Outcome::Retry(reason) => {
-                metrics::counter!("events_retried_total", &labels).increment(1);
+                count(config, message, "events_retried_total");
                 tracing::info!(topic = %message.topic, offset = message.offset, %reason, retry_in_ms = delay.as_millis() as u64, "message will be retried");
             }
         }
@@ -313,21 +400,33 @@ async fn run_kafka<H: Handler>(
             tasks.spawn(async move {
                 let mut last: Option<Message> = None;
                 let mut uncommitted = 0usize;
-                while let Some(m) = rx.recv().await {
+                let mut batch = Vec::with_capacity(BATCH);
+                'work: while let Some(m) = rx.recv().await {
+                    batch.clear();
+                    batch.push(m);
+                    while batch.len() < BATCH {
+                        match rx.try_recv() {
+                            Ok(m) => batch.push(m),
+                            Err(_) => break,
+                        }
+                    }
                     if shutdown.is_cancelled() {
                         break;
                     }
-                    if !settle(&*handler, &db, &config, &m, &shutdown).await {
-                        break;
+                    let settled = settle_batch(&*handler, &db, &config, &batch, &shutdown).await;
+                    if let Some(m) = settled.checked_sub(1).and_then(|i| batch.get(i)) {
+                        uncommitted += settled;
+                        // Commit when caught up, or every COMMIT_EVERY messages in a burst: a
+                        // commit per message would cost the broker a request per message.
+                        if rx.is_empty() || uncommitted >= COMMIT_EVERY {
+                            commit(&consumer, m, CommitMode::Async);
+                            uncommitted = 0;
+                        }
+                        last = Some(m.clone());
                     }
-                    uncommitted += 1;
-                    // Commit when caught up, or every COMMIT_EVERY messages in a burst: a
-                    // commit per message would cost the broker a request per message.
-                    if rx.is_empty() || uncommitted >= COMMIT_EVERY {
-                        commit(&consumer, &m, CommitMode::Async);
-                        uncommitted = 0;
+                    if settled < batch.len() {
+                        break 'work;
                     }
-                    last = Some(m);
                 }
                 // What was handled is committed for certain before the worker ends.
                 if let Some(m) = last {
@@ -455,9 +554,8 @@ async fn run_embedded<H: Handler>(
                     }
                 }
             };
-            let topics = vec![topic.clone()];
             'outer: while !shutdown.is_cancelled() {
-                let rows = match outbox.read(&db, Some(&topics), position, 500).await {
+                let rows = match outbox.read(&db, &topic, position, BATCH as i64).await {
                     Ok(rows) => rows,
                     Err(e) => {
                         tracing::warn!(error = %e, "cannot read the log");
@@ -473,11 +571,12 @@ async fn run_embedded<H: Handler>(
                     }
                     continue;
                 }
-                for row in rows {
-                    if shutdown.is_cancelled() {
-                        break 'outer;
-                    }
-                    let message = Message {
+                if shutdown.is_cancelled() {
+                    break;
+                }
+                let messages: Vec<Message> = rows
+                    .iter()
+                    .map(|row| Message {
                         topic: row.topic.clone(),
                         partition: 0,
                         offset: row.id,
@@ -489,19 +588,23 @@ async fn run_embedded<H: Handler>(
                             .map(|[k, v]| (k.clone(), v.clone().into_bytes()))
                             .collect(),
                         payload: row.payload.clone().into_bytes(),
-                    };
-                    if !settle(&*handler, &db, &config, &message, &shutdown).await {
-                        break 'outer;
+                    })
+                    .collect();
+                let settled = settle_batch(&*handler, &db, &config, &messages, &shutdown).await;
+                let Some(row) = settled.checked_sub(1).and_then(|i| rows.get(i)) else {
+                    break;
+                };
+                position = row.position();
+                // Committed after each batch: a restart repeats at most the batch in hand.
+                while let Err(e) = store_position(&db, &config.group, &topic, position).await {
+                    tracing::warn!(error = %e, "cannot store the consumer position; retrying");
+                    tokio::select! {
+                        _ = shutdown.cancelled() => break 'outer,
+                        _ = tokio::time::sleep(Duration::from_millis(500)) => {}
                     }
-                    position = row.position();
-                    // Committed after each message: a restart repeats at most the one in hand.
-                    while let Err(e) = store_position(&db, &config.group, &topic, position).await {
-                        tracing::warn!(error = %e, "cannot store the consumer position; retrying");
-                        tokio::select! {
-                            _ = shutdown.cancelled() => break 'outer,
-                            _ = tokio::time::sleep(Duration::from_millis(500)) => {}
-                        }
-                    }
+                }
+                if settled < rows.len() {
+                    break;
                 }
             }
         });

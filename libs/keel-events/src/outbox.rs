@@ -37,26 +37,25 @@ pub struct Outbox {
 const FINAL: &str = "txid < pg_snapshot_xmin(pg_current_snapshot())";
 
 impl Outbox {
-    /// Final rows after `after`, in (txid, id) order; `topics` narrows to those topics.
+    /// Final rows of `topic` after `after`, in (txid, id) order (index (topic, txid, id)).
     pub async fn read(
         &self,
         db: &PgPool,
-        topics: Option<&[String]>,
+        topic: &str,
         after: Position,
         limit: i64,
     ) -> Result<Vec<OutboxRow>, sqlx::Error> {
         let sql = format!(
             "SELECT id, txid::text::bigint AS txid, topic, key, headers, payload::text AS payload \
              FROM {table} \
-             WHERE (txid, id) > ($1::text::xid8, $2) AND {FINAL} \
-               AND ($3::text[] IS NULL OR topic = ANY($3)) \
+             WHERE topic = $3 AND (txid, id) > ($1::text::xid8, $2) AND {FINAL} \
              ORDER BY txid, id LIMIT $4",
             table = self.table
         );
         sqlx::query_as(AssertSqlSafe(sql))
             .bind(after.txid.to_string())
             .bind(after.id)
-            .bind(topics)
+            .bind(topic)
             .bind(limit)
             .fetch_all(db)
             .await

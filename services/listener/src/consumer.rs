@@ -10,7 +10,7 @@ use sqlx::PgPool;
 use tokio::sync::Notify;
 
 use crate::{
-    domain::{Parsed, event},
+    domain::{Parsed, SourceEvent, event},
     store::{self, Recorded},
 };
 
@@ -27,38 +27,74 @@ fn count(event_type: &str, outcome: &'static str) {
 }
 
 impl Handler for SourcesHandler {
+    const TAKES_BATCHES: bool = true;
+
     async fn handle(&self, message: &Message) -> Outcome {
-        let event_type = message.header("event_type").unwrap_or("").to_owned();
-        let event = match event::parse(message, self.cost_type_id, &self.schema_suffix) {
-            Parsed::Relevant(e) => e,
-            Parsed::Skip(reason) => {
-                tracing::debug!(%event_type, %reason, "skipped");
-                count(&event_type, "skipped");
-                return Outcome::Done;
+        self.handle_batch(std::slice::from_ref(message))
+            .await
+            .pop()
+            .unwrap_or(Outcome::Retry("no outcome".to_owned()))
+    }
+
+    /// Parses every message, then records the relevant ones in one transaction: one commit
+    /// for the whole batch instead of one per event.
+    async fn handle_batch(&self, messages: &[Message]) -> Vec<Outcome> {
+        let mut outcomes = Vec::with_capacity(messages.len());
+        let mut relevant = Vec::new();
+        for (n, message) in messages.iter().enumerate() {
+            let event_type = message.header("event_type").unwrap_or("");
+            match event::parse(message, self.cost_type_id, &self.schema_suffix) {
+                Parsed::Relevant(e) => {
+                    relevant.push((n, (e, message.offset)));
+                    outcomes.push(Outcome::Done);
+                }
+                Parsed::Skip(reason) => {
+                    tracing::debug!(%event_type, %reason, "skipped");
+                    count(event_type, "skipped");
+                    outcomes.push(Outcome::Done);
+                }
+                Parsed::Invalid(reason) => {
+                    count(event_type, "invalid");
+                    outcomes.push(Outcome::Fail(reason));
+                }
             }
-            Parsed::Invalid(reason) => {
-                count(&event_type, "invalid");
-                return Outcome::Fail(reason);
-            }
-        };
+        }
+        if relevant.is_empty() {
+            return outcomes;
+        }
         let started = Instant::now();
-        match store::record_event(&self.db, &event, message.offset).await {
-            Ok(Recorded::Queued(op)) => {
-                tracing::info!(%event_type, source_id = event.source_id, operation = op.as_str(), "queued");
-                count(&event_type, "queued");
-                metrics::histogram!("listener_event_seconds")
-                    .record(started.elapsed().as_secs_f64());
-                self.wake.notify_one();
-                Outcome::Done
-            }
-            Ok(Recorded::UnknownSource) => {
-                tracing::debug!(%event_type, source_id = event.source_id, "event for a source not followed");
-                count(&event_type, "unknown_source");
-                Outcome::Done
+        let events: Vec<(SourceEvent, i64)> = relevant.iter().map(|(_, e)| e.clone()).collect();
+        match store::record_events(&self.db, &events).await {
+            Ok(recorded) => {
+                let seconds = started.elapsed().as_secs_f64();
+                for ((event, _), result) in events.iter().zip(recorded) {
+                    let event_type = event.kind.as_str();
+                    match result {
+                        Recorded::Queued(op) => {
+                            tracing::info!(%event_type, source_id = event.source_id, operation = op.as_str(), "queued");
+                            count(event_type, "queued");
+                        }
+                        Recorded::UnknownSource => {
+                            tracing::debug!(%event_type, source_id = event.source_id, "event for a source not followed");
+                            count(event_type, "unknown_source");
+                        }
+                    }
+                }
+                metrics::histogram!("listener_batch_seconds").record(seconds);
+                // Every idle worker looks at the queue.
+                self.wake.notify_waiters();
+                outcomes
             }
             Err(e) => {
-                count(&event_type, "retried");
-                Outcome::Retry(format!("recording the event: {e}"))
+                // Nothing of the batch was written: from its first relevant event on, it is
+                // handled again.
+                let first = relevant[0].0;
+                for (_, (event, _)) in &relevant {
+                    count(event.kind.as_str(), "retried");
+                }
+                outcomes.truncate(first);
+                outcomes.push(Outcome::Retry(format!("recording the events: {e}")));
+                outcomes
             }
         }
     }

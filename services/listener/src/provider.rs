@@ -51,8 +51,10 @@ fn unique_violation(e: &sqlx::Error, constraint: &str) -> bool {
 }
 
 /// Creates the tenant schema by cloning the template unless it exists, and records the
-/// tenant. Serialised per schema by an advisory lock, so two sources of a new org cannot
-/// clone it twice.
+/// tenant. Schemas are never dropped, so an existing one needs no lock. Clones take one lock
+/// for the whole database (held to the end of the transaction): concurrent clones contend on
+/// the catalogue and each gets many times slower, and the lock also keeps two sources of a
+/// new org from cloning it twice.
 pub async fn ensure_tenant(conn: &mut PgConnection, schema: &str) -> Result<(), BuildError> {
     if !SCHEMA.is_match(schema) {
         return Err(BuildError::Problem(Problem::new(
@@ -60,35 +62,40 @@ pub async fn ensure_tenant(conn: &mut PgConnection, schema: &str) -> Result<(), 
             format!("the org id does not make a valid schema name: {schema}"),
         )));
     }
-    sqlx::query("SELECT pg_advisory_xact_lock(hashtext('keel.tenant.' || $1))")
+    if schema_exists(conn, schema).await? {
+        return Ok(());
+    }
+    sqlx::query("SELECT pg_advisory_xact_lock(hashtext('keel.tenant.clone'))")
+        .execute(&mut *conn)
+        .await?;
+    if schema_exists(conn, schema).await? {
+        return Ok(());
+    }
+    let started = Instant::now();
+    sqlx::query("SELECT cost.clone_schema($1, $2)")
+        .bind(TEMPLATE_SCHEMA)
         .bind(schema)
         .execute(&mut *conn)
         .await?;
-    let exists: bool =
-        sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM pg_namespace WHERE nspname = $1)")
-            .bind(schema)
-            .fetch_one(&mut *conn)
-            .await?;
-    if !exists {
-        let started = Instant::now();
-        sqlx::query("SELECT cost.clone_schema($1, $2)")
-            .bind(TEMPLATE_SCHEMA)
-            .bind(schema)
-            .execute(&mut *conn)
-            .await?;
-        let took = started.elapsed();
-        metrics::histogram!("tenant_schema_clone_seconds").record(took.as_secs_f64());
-        tracing::info!(
-            schema,
-            took_ms = took.as_secs_f64() * 1e3,
-            "cloned tenant schema"
-        );
-    }
+    let took = started.elapsed();
+    metrics::histogram!("tenant_schema_clone_seconds").record(took.as_secs_f64());
+    tracing::info!(
+        schema,
+        took_ms = took.as_secs_f64() * 1e3,
+        "cloned tenant schema"
+    );
     sqlx::query("INSERT INTO api_tenant (schema_name) VALUES ($1) ON CONFLICT DO NOTHING")
         .bind(schema)
         .execute(&mut *conn)
         .await?;
     Ok(())
+}
+
+async fn schema_exists(conn: &mut PgConnection, schema: &str) -> Result<bool, sqlx::Error> {
+    sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM pg_namespace WHERE nspname = $1)")
+        .bind(schema)
+        .fetch_one(&mut *conn)
+        .await
 }
 
 async fn customer(conn: &mut PgConnection, spec: &ProviderSpec<'_>) -> Result<i64, BuildError> {

@@ -1,6 +1,9 @@
 //! The sync rows (`cost.api_sources`) and the durable work queue (`cost.operations`).
 
-use std::time::Duration;
+use std::{
+    collections::{HashMap, hash_map::Entry},
+    time::Duration,
+};
 
 use chrono::{DateTime, Utc};
 use serde_json::Value;
@@ -86,56 +89,161 @@ pub enum Recorded {
     UnknownSource,
 }
 
-/// Records an event in one transaction: the row (created by the events that may create it),
-/// its state, and the queued operation. Nothing here calls out of the database.
-pub async fn record_event(
+/// Records events (in their order) in one transaction: each followed source's state moves
+/// on ([`state::on_event`]) and one operation per source is queued or merged into the queued
+/// one. `Application.create` and `Authentication.create` start following a source; other
+/// events for sources not followed are ignored. Answers one [`Recorded`] per event.
+pub async fn record_events(
     db: &PgPool,
-    event: &SourceEvent,
-    offset: i64,
-) -> Result<Recorded, sqlx::Error> {
+    events: &[(SourceEvent, i64)],
+) -> Result<Vec<Recorded>, sqlx::Error> {
+    struct Followed {
+        state: SyncState,
+        has_provider: bool,
+        /// Not in the table yet: (identity, account, org, offset) of the event that adds it.
+        new: Option<(String, Option<String>, String, i64)>,
+        /// The identity of the latest creating event, replayed on REST calls.
+        identity: Option<String>,
+        op: Option<OpKind>,
+    }
     let mut tx = db.begin().await?;
-    let current: Option<(String, bool)> = if event.kind.creates_row() {
-        // Inserting locks the new row; an existing one only gets the newest identity.
-        sqlx::query_as(
-            "INSERT INTO api_sources (source_id, auth_header, \"offset\", account_id, org_id) \
-             VALUES ($1, $2, $3, $4, $5) \
-             ON CONFLICT (source_id) DO UPDATE SET auth_header = excluded.auth_header \
-             RETURNING state, koku_uuid IS NOT NULL",
-        )
-        .bind(event.source_id)
-        .bind(&event.identity)
-        .bind(offset)
-        .bind(&event.account_id)
-        .bind(&event.org_id)
-        .fetch_optional(&mut *tx)
-        .await?
-    } else {
-        sqlx::query_as(
-            "SELECT state, koku_uuid IS NOT NULL FROM api_sources WHERE source_id = $1 FOR UPDATE",
-        )
-        .bind(event.source_id)
-        .fetch_optional(&mut *tx)
-        .await?
-    };
-    let Some((current, has_provider)) = current else {
-        return Ok(Recorded::UnknownSource);
-    };
-    let current = SyncState::parse(&current).unwrap_or(SyncState::New);
-    let (next, op) = state::on_event(current, has_provider, event.kind);
-    // Pause flags are kept even before a provider exists; the worker confirms them with
-    // sources-api.
-    // Only the state changes here; the worker reads pauses and everything else from sources-api.
-    sqlx::query(
-        "UPDATE api_sources SET state = $2, updated_timestamp = now() WHERE source_id = $1",
+    let mut ids: Vec<i64> = events.iter().map(|(e, _)| e.source_id).collect();
+    ids.sort_unstable();
+    ids.dedup();
+    // Locked in id order, so two writers of the same rows cannot deadlock.
+    let current: Vec<(i64, String, bool)> = sqlx::query_as(
+        "SELECT source_id, state, koku_uuid IS NOT NULL FROM api_sources \
+         WHERE source_id = ANY($1) ORDER BY source_id FOR UPDATE",
     )
-    .bind(event.source_id)
-    .bind(next.as_str())
-    .execute(&mut *tx)
+    .bind(&ids)
+    .fetch_all(&mut *tx)
     .await?;
-    enqueue(&mut tx, event.source_id, op).await?;
+    let mut followed: HashMap<i64, Followed> = current
+        .into_iter()
+        .map(|(id, state, has_provider)| {
+            let state = SyncState::parse(&state).unwrap_or(SyncState::New);
+            (
+                id,
+                Followed {
+                    state,
+                    has_provider,
+                    new: None,
+                    identity: None,
+                    op: None,
+                },
+            )
+        })
+        .collect();
+    let mut recorded = Vec::with_capacity(events.len());
+    for (event, offset) in events {
+        let creates = event.kind.creates_row();
+        let entry = match followed.entry(event.source_id) {
+            Entry::Occupied(o) => o.into_mut(),
+            Entry::Vacant(v) if creates => v.insert(Followed {
+                state: SyncState::New,
+                has_provider: false,
+                new: Some((
+                    event.identity.clone(),
+                    event.account_id.clone(),
+                    event.org_id.clone(),
+                    *offset,
+                )),
+                identity: None,
+                op: None,
+            }),
+            Entry::Vacant(_) => {
+                recorded.push(Recorded::UnknownSource);
+                continue;
+            }
+        };
+        if creates {
+            entry.identity = Some(event.identity.clone());
+        }
+        let (next, op) = state::on_event(entry.state, entry.has_provider, event.kind);
+        entry.state = next;
+        entry.op = Some(entry.op.map_or(op, |queued| OpKind::merge(queued, op)));
+        recorded.push(Recorded::Queued(op));
+    }
+
+    let mut new = NewRows::default();
+    let mut changed = Changes::default();
+    for (id, f) in &followed {
+        let Some(op) = f.op else { continue };
+        if let Some((identity, account, org, offset)) = &f.new {
+            new.ids.push(*id);
+            new.identities.push(identity.clone());
+            new.accounts.push(account.clone());
+            new.orgs.push(org.clone());
+            new.offsets.push(*offset);
+        }
+        changed.ids.push(*id);
+        changed.states.push(f.state.as_str());
+        changed.identities.push(f.identity.clone());
+        changed.ops.push(op.as_str());
+    }
+    if !new.ids.is_empty() {
+        sqlx::query(
+            "INSERT INTO api_sources (source_id, auth_header, \"offset\", account_id, org_id) \
+             SELECT * FROM unnest($1::bigint[], $2::text[], $3::bigint[], $4::text[], $5::text[]) \
+             ON CONFLICT (source_id) DO NOTHING",
+        )
+        .bind(&new.ids)
+        .bind(&new.identities)
+        .bind(&new.offsets)
+        .bind(&new.accounts)
+        .bind(&new.orgs)
+        .execute(&mut *tx)
+        .await?;
+    }
+    if !changed.ids.is_empty() {
+        sqlx::query(
+            "UPDATE api_sources s SET state = c.state, auth_header = coalesce(c.identity, s.auth_header), \
+               updated_timestamp = now() \
+             FROM unnest($1::bigint[], $2::text[], $3::text[]) AS c(source_id, state, identity) \
+             WHERE s.source_id = c.source_id",
+        )
+        .bind(&changed.ids)
+        .bind(&changed.states)
+        .bind(&changed.identities)
+        .execute(&mut *tx)
+        .await?;
+        sqlx::query(sqlx::AssertSqlSafe(format!(
+            "INSERT INTO operations (source_id, kind) \
+             SELECT * FROM unnest($1::bigint[], $2::text[]) {ENQUEUE_CONFLICT}"
+        )))
+        .bind(&changed.ids)
+        .bind(&changed.ops)
+        .execute(&mut *tx)
+        .await?;
+    }
     tx.commit().await?;
-    Ok(Recorded::Queued(op))
+    Ok(recorded)
 }
+
+#[derive(Default)]
+struct NewRows {
+    ids: Vec<i64>,
+    identities: Vec<String>,
+    accounts: Vec<Option<String>>,
+    orgs: Vec<String>,
+    offsets: Vec<i64>,
+}
+
+#[derive(Default)]
+struct Changes {
+    ids: Vec<i64>,
+    states: Vec<&'static str>,
+    identities: Vec<Option<String>>,
+    ops: Vec<&'static str>,
+}
+
+/// A queued operation absorbs a newer trigger: a delete wins, a create stays a create
+/// ([`OpKind::merge`]); the generation moves on so a run in progress repeats.
+const ENQUEUE_CONFLICT: &str = "ON CONFLICT (source_id) DO UPDATE SET \
+       kind = CASE WHEN operations.kind = 'delete' OR excluded.kind = 'delete' THEN 'delete' \
+                   WHEN operations.kind = 'create' THEN 'create' ELSE excluded.kind END, \
+       generation = operations.generation + 1, attempts = 0, run_at = now(), \
+       parked_at = NULL, updated_at = now()";
 
 /// Queues an operation for a source, merging with one already queued; a new trigger gives
 /// the operation fresh attempts and makes it due now (a running one keeps its lease).
@@ -144,14 +252,9 @@ pub async fn enqueue(
     source_id: i64,
     kind: OpKind,
 ) -> Result<(), sqlx::Error> {
-    sqlx::query(
-        "INSERT INTO operations (source_id, kind) VALUES ($1, $2) \
-         ON CONFLICT (source_id) DO UPDATE SET \
-           kind = CASE WHEN operations.kind = 'delete' OR excluded.kind = 'delete' THEN 'delete' \
-                       WHEN operations.kind = 'create' THEN 'create' ELSE excluded.kind END, \
-           generation = operations.generation + 1, attempts = 0, run_at = now(), \
-           parked_at = NULL, updated_at = now()",
-    )
+    sqlx::query(sqlx::AssertSqlSafe(format!(
+        "INSERT INTO operations (source_id, kind) VALUES ($1, $2) {ENQUEUE_CONFLICT}"
+    )))
     .bind(source_id)
     .bind(kind.as_str())
     .execute(conn)

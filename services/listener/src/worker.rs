@@ -122,6 +122,7 @@ impl Worker {
 
     async fn execute(&self, claim: &Claim, shutdown: &CancellationToken) {
         let span = tracing::info_span!("operation", source_id = claim.source_id, kind = %claim.kind, attempt = claim.attempts);
+        let started = std::time::Instant::now();
         let outcome = tokio::select! {
             outcome = self.reconcile(claim).instrument(span.clone()) => outcome,
             // Shutdown gives the claim back untouched; the operation runs again later.
@@ -133,6 +134,14 @@ impl Worker {
             }
         };
         let _enter = span.enter();
+        let seconds = started.elapsed().as_secs_f64();
+        metrics::histogram!("listener_operation_seconds", "operation" => claim.kind.clone())
+            .record(seconds);
+        tracing::debug!(
+            elapsed_ms = seconds * 1000.0,
+            ok = outcome.is_ok(),
+            "operation ran"
+        );
         match outcome {
             Ok(result) => {
                 metrics::counter!("provider_operations_total", "operation" => claim.kind.clone(), "result" => result)
@@ -180,22 +189,16 @@ impl Worker {
             }
             Plan::Create => self.build(claim, &row, &fetched, false).await,
             Plan::Update => self.build(claim, &row, &fetched, true).await,
+            // Only planned for a source with a provider that matches it.
             Plan::Keep => {
-                let state = if row.koku_uuid.is_some() {
-                    SyncState::Linked
-                } else {
-                    SyncState::Details
-                };
-                self.save(&row, &fetched, state).await?;
-                if row.koku_uuid.is_some() {
-                    self.report(
-                        caller,
-                        &row,
-                        fetched.application_id,
-                        StatusBody::available(),
-                    )
-                    .await?;
-                }
+                self.save(&row, &fetched, SyncState::Linked).await?;
+                self.report(
+                    caller,
+                    &row,
+                    fetched.application_id,
+                    StatusBody::available(),
+                )
+                .await?;
                 self.complete(claim).await?;
                 Ok("unchanged")
             }
@@ -234,16 +237,17 @@ impl Worker {
     /// the credentials its type needs.
     async fn fetch(&self, caller: Caller<'_>, row: &SourceRow) -> Result<Fetched, ClientError> {
         let id = row.source_id;
-        let details = match self.client.source(caller, id).await {
+        // Independent reads, sent together.
+        let (details, app) = tokio::join!(
+            self.client.source(caller, id),
+            self.client.cost_application(caller, id, self.cost_type_id)
+        );
+        let details = match details {
             Ok(d) => d,
             Err(ClientError::SourceNotFound) => return Ok(Fetched::gone()),
             Err(e) => return Err(e),
         };
-        let Some(app) = self
-            .client
-            .cost_application(caller, id, self.cost_type_id)
-            .await?
-        else {
+        let Some(app) = app? else {
             return Ok(Fetched::gone());
         };
         let uid = details.uid.as_deref().and_then(|u| Uuid::parse_str(u).ok());

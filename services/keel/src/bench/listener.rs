@@ -200,11 +200,7 @@ pub async fn listener(b: ListenerBench) -> anyhow::Result<()> {
     let consumed = services.events_consumed().await? - consumed_before;
     let events = event_rows(&db).await? - events_before;
     latency_line("POST bulk_create", "requests", &posts);
-    latency_line(
-        "create -> provider",
-        "sources ",
-        &link_latency(&db).await?,
-    );
+    latency_line("create -> provider", "sources ", &link_latency(&db).await?);
     #[expect(clippy::print_stdout)]
     {
         println!(
@@ -267,7 +263,11 @@ pub async fn listener(b: ListenerBench) -> anyhow::Result<()> {
 
     // Phase 3: tenant schema clones.
     if b.clones > 0 {
-        latency_line("tenant schema clone", "clones  ", &clones(&db, b.clones).await?);
+        latency_line(
+            "tenant schema clone",
+            "clones  ",
+            &clones(&db, b.clones).await?,
+        );
     }
     let in_path: f64 = sqlx::query_scalar("SELECT count(*)::float8 FROM api_tenant")
         .fetch_one(&db)

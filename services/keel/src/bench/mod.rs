@@ -58,7 +58,10 @@ impl ScratchDatabase {
     fn drop_it(&self) -> anyhow::Result<()> {
         let status = Command::new("psql")
             .args([self.admin.as_str(), "-v", "ON_ERROR_STOP=1", "-qAtc"])
-            .arg(format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.name))
+            .arg(format!(
+                "DROP DATABASE IF EXISTS {} WITH (FORCE)",
+                self.name
+            ))
             .status()
             .context("psql is needed to manage the scratch database")?;
         anyhow::ensure!(status.success(), "dropping database {} failed", self.name);

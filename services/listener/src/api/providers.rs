@@ -12,7 +12,7 @@ use utoipa::ToSchema;
 use utoipa_axum::{router::OpenApiRouter, routes};
 use uuid::Uuid;
 
-use super::{Page, PageParams, org_of};
+use super::{Page, PageParams, org_of, total};
 use crate::{error::Result, secrets, state::AppState};
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -87,15 +87,15 @@ async fn list(
     .bind(offset)
     .fetch_all(&state.db)
     .await?;
-    let count = match rows.first() {
-        Some(r) => r.total,
-        None => sqlx::query_scalar(
+    let count = total(
+        rows.first().map(|r| r.total),
+        sqlx::query_scalar(
             "SELECT count(*) FROM api_provider p JOIN api_customer c ON c.id = p.customer_id WHERE c.org_id = $1",
         )
         .bind(&org)
-        .fetch_one(&state.db)
-        .await?,
-    };
+        .fetch_one(&state.db),
+    )
+    .await?;
     let data = rows
         .into_iter()
         .map(|r| Provider {

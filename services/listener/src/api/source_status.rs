@@ -64,7 +64,7 @@ fn status_of(row: &store::SourceRow) -> Result<StatusBody> {
         SyncState::Linked | SyncState::PendingUpdate => {
             Ok(sent.unwrap_or_else(StatusBody::available))
         }
-        SyncState::SettingsComplete | SyncState::Creating => sent.ok_or_else(|| {
+        SyncState::Creating => sent.ok_or_else(|| {
             Error::not_found(format!("Source {} has no provider yet", row.source_id))
         }),
     }

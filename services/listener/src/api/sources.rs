@@ -13,7 +13,7 @@ use utoipa::ToSchema;
 use utoipa_axum::{router::OpenApiRouter, routes};
 use uuid::Uuid;
 
-use super::{Page, PageParams, org_of};
+use super::{Page, PageParams, org_of, total};
 use crate::{error::Result, secrets, state::AppState};
 
 /// The queued or parked operation of a source.
@@ -36,7 +36,7 @@ pub struct SyncedSource {
     pub name: Option<String>,
     /// `AWS`, `AWS-local`, `Azure`, `Azure-local`, `GCP`, `GCP-local`, `OCP`, or empty while unknown.
     pub source_type: String,
-    /// new, details, settings_complete, creating, linked, failed, pending_update or pending_delete.
+    /// new, details, creating, linked, failed, pending_update or pending_delete.
     #[schema(example = "linked")]
     pub state: String,
     /// Why the source is `failed`.
@@ -120,15 +120,13 @@ async fn list(
     .bind(offset)
     .fetch_all(&state.db)
     .await?;
-    let count = match rows.first() {
-        Some(r) => r.total,
-        None => {
-            sqlx::query_scalar("SELECT count(*) FROM api_sources WHERE org_id = $1")
-                .bind(&org)
-                .fetch_one(&state.db)
-                .await?
-        }
-    };
+    let count = total(
+        rows.first().map(|r| r.total),
+        sqlx::query_scalar("SELECT count(*) FROM api_sources WHERE org_id = $1")
+            .bind(&org)
+            .fetch_one(&state.db),
+    )
+    .await?;
     let data = rows
         .into_iter()
         .map(|r| SyncedSource {

@@ -7,10 +7,15 @@
 //! order-tolerant and duplicate-proof: a replayed or late event only causes a re-check.
 //!
 //! ```text
-//!  new ─▶ details ─▶ settings_complete ─▶ creating ─▶ linked ◀─▶ pending_update
-//!           ▲   (waits for credentials       │                     │
-//!           │    and billing source)         ▼                     ▼
-//!           └──────────── change ──────── failed(reason)     pending_delete ─▶ deleted (row removed)
+//!  new ─▶ details ─▶ creating ─▶ linked ◀─▶ pending_update
+//!           ▲  (waits for   │                  │
+//!           │  complete     ▼                  ▼
+//!           │  settings) failed(reason)   pending_delete ─▶ deleted (row removed)
+//!           └── change ──────┘
+//!
+//! Complete settings go straight to `creating` in the same operation, so there is no
+//! separate "settings complete" state (the table still accepts `settings_complete`, written
+//! by nothing).
 //! ```
 
 use super::{
@@ -25,8 +30,6 @@ pub enum SyncState {
     New,
     /// Details known; credentials or billing source still incomplete.
     Details,
-    /// Settings complete; a provider is about to be built.
-    SettingsComplete,
     /// Building the provider (a failure here is retried).
     Creating,
     /// The provider exists and matches the source.
@@ -40,10 +43,9 @@ pub enum SyncState {
 }
 
 impl SyncState {
-    pub const ALL: [Self; 8] = [
+    pub const ALL: [Self; 7] = [
         Self::New,
         Self::Details,
-        Self::SettingsComplete,
         Self::Creating,
         Self::Linked,
         Self::Failed,
@@ -55,7 +57,6 @@ impl SyncState {
         match self {
             Self::New => "new",
             Self::Details => "details",
-            Self::SettingsComplete => "settings_complete",
             Self::Creating => "creating",
             Self::Linked => "linked",
             Self::Failed => "failed",

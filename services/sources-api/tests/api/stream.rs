@@ -399,9 +399,81 @@ async fn publish(
     }
 }
 
+/// Picky taking whole batches: stops at its first retry, as the contract allows.
+struct Batched {
+    picky: Picky,
+    sizes: Mutex<Vec<usize>>,
+}
+
+impl Handler for Batched {
+    const TAKES_BATCHES: bool = true;
+
+    async fn handle(&self, message: &Message) -> Outcome {
+        self.picky.handle(message).await
+    }
+
+    async fn handle_batch(&self, messages: &[Message]) -> Vec<Outcome> {
+        self.sizes.lock().unwrap().push(messages.len());
+        let mut outcomes = Vec::new();
+        for m in messages {
+            let outcome = self.picky.handle(m).await;
+            let retry = matches!(outcome, Outcome::Retry(_));
+            outcomes.push(outcome);
+            if retry {
+                break;
+            }
+        }
+        outcomes
+    }
+}
+
+impl AsRef<Picky> for Picky {
+    fn as_ref(&self) -> &Picky {
+        self
+    }
+}
+
+impl AsRef<Picky> for Batched {
+    fn as_ref(&self) -> &Picky {
+        &self.picky
+    }
+}
+
+fn picky() -> Picky {
+    Picky {
+        handled: Mutex::default(),
+        attempts: Mutex::default(),
+    }
+}
+
 #[tokio::test]
 async fn failures_are_dead_lettered_and_retries_hold_the_partition() {
     for via in BOTH {
+        dead_letters_and_retries(via, Arc::new(picky())).await;
+    }
+}
+
+/// The same contract when the handler takes batches: the messages before a retry are not
+/// handled again, the retried one and those after it are, in order.
+#[tokio::test]
+async fn batches_keep_the_contract_of_single_messages() {
+    for via in BOTH {
+        let handler = Arc::new(Batched {
+            picky: picky(),
+            sizes: Mutex::default(),
+        });
+        dead_letters_and_retries(via, handler.clone()).await;
+        let sizes = handler.sizes.lock().unwrap().clone();
+        if via == Via::Embedded {
+            // All four were in the log before the consumer started: one batch.
+            assert_eq!(sizes.first(), Some(&4), "{sizes:?}");
+        }
+        assert!(!sizes.is_empty(), "{via:?}: batches were used");
+    }
+}
+
+async fn dead_letters_and_retries<H: Handler + AsRef<Picky>>(via: Via, handler: Arc<H>) {
+    {
         let app = spawn(via).await;
         let topic = unique("keel-test");
         let payloads: Vec<String> = ["a", "retry", "fail", "b"]
@@ -410,10 +482,6 @@ async fn failures_are_dead_lettered_and_retries_hold_the_partition() {
             .collect();
         publish(&app, via, &topic, "k", &[("event_type", "test")], &payloads).await;
 
-        let handler = Arc::new(Picky {
-            handled: Mutex::default(),
-            attempts: Mutex::default(),
-        });
         let token = CancellationToken::new();
         let group = unique("group");
         let mut config = ConsumerConfig::new(&group, &[topic.as_str()]);
@@ -428,7 +496,13 @@ async fn failures_are_dead_lettered_and_retries_hold_the_partition() {
             token.clone(),
         ));
         for _ in 0..600 {
-            if handler.handled.lock().unwrap().len() >= 3 {
+            if AsRef::<Picky>::as_ref(&*handler)
+                .handled
+                .lock()
+                .unwrap()
+                .len()
+                >= 3
+            {
                 break;
             }
             tokio::time::sleep(Duration::from_millis(100)).await;
@@ -437,11 +511,15 @@ async fn failures_are_dead_lettered_and_retries_hold_the_partition() {
         run.await.unwrap().unwrap();
 
         assert_eq!(
-            *handler.handled.lock().unwrap(),
+            *AsRef::<Picky>::as_ref(&*handler).handled.lock().unwrap(),
             ["\"a\"", "\"retry\"", "\"b\""],
             "{via:?}: in order, b after the retried one"
         );
-        assert_eq!(handler.attempts.lock().unwrap()["\"retry\""], 3, "{via:?}");
+        assert_eq!(
+            AsRef::<Picky>::as_ref(&*handler).attempts.lock().unwrap()["\"retry\""],
+            3,
+            "{via:?}"
+        );
         let dead: Vec<(String, String, Vec<u8>)> = sqlx::query_as(
             "SELECT topic, error, payload FROM keel_events.dead_letters WHERE group_id = $1",
         )

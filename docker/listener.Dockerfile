@@ -1,0 +1,21 @@
+# syntax=docker/dockerfile:1
+# Build: docker build -f docker/listener.Dockerfile -t keel/listener .
+FROM rust:1.95-bookworm AS build
+WORKDIR /src
+COPY . .
+RUN --mount=type=cache,target=/usr/local/cargo/registry \
+    --mount=type=cache,target=/src/target \
+    cargo build --release --locked -p listener \
+    && cp target/release/listener /listener
+
+FROM debian:bookworm-slim
+RUN apt-get update \
+    && apt-get install -y --no-install-recommends ca-certificates \
+    && rm -rf /var/lib/apt/lists/* \
+    && useradd --system --uid 10001 keel
+COPY --from=build /listener /usr/local/bin/listener
+USER keel
+ENV HOST=0.0.0.0 PORT=8001 LOG_FORMAT=json
+EXPOSE 8001
+HEALTHCHECK --interval=10s --timeout=3s CMD ["/bin/bash", "-c", "exec 3<>/dev/tcp/127.0.0.1/8001"]
+ENTRYPOINT ["/usr/local/bin/listener"]
