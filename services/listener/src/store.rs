@@ -167,7 +167,9 @@ pub async fn record_events(
 
     let mut new = NewRows::default();
     let mut changed = Changes::default();
-    for (id, f) in &followed {
+    // In id order, as the rows were locked.
+    for id in &ids {
+        let Some(f) = followed.get(id) else { continue };
         let Some(op) = f.op else { continue };
         if let Some((identity, account, org, offset)) = &f.new {
             new.ids.push(*id);
