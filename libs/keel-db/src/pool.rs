@@ -56,6 +56,8 @@ fn owner_options(url: &str, schema: &str) -> anyhow::Result<PgConnectOptions> {
     Ok(PgConnectOptions::from_str(url)
         .context("invalid DATABASE_URL")?
         .options([("search_path", schema)])
+        // Names the owner in pg_stat_activity.
+        .application_name(&format!("keel-{schema}"))
         .log_slow_statements(tracing::log::LevelFilter::Warn, Duration::from_secs(2)))
 }
 

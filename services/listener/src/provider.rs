@@ -46,10 +46,6 @@ pub enum BuildError {
     Database(#[from] sqlx::Error),
 }
 
-fn unique_violation(e: &sqlx::Error, constraint: &str) -> bool {
-    matches!(e, sqlx::Error::Database(d) if d.code().as_deref() == Some("23505") && d.constraint() == Some(constraint))
-}
-
 /// Creates the tenant schema by cloning the template unless it exists, and records the
 /// tenant. Schemas are never dropped, so an existing one needs no lock. Clones take one lock
 /// for the whole database (held to the end of the transaction): concurrent clones contend on
@@ -178,30 +174,12 @@ pub async fn create(conn: &mut PgConnection, spec: &ProviderSpec<'_>) -> Result<
     let schema = schema_name(spec.org_id);
     let customer = customer(conn, spec).await?;
     ensure_tenant(conn, &schema).await?;
-    let existing: Option<i64> =
-        sqlx::query_scalar("SELECT customer_id FROM api_provider WHERE uuid = $1")
-            .bind(spec.uuid)
-            .fetch_optional(&mut *conn)
-            .await?;
-    match existing {
-        Some(owner) if owner == customer => {
-            tracing::info!(provider = %spec.uuid, "provider already exists for this source; linking it");
-            update(conn, spec).await?;
-            return Ok(());
-        }
-        Some(_) => return Err(BuildError::Problem(Problem::provider())),
-        None => {}
-    }
     let ids = settings_rows(conn, spec).await?;
-    if duplicate_of(conn, spec.uuid, ids, customer)
-        .await?
-        .is_some()
-    {
-        return Err(BuildError::Problem(Problem::duplicate()));
-    }
-    let inserted = sqlx::query(
+    // The common case in one statement; a conflict (same uuid, or the same settings in the
+    // org) is looked into only when it happens.
+    let inserted: Option<Uuid> = sqlx::query_scalar(
         "INSERT INTO api_provider (uuid, name, type, authentication_id, billing_source_id, customer_id, paused) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7)",
+         VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT DO NOTHING RETURNING uuid",
     )
     .bind(spec.uuid)
     .bind(spec.name)
@@ -210,15 +188,23 @@ pub async fn create(conn: &mut PgConnection, spec: &ProviderSpec<'_>) -> Result<
     .bind(ids.1)
     .bind(customer)
     .bind(spec.paused)
-    .execute(&mut *conn)
-    .await;
-    match inserted {
-        Ok(_) => {}
-        // A concurrent build of the same settings won the race.
-        Err(e) if unique_violation(&e, "api_provider_duplicate") => {
-            return Err(BuildError::Problem(Problem::duplicate()));
-        }
-        Err(e) => return Err(e.into()),
+    .fetch_optional(&mut *conn)
+    .await?;
+    if inserted.is_none() {
+        let existing: Option<i64> =
+            sqlx::query_scalar("SELECT customer_id FROM api_provider WHERE uuid = $1")
+                .bind(spec.uuid)
+                .fetch_optional(&mut *conn)
+                .await?;
+        return match existing {
+            Some(owner) if owner == customer => {
+                tracing::info!(provider = %spec.uuid, "provider already exists for this source; linking it");
+                update(conn, spec).await
+            }
+            Some(_) => Err(BuildError::Problem(Problem::provider())),
+            // Same credentials and billing source as another provider of the org.
+            None => Err(BuildError::Problem(Problem::duplicate())),
+        };
     }
     tenant_row(conn, &schema, spec).await?;
     Ok(())

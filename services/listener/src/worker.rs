@@ -303,7 +303,7 @@ impl Worker {
         state: SyncState,
     ) -> Result<(), OpError> {
         let mut conn = self.db.acquire().await?;
-        save_row(&mut conn, &self.secrets, row, fetched, state, None).await?;
+        save_row(&mut conn, &self.secrets, row, fetched, state, None, None).await?;
         Ok(())
     }
 
@@ -329,6 +329,7 @@ impl Worker {
             fetched,
             SyncState::Failed,
             Some(&problem.message),
+            None,
         )
         .await?;
         if let (Some(uuid), Truth::Present(d)) = (provider_uuid(row), &fetched.truth) {
@@ -363,17 +364,7 @@ impl Worker {
         };
         if !update {
             // Visible while the provider is built; left as is when building fails.
-            let mut tx = self.db.begin().await?;
-            save_row(
-                &mut tx,
-                &self.secrets,
-                row,
-                fetched,
-                SyncState::Creating,
-                None,
-            )
-            .await?;
-            tx.commit().await?;
+            self.save(row, fetched, SyncState::Creating).await?;
         }
         let uuid = provider_uuid(row)
             .or(row.source_uuid)
@@ -414,24 +405,15 @@ impl Worker {
         }
         let mut fetched = fetched.clone();
         fetched.uid = Some(uuid);
-        save_row(
+        let first_link = save_row(
             &mut tx,
             &self.secrets,
             row,
             &fetched,
             SyncState::Linked,
             None,
+            Some(uuid),
         )
-        .await?;
-        let first_link: Option<chrono::DateTime<chrono::Utc>> = sqlx::query_scalar(
-            "UPDATE api_sources SET koku_uuid = $2, provider_id = $3, \
-               linked_timestamp = coalesce(linked_timestamp, now()) \
-             WHERE source_id = $1 RETURNING CASE WHEN linked_timestamp = now() THEN created_timestamp END",
-        )
-        .bind(row.source_id)
-        .bind(uuid.to_string())
-        .bind(uuid)
-        .fetch_one(&mut *tx)
         .await?;
         tx.commit().await?;
         if let Some(created) = first_link {
@@ -545,7 +527,9 @@ fn provider_uuid(row: &SourceRow) -> Option<Uuid> {
         .and_then(|u| Uuid::parse_str(u).ok())
 }
 
-/// Writes the fetched details and settings (credentials sealed) and the state.
+/// Writes the fetched details and settings (credentials sealed) and the state; with `link`,
+/// also the provider the source is now linked to. Answers the source's creation time when
+/// this is its first link (for the source-to-provider latency).
 async fn save_row(
     conn: &mut sqlx::PgConnection,
     secrets_box: &SecretBox,
@@ -553,7 +537,8 @@ async fn save_row(
     fetched: &Fetched,
     state: SyncState,
     reason: Option<&str>,
-) -> Result<(), sqlx::Error> {
+    link: Option<Uuid>,
+) -> Result<Option<chrono::DateTime<chrono::Utc>>, sqlx::Error> {
     let (name, ty, authentication, billing, paused) = match &fetched.truth {
         Truth::Present(d) => {
             let sealed = secrets::seal(secrets_box, &row.org_id, &d.credentials);
@@ -582,11 +567,14 @@ async fn save_row(
             row.paused,
         ),
     };
-    sqlx::query(
+    let first_link = sqlx::query_scalar(
         "UPDATE api_sources SET name = $2, source_type = $3, authentication = $4, billing_source = $5, \
            paused = $6, source_uuid = coalesce(source_uuid, $7), application_id = coalesce($8, application_id), \
-           state = $9, state_reason = $10, updated_timestamp = now() \
-         WHERE source_id = $1",
+           state = $9, state_reason = $10, updated_timestamp = now(), \
+           koku_uuid = coalesce($11::uuid::text, koku_uuid), provider_id = coalesce($11::uuid, provider_id), \
+           linked_timestamp = CASE WHEN $11::uuid IS NULL THEN linked_timestamp ELSE coalesce(linked_timestamp, now()) END \
+         WHERE source_id = $1 \
+         RETURNING CASE WHEN $11::uuid IS NOT NULL AND linked_timestamp = now() THEN created_timestamp END",
     )
     .bind(row.source_id)
     .bind(name)
@@ -598,7 +586,8 @@ async fn save_row(
     .bind(fetched.application_id)
     .bind(state.as_str())
     .bind(reason)
-    .execute(conn)
+    .bind(link)
+    .fetch_optional(conn)
     .await?;
-    Ok(())
+    Ok(first_link.flatten())
 }

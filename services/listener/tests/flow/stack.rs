@@ -182,6 +182,15 @@ impl Stack {
         let running = self.running.take().expect("a running listener");
         running.task.abort();
         let _ = running.task.await;
+        // A dead process's sessions end with it: whatever they held (open transactions, row
+        // and advisory locks) is rolled back and released.
+        sqlx::query(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity \
+             WHERE datname = current_database() AND application_name = 'keel-cost'",
+        )
+        .execute(&self.db)
+        .await
+        .unwrap();
     }
 
     pub async fn stop(mut self) {

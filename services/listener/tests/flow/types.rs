@@ -331,3 +331,31 @@ async fn an_incomplete_source_waits_and_a_bad_status_request_is_refused() {
     assert_eq!(anonymous.status(), 401);
     stack.stop().await;
 }
+
+#[tokio::test]
+async fn a_second_source_with_the_same_settings_is_refused_as_a_duplicate() {
+    let stack = Stack::start().await;
+    let org = "5152";
+    let arn = "arn:aws:iam::111111111111:role/Same";
+    let first = stack.bulk_create(org, aws("First", arn)).await;
+    stack.wait_state(first.source_id(), "linked").await;
+    let second = stack.bulk_create(org, aws("Second", arn)).await;
+    stack.wait_state(second.source_id(), "failed").await;
+    let error = stack
+        .wait_availability(&second.app_id(), org, "unavailable")
+        .await;
+    assert_eq!(
+        error,
+        "Cost management does not allow duplicate accounts. An integration already exists with these details. Edit integration settings to configure a new integration."
+    );
+    let names: Vec<String> = sqlx::query_scalar("SELECT name FROM api_provider")
+        .fetch_all(&stack.db)
+        .await
+        .unwrap();
+    assert_eq!(names, ["First"]);
+    // Another org may use the same settings: the rule is per customer.
+    let other = stack.bulk_create("5153", aws("Elsewhere", arn)).await;
+    stack.wait_state(other.source_id(), "linked").await;
+    assert_eq!(stack.count("SELECT count(*) FROM api_provider").await, 2);
+    stack.stop().await;
+}
