@@ -71,7 +71,8 @@ pub struct ConsumerConfig {
     /// First retry delay; doubles up to `retry_max`.
     pub retry_base: Duration,
     pub retry_max: Duration,
-    /// Embedded log only: how often to look for new rows when idle.
+    /// Embedded log only: how often to look for new rows when idle. A look is one index
+    /// probe of (topic, txid, id), so a short interval costs little and bounds the delay.
     pub poll_interval: Duration,
     /// Kafka only: how often `events_consumer_lag` is measured.
     pub lag_interval: Duration,
@@ -84,7 +85,7 @@ impl ConsumerConfig {
             topics: topics.iter().map(|t| (*t).to_owned()).collect(),
             retry_base: Duration::from_millis(200),
             retry_max: Duration::from_secs(30),
-            poll_interval: Duration::from_millis(50),
+            poll_interval: Duration::from_millis(10),
             lag_interval: Duration::from_secs(10),
         }
     }

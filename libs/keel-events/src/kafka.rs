@@ -41,6 +41,9 @@ pub fn consumer(brokers: &str, group: &str) -> anyhow::Result<StreamConsumer> {
         .set("enable.partition.eof", "false")
         .set("session.timeout.ms", "10000")
         .set("heartbeat.interval.ms", "1000")
+        // A broker that holds a fetch until its wait expires (instead of answering when the
+        // first byte arrives) would otherwise add up to librdkafka's default 500 ms.
+        .set("fetch.wait.max.ms", "20")
         .create()
         .context("creating the Kafka consumer")
 }
