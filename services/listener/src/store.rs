@@ -10,7 +10,7 @@ use serde_json::Value;
 use sqlx::{PgConnection, PgPool, types::Json};
 use uuid::Uuid;
 
-use crate::domain::{Object, OpKind, SourceEvent, SyncState, state};
+use crate::domain::{Object, OpKind, Reread, SourceEvent, SyncState, state};
 
 /// A followed source, as stored.
 #[derive(Debug, Clone, sqlx::FromRow)]
@@ -105,6 +105,7 @@ pub async fn record_events(
         /// The identity of the latest creating event, replayed on REST calls.
         identity: Option<String>,
         op: Option<OpKind>,
+        reread: Option<Reread>,
     }
     let mut tx = db.begin().await?;
     let mut ids: Vec<i64> = events.iter().map(|(e, _)| e.source_id).collect();
@@ -130,6 +131,7 @@ pub async fn record_events(
                     new: None,
                     identity: None,
                     op: None,
+                    reread: None,
                 },
             )
         })
@@ -150,6 +152,7 @@ pub async fn record_events(
                 )),
                 identity: None,
                 op: None,
+                reread: None,
             }),
             Entry::Vacant(_) => {
                 recorded.push(Recorded::UnknownSource);
@@ -160,8 +163,10 @@ pub async fn record_events(
             entry.identity = Some(event.identity.clone());
         }
         let (next, op) = state::on_event(entry.state, entry.has_provider, event.kind);
+        let reread = Reread::for_event(event.kind, entry.has_provider);
         entry.state = next;
         entry.op = Some(entry.op.map_or(op, |queued| OpKind::merge(queued, op)));
+        entry.reread = Some(entry.reread.map_or(reread, |r| Reread::merge(r, reread)));
         recorded.push(Recorded::Queued(op));
     }
 
@@ -182,6 +187,9 @@ pub async fn record_events(
         changed.states.push(f.state.as_str());
         changed.identities.push(f.identity.clone());
         changed.ops.push(op.as_str());
+        changed
+            .rereads
+            .push(f.reread.unwrap_or(Reread::All).as_str());
     }
     if !new.ids.is_empty() {
         sqlx::query(
@@ -210,11 +218,12 @@ pub async fn record_events(
         .execute(&mut *tx)
         .await?;
         sqlx::query(sqlx::AssertSqlSafe(format!(
-            "INSERT INTO operations (source_id, kind) \
-             SELECT * FROM unnest($1::bigint[], $2::text[]) {ENQUEUE_CONFLICT}"
+            "INSERT INTO operations (source_id, kind, reread) \
+             SELECT * FROM unnest($1::bigint[], $2::text[], $3::text[]) {ENQUEUE_CONFLICT}"
         )))
         .bind(&changed.ids)
         .bind(&changed.ops)
+        .bind(&changed.rereads)
         .execute(&mut *tx)
         .await?;
     }
@@ -237,13 +246,17 @@ struct Changes {
     states: Vec<&'static str>,
     identities: Vec<Option<String>>,
     ops: Vec<&'static str>,
+    rereads: Vec<&'static str>,
 }
 
 /// A queued operation absorbs a newer trigger: a delete wins, a create stays a create
-/// ([`OpKind::merge`]); the generation moves on so a run in progress repeats.
+/// ([`OpKind::merge`]), it re-reads what either needs ([`Reread::merge`]); the generation
+/// moves on so a run in progress repeats.
 const ENQUEUE_CONFLICT: &str = "ON CONFLICT (source_id) DO UPDATE SET \
        kind = CASE WHEN operations.kind = 'delete' OR excluded.kind = 'delete' THEN 'delete' \
                    WHEN operations.kind = 'create' THEN 'create' ELSE excluded.kind END, \
+       reread = CASE WHEN operations.reread = 'application' AND excluded.reread = 'application' \
+                     THEN 'application' ELSE 'all' END, \
        generation = operations.generation + 1, attempts = 0, run_at = now(), \
        parked_at = NULL, updated_at = now()";
 
@@ -287,6 +300,8 @@ pub struct Claim {
     pub generation: i64,
     pub attempts: i32,
     pub enqueued_at: DateTime<Utc>,
+    /// `all` or `application` ([`Reread`]).
+    pub reread: String,
 }
 
 /// Claims up to `limit` due operations for `lease`; others skip them.
@@ -299,7 +314,7 @@ pub async fn claim(db: &PgPool, limit: i64, lease: Duration) -> Result<Vec<Claim
            WHERE parked_at IS NULL AND run_at <= now() \
              AND (leased_until IS NULL OR leased_until < now()) \
            ORDER BY run_at LIMIT $1 FOR UPDATE SKIP LOCKED) \
-         RETURNING o.source_id, o.kind, o.generation, o.attempts, o.enqueued_at",
+         RETURNING o.source_id, o.kind, o.generation, o.attempts, o.enqueued_at, o.reread",
     )
     .bind(limit)
     .bind(lease.as_secs_f64())

@@ -16,8 +16,8 @@ use uuid::Uuid;
 
 use crate::{
     domain::{
-        CredentialParts, Desired, Plan, Problem, ProviderType, StatusBody, SyncState, Synced,
-        Truth, provider_type,
+        CredentialParts, Desired, Plan, Problem, ProviderType, Reread, StatusBody, SyncState,
+        Synced, Truth, provider_type,
     },
     provider::{self, BuildError, ProviderSpec},
     secrets,
@@ -172,8 +172,13 @@ impl Worker {
             return Ok("gone");
         };
         let caller = caller(&row);
-        let fetched = self.fetch(caller, &row).await?;
         let synced = self.synced(&row)?;
+        let fetched = match (Reread::parse(&claim.reread), &synced) {
+            (Reread::Application, Some(synced)) => {
+                self.fetch_application(caller, &row, synced).await?
+            }
+            _ => self.fetch(caller, &row).await?,
+        };
         let plan = crate::domain::state::plan(&fetched.truth, synced.as_ref());
         tracing::debug!(?plan, "planned");
         match plan {
@@ -291,6 +296,40 @@ impl Worker {
         Ok(Fetched {
             truth: Truth::Present(desired),
             uid,
+            application_id: Some(app.id),
+        })
+    }
+
+    /// Reads only the application, for triggers that change nothing else: the rest is what
+    /// the provider was built from. Azure's subscription id lives in the application but
+    /// belongs to the credentials, so Azure sources are read whole.
+    async fn fetch_application(
+        &self,
+        caller: Caller<'_>,
+        row: &SourceRow,
+        synced: &Synced,
+    ) -> Result<Fetched, ClientError> {
+        let ty = ProviderType::parse(&row.source_type);
+        let Some(ty) = ty.filter(|t| t.family() != provider_type::Family::Azure) else {
+            return self.fetch(caller, row).await;
+        };
+        let Some(app) = self
+            .client
+            .cost_application(caller, row.source_id, self.cost_type_id)
+            .await?
+        else {
+            return Ok(Fetched::gone());
+        };
+        let desired = Desired {
+            name: synced.name.clone(),
+            ty,
+            credentials: synced.credentials.clone(),
+            data_source: provider_type::data_source(ty, &app.extra),
+            paused: app.paused,
+        };
+        Ok(Fetched {
+            truth: Truth::Present(desired),
+            uid: row.source_uuid,
             application_id: Some(app.id),
         })
     }

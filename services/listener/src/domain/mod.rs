@@ -8,5 +8,5 @@ pub mod status;
 
 pub use event::{EventKind, Parsed, SourceEvent};
 pub use provider_type::{CredentialParts, Object, ProviderType};
-pub use state::{Desired, OpKind, Plan, SyncState, Synced, Truth};
+pub use state::{Desired, OpKind, Plan, Reread, SyncState, Synced, Truth};
 pub use status::{Problem, StatusBody};

@@ -104,6 +104,57 @@ impl OpKind {
     }
 }
 
+/// What an operation reads again from sources-api.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Reread {
+    /// The source, its cost-management application and its authentication.
+    All,
+    /// Only the application: the source's name and credentials are those the provider was
+    /// built from.
+    Application,
+}
+
+impl Reread {
+    /// Events that can change only the application (its `extra` or its pause) need only the
+    /// application read again, once the source has a provider to compare with.
+    pub fn for_event(kind: EventKind, has_provider: bool) -> Self {
+        match kind {
+            EventKind::ApplicationUpdate
+            | EventKind::ApplicationPause
+            | EventKind::ApplicationUnpause
+                if has_provider =>
+            {
+                Self::Application
+            }
+            _ => Self::All,
+        }
+    }
+
+    /// Triggers merged into one operation read what any of them needs.
+    pub fn merge(a: Self, b: Self) -> Self {
+        if a == Self::Application && b == Self::Application {
+            Self::Application
+        } else {
+            Self::All
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::All => "all",
+            Self::Application => "application",
+        }
+    }
+
+    pub fn parse(s: &str) -> Self {
+        if s == "application" {
+            Self::Application
+        } else {
+            Self::All
+        }
+    }
+}
+
 /// What an event does to a followed source: its next state and the operation to queue.
 pub fn on_event(state: SyncState, has_provider: bool, kind: EventKind) -> (SyncState, OpKind) {
     if kind == EventKind::ApplicationDestroy || state == SyncState::PendingDelete {
@@ -361,5 +412,37 @@ mod tests {
             Some(SyncState::Failed)
         );
         assert_eq!(Plan::Create.next_state(), Some(SyncState::Linked));
+    }
+
+    #[test]
+    fn only_application_events_on_a_provider_reread_the_application_alone() {
+        use EventKind::*;
+        for kind in [ApplicationUpdate, ApplicationPause, ApplicationUnpause] {
+            assert_eq!(
+                Reread::for_event(kind, true),
+                Reread::Application,
+                "{kind:?}"
+            );
+            // Without a provider there is nothing to take the rest from.
+            assert_eq!(Reread::for_event(kind, false), Reread::All, "{kind:?}");
+        }
+        for kind in [
+            ApplicationCreate,
+            ApplicationDestroy,
+            AuthenticationCreate,
+            AuthenticationUpdate,
+            SourceUpdate,
+        ] {
+            assert_eq!(Reread::for_event(kind, true), Reread::All, "{kind:?}");
+        }
+        assert_eq!(
+            Reread::merge(Reread::Application, Reread::Application),
+            Reread::Application
+        );
+        assert_eq!(Reread::merge(Reread::Application, Reread::All), Reread::All);
+        assert_eq!(Reread::merge(Reread::All, Reread::Application), Reread::All);
+        for r in [Reread::All, Reread::Application] {
+            assert_eq!(Reread::parse(r.as_str()), r);
+        }
     }
 }

@@ -4,7 +4,7 @@
 use reqwest::Method;
 use serde_json::{Value, json};
 
-use crate::stack::{Stack, aws};
+use crate::stack::{Options, Stack, aws};
 
 /// (name, paused, active, credentials' role ARN, data source) of the org's only provider.
 async fn provider(stack: &Stack) -> Option<(String, bool, bool, Value, Value)> {
@@ -214,6 +214,69 @@ async fn deleting_the_whole_source_removes_its_provider() {
             .count("SELECT count(*) FROM org6101.reporting_tenant_api_provider")
             .await,
         0
+    );
+    stack.stop().await;
+}
+
+#[tokio::test]
+async fn application_only_changes_reread_only_the_application() {
+    let stack = Stack::start_with(Options {
+        proxy: true,
+        ..Options::default()
+    })
+    .await;
+    let proxy = stack.proxy.as_ref().unwrap();
+    let org = "6102";
+    let created = stack
+        .bulk_create(org, aws("Narrow", "arn:aws:iam::111111111111:role/Cost"))
+        .await;
+    let (source_id, app_id) = (created.source_id(), created.app_id());
+    stack.wait_state(source_id, "linked").await;
+    stack.wait_idle().await;
+
+    let mark = proxy.forwarded_count();
+    stack
+        .write(
+            Method::POST,
+            &format!("/applications/{app_id}/pause"),
+            org,
+            None,
+            204,
+        )
+        .await;
+    wait_provider(&stack, "the pause", |p| p.1).await;
+    stack.wait_idle().await;
+    let calls = proxy.forwarded_since(mark);
+    assert!(
+        calls.iter().any(|c| c.contains("/applications?")),
+        "the application was read: {calls:?}"
+    );
+    assert!(
+        !calls
+            .iter()
+            .any(|c| c.contains(&format!("/sources/{source_id}")) || c.contains("/authentications")),
+        "neither the source nor its authentication was read again: {calls:?}"
+    );
+
+    // A change of the source itself reads everything again.
+    let mark = proxy.forwarded_count();
+    stack
+        .write(
+            Method::PATCH,
+            &format!("/sources/{source_id}"),
+            org,
+            Some(json!({"name": "Narrow renamed"})),
+            200,
+        )
+        .await;
+    wait_provider(&stack, "the rename", |p| p.0 == "Narrow renamed").await;
+    let calls = proxy.forwarded_since(mark);
+    assert!(
+        calls
+            .iter()
+            .any(|c| c.contains(&format!("/sources/{source_id}")))
+            && calls.iter().any(|c| c.contains("/authentications")),
+        "{calls:?}"
     );
     stack.stop().await;
 }

@@ -454,6 +454,8 @@ pub struct Proxy {
     failing: Arc<Mutex<Failing>>,
     /// Requests it failed.
     pub failed: Arc<Mutex<u64>>,
+    /// Requests it forwarded: method, path and query.
+    forwarded: Arc<Mutex<Vec<String>>>,
 }
 
 #[derive(Clone)]
@@ -462,17 +464,20 @@ struct ProxyState {
     client: reqwest::Client,
     failing: Arc<Mutex<Failing>>,
     failed: Arc<Mutex<u64>>,
+    forwarded: Arc<Mutex<Vec<String>>>,
 }
 
 impl Proxy {
     async fn start(upstream: String, stop: CancellationToken) -> Self {
         let failing = Arc::new(Mutex::new(Failing::Nothing));
         let failed = Arc::new(Mutex::new(0));
+        let forwarded = Arc::new(Mutex::new(Vec::new()));
         let state = ProxyState {
             upstream,
             client: reqwest::Client::new(),
             failing: failing.clone(),
             failed: failed.clone(),
+            forwarded: forwarded.clone(),
         };
         let router = axum::Router::new().fallback(forward).with_state(state);
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -486,7 +491,17 @@ impl Proxy {
             url,
             failing,
             failed,
+            forwarded,
         }
+    }
+
+    /// Forwarded requests from number `from` on (see [`Proxy::forwarded_count`]).
+    pub fn forwarded_since(&self, from: usize) -> Vec<String> {
+        self.forwarded.lock().unwrap()[from..].to_vec()
+    }
+
+    pub fn forwarded_count(&self) -> usize {
+        self.forwarded.lock().unwrap().len()
     }
 
     pub fn fail(&self, what: Failing) {
@@ -530,6 +545,11 @@ async fn forward(State(state): State<ProxyState>, request: Request) -> Response 
             .into_response();
     }
     let (parts, body) = request.into_parts();
+    state.forwarded.lock().unwrap().push(format!(
+        "{} {}",
+        parts.method,
+        parts.uri.path_and_query().map_or("/", |p| p.as_str())
+    ));
     let url = format!(
         "{}{}",
         state.upstream,
