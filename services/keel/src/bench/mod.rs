@@ -50,27 +50,31 @@ impl ScratchDatabase {
             name,
             url: replace_database(server_url, name),
         };
-        scratch.drop_it()?;
+        scratch.drop_database()?;
         keel_db::ensure_database(&scratch.url).await?;
         Ok(scratch)
     }
 
-    fn drop_it(&self) -> anyhow::Result<()> {
-        let status = Command::new("psql")
-            .args([self.admin.as_str(), "-v", "ON_ERROR_STOP=1", "-qAtc"])
-            .arg(format!(
-                "DROP DATABASE IF EXISTS {} WITH (FORCE)",
-                self.name
-            ))
-            .status()
-            .context("psql is needed to manage the scratch database")?;
-        anyhow::ensure!(status.success(), "dropping database {} failed", self.name);
-        Ok(())
+    fn drop_database(&self) -> anyhow::Result<()> {
+        psql(
+            &self.admin,
+            &format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.name),
+        )
     }
 
     fn remove(self) -> anyhow::Result<()> {
-        self.drop_it()
+        self.drop_database()
     }
+}
+
+/// Runs one SQL command with psql (what pgbench's baseline and scratch databases need).
+fn psql(url: &str, sql: &str) -> anyhow::Result<()> {
+    let status = Command::new("psql")
+        .args([url, "-v", "ON_ERROR_STOP=1", "-qAtc", sql])
+        .status()
+        .context("psql (PostgreSQL client) is needed for the benchmarks")?;
+    anyhow::ensure!(status.success(), "psql failed: {sql}");
+    Ok(())
 }
 
 /// Prints one latency line for `h` (microseconds).

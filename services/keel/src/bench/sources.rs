@@ -19,7 +19,7 @@ use anyhow::{Context as _, bail};
 use serde_json::json;
 use tokio::sync::Mutex;
 
-use super::{histogram, replace_database, report};
+use super::{ScratchDatabase, histogram, psql, report};
 
 #[derive(Debug, Clone, clap::Args)]
 pub struct SourcesBench {
@@ -178,7 +178,7 @@ pub async fn run(b: SourcesBench) -> anyhow::Result<()> {
     );
 
     // Phase 3: pgbench single-row inserts, same clients, same server.
-    let tps = pgbench(&b)?;
+    let tps = pgbench(&b).await?;
     #[expect(clippy::print_stdout)]
     {
         println!(
@@ -190,19 +190,10 @@ pub async fn run(b: SourcesBench) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn pgbench(b: &SourcesBench) -> anyhow::Result<f64> {
-    let admin = replace_database(&b.database_url, "postgres");
-    let scratch = replace_database(&b.database_url, "keel_bench");
-    let psql = |url: &str, sql: &str| {
-        Command::new("psql")
-            .args([url, "-v", "ON_ERROR_STOP=1", "-qAtc", sql])
-            .status()
-            .context("psql (PostgreSQL client) is needed for the pgbench baseline")
-    };
-    psql(&admin, "DROP DATABASE IF EXISTS keel_bench WITH (FORCE)")?;
-    psql(&admin, "CREATE DATABASE keel_bench")?;
+async fn pgbench(b: &SourcesBench) -> anyhow::Result<f64> {
+    let scratch = ScratchDatabase::create(&b.database_url, "keel_bench").await?;
     psql(
-        &scratch,
+        &scratch.url,
         "CREATE TABLE rows (id bigserial PRIMARY KEY, name text NOT NULL, created_at timestamptz NOT NULL DEFAULT now())",
     )?;
     let script = std::env::temp_dir().join(format!("keel-pgbench-{}.sql", std::process::id()));
@@ -220,11 +211,11 @@ fn pgbench(b: &SourcesBench) -> anyhow::Result<f64> {
         ])
         .args(["-T", &b.seconds.to_string(), "-f"])
         .arg(&script)
-        .arg(&scratch)
+        .arg(&scratch.url)
         .output()
         .context("pgbench is needed for the baseline (Debian: postgresql-contrib)")?;
     let _ = std::fs::remove_file(&script);
-    psql(&admin, "DROP DATABASE IF EXISTS keel_bench WITH (FORCE)")?;
+    scratch.remove()?;
     let text = String::from_utf8_lossy(&out.stdout);
     let tps = text
         .lines()
