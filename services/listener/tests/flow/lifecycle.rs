@@ -63,25 +63,9 @@ async fn rename_pause_unpause_settings_changes_and_delete_flow_through() {
     assert_eq!(tenant_name().await.as_deref(), Some("After"));
 
     // Pause and unpause.
-    stack
-        .write(
-            Method::POST,
-            &format!("/applications/{app_id}/pause"),
-            org,
-            None,
-            204,
-        )
-        .await;
+    stack.set_paused(&app_id, org, true).await;
     wait_provider(&stack, "the pause", |p| p.1).await;
-    stack
-        .write(
-            Method::POST,
-            &format!("/applications/{app_id}/unpause"),
-            org,
-            None,
-            204,
-        )
-        .await;
+    stack.set_paused(&app_id, org, false).await;
     wait_provider(&stack, "the unpause", |p| !p.1).await;
 
     // A new bucket and a new role: the provider points at the new settings.
@@ -235,15 +219,7 @@ async fn application_only_changes_reread_only_the_application() {
     stack.wait_idle().await;
 
     let mark = proxy.forwarded_count();
-    stack
-        .write(
-            Method::POST,
-            &format!("/applications/{app_id}/pause"),
-            org,
-            None,
-            204,
-        )
-        .await;
+    stack.set_paused(&app_id, org, true).await;
     wait_provider(&stack, "the pause", |p| p.1).await;
     stack.wait_idle().await;
     let calls = proxy.forwarded_since(mark);

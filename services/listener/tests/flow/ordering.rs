@@ -322,15 +322,7 @@ async fn a_pause_read_before_the_provider_exists_is_kept() {
         )
         .await;
     let app_id = created.app_id();
-    stack
-        .write(
-            Method::POST,
-            &format!("/applications/{app_id}/pause"),
-            org,
-            None,
-            204,
-        )
-        .await;
+    stack.set_paused(&app_id, org, true).await;
     reorder(&stack, org, &["Application.pause"]).await;
 
     stack.start_listener().await;
@@ -343,15 +335,7 @@ async fn a_pause_read_before_the_provider_exists_is_kept() {
     .unwrap();
     assert_eq!(paused, (true, true), "provider and sync row are paused");
     // And the pause is a real one: unpausing reaches the provider.
-    stack
-        .write(
-            Method::POST,
-            &format!("/applications/{app_id}/unpause"),
-            org,
-            None,
-            204,
-        )
-        .await;
+    stack.set_paused(&app_id, org, false).await;
     stack
         .wait_for("the unpause", || async {
             stack

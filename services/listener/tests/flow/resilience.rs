@@ -163,15 +163,7 @@ async fn a_failing_source_retries_and_parks_without_delaying_others_and_a_check_
         "{operation}"
     );
     assert!(proxy.failed() >= 3);
-    let metrics = stack
-        .http
-        .get(format!("{}/metrics", stack.listener))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = stack.metrics().await;
     assert!(
         metrics
             .lines()
@@ -229,14 +221,8 @@ async fn a_sources_api_outage_delays_operations_until_it_ends() {
         })
         .await;
     assert_eq!(stack.count("SELECT count(*) FROM api_provider").await, 0);
-    let readiness = stack
-        .http
-        .get(format!("{}/readiness", stack.listener))
-        .send()
-        .await
-        .unwrap();
     assert_eq!(
-        readiness.status(),
+        stack.readiness().await,
         503,
         "not ready while sources-api is down"
     );
@@ -246,13 +232,7 @@ async fn a_sources_api_outage_delays_operations_until_it_ends() {
         stack.wait_state(c.source_id(), "linked").await;
     }
     assert_eq!(stack.count("SELECT count(*) FROM api_provider").await, 4);
-    let readiness = stack
-        .http
-        .get(format!("{}/readiness", stack.listener))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(readiness.status(), 200);
+    assert_eq!(stack.readiness().await, 200);
     stack.stop().await;
 }
 

@@ -168,10 +168,8 @@ impl Stack {
         let task = tokio::spawn(app.run(stop.clone()));
         self.running = Some(Running { stop, task });
         // Ready means consuming: sources-api named the cost-management application type.
-        let readiness = format!("{}/readiness", self.listener);
         self.wait_for("the listener to be ready", || async {
-            let reply = self.http.get(&readiness).send().await;
-            reply.is_ok_and(|r| r.status().is_success())
+            self.readiness().await == 200
         })
         .await;
     }
@@ -242,6 +240,38 @@ impl Stack {
         let (status, reply) = self.call(method.clone(), path, org, body).await;
         assert_eq!(status.as_u16(), expect, "{method} {path}: {reply}");
         reply
+    }
+
+    /// Pauses (or unpauses) an application through sources-api.
+    pub async fn set_paused(&self, application_id: &str, org: &str, paused: bool) {
+        let action = if paused { "pause" } else { "unpause" };
+        self.write(
+            reqwest::Method::POST,
+            &format!("/applications/{application_id}/{action}"),
+            org,
+            None,
+            204,
+        )
+        .await;
+    }
+
+    /// The listener's `/metrics` text.
+    pub async fn metrics(&self) -> String {
+        let url = format!("{}/metrics", self.listener);
+        self.http
+            .get(url)
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap()
+    }
+
+    /// The status of the listener's `/readiness`.
+    pub async fn readiness(&self) -> u16 {
+        let url = format!("{}/readiness", self.listener);
+        self.http.get(url).send().await.unwrap().status().as_u16()
     }
 
     pub async fn bulk_create(&self, org: &str, body: Value) -> Created {

@@ -85,6 +85,32 @@ async fn an_aws_source_becomes_a_provider_in_its_tenant_schema_and_reports_avail
     stack.wait_idle().await;
     assert_eq!(stack.status_reports(&created.app_id()).await, 1);
 
+    // The metrics count it: events by type and outcome, the operation by result, the
+    // source-to-provider latency, the queue gauges.
+    let metrics = stack.metrics().await;
+    let has = |name: &str, labels: &[&str]| {
+        metrics
+            .lines()
+            .any(|l| l.starts_with(name) && labels.iter().all(|label| l.contains(label)))
+    };
+    assert!(
+        has(
+            "listener_events_total",
+            &["event_type=\"Application.create\"", "outcome=\"queued\""]
+        ),
+        "{metrics}"
+    );
+    assert!(
+        has(
+            "provider_operations_total",
+            &["operation=\"create\"", "result=\"created\""]
+        ),
+        "{metrics}"
+    );
+    assert!(has("source_to_provider_seconds_count", &[]), "{metrics}");
+    assert!(has("listener_queue_depth", &[]), "{metrics}");
+    assert!(has("listener_parked_operations", &[]), "{metrics}");
+
     // The read API shows the linked source and the provider to its org only.
     let sources = stack.read_api("/sources/", "4242").await;
     assert_eq!(sources["meta"]["count"], 1);
