@@ -451,8 +451,7 @@ async fn run_kafka<H: Handler>(
 // Embedded log
 
 async fn load_position(
-    db: &PgPool,
-    outbox: Outbox,
+    db: impl sqlx::PgExecutor<'_>,
     group: &str,
     topic: &str,
 ) -> Result<Position, sqlx::Error> {
@@ -463,7 +462,6 @@ async fn load_position(
     .bind(topic)
     .fetch_optional(db)
     .await?;
-    let _ = outbox;
     // A new group reads from the beginning, like `auto.offset.reset=earliest`.
     Ok(stored.map_or(Position::default(), |(txid, id)| Position { txid, id }))
 }
@@ -521,6 +519,68 @@ async fn hold_member_lock(
     }
 }
 
+/// One member's run over one topic of the log, reading on its lock connection (set to walk the
+/// outbox's indexes); returns on shutdown, or with the error that broke that connection.
+async fn read_topic<H: Handler>(
+    conn: &mut sqlx::PgConnection,
+    db: &PgPool,
+    outbox: Outbox,
+    topic: &str,
+    config: &ConsumerConfig,
+    handler: &H,
+    shutdown: &CancellationToken,
+) -> Result<(), sqlx::Error> {
+    crate::outbox::walk_indexes(conn).await?;
+    let mut position = load_position(&mut *conn, &config.group, topic).await?;
+    while !shutdown.is_cancelled() {
+        let rows = outbox
+            .read(&mut *conn, topic, position, BATCH as i64)
+            .await?;
+        metrics::gauge!("events_consumer_backlog", "group" => config.group.clone(), "topic" => topic.to_owned())
+            .set(rows.len() as f64);
+        if rows.is_empty() {
+            tokio::select! {
+                _ = shutdown.cancelled() => break,
+                _ = tokio::time::sleep(config.poll_interval) => {}
+            }
+            continue;
+        }
+        let messages: Vec<Message> = rows
+            .iter()
+            .map(|row| Message {
+                topic: row.topic.clone(),
+                partition: 0,
+                offset: row.id,
+                key: Some(row.key.clone().into_bytes()),
+                headers: row
+                    .headers
+                    .0
+                    .iter()
+                    .map(|[k, v]| (k.clone(), v.clone().into_bytes()))
+                    .collect(),
+                payload: row.payload.clone().into_bytes(),
+            })
+            .collect();
+        let settled = settle_batch(handler, db, config, &messages, shutdown).await;
+        let Some(row) = settled.checked_sub(1).and_then(|i| rows.get(i)) else {
+            break;
+        };
+        position = row.position();
+        // Committed after each batch: a restart repeats at most the batch in hand.
+        while let Err(e) = store_position(db, &config.group, topic, position).await {
+            tracing::warn!(error = %e, "cannot store the consumer position; retrying");
+            tokio::select! {
+                _ = shutdown.cancelled() => return Ok(()),
+                _ = tokio::time::sleep(Duration::from_millis(500)) => {}
+            }
+        }
+        if settled < rows.len() {
+            break;
+        }
+    }
+    Ok(())
+}
+
 async fn run_embedded<H: Handler>(
     db: PgPool,
     outbox: Outbox,
@@ -539,73 +599,21 @@ async fn run_embedded<H: Handler>(
             shutdown.clone(),
         );
         tasks.spawn(async move {
-            // One member per group reads a topic of the log; others wait as standbys.
-            let Some(_lock) = hold_member_lock(&db, &config.group, &topic, &shutdown).await else {
-                return;
-            };
-            let mut position = loop {
-                match load_position(&db, outbox, &config.group, &topic).await {
-                    Ok(p) => break p,
-                    Err(e) => {
-                        tracing::warn!(error = %e, "cannot read the consumer position");
-                        tokio::select! {
-                            _ = shutdown.cancelled() => return,
-                            _ = tokio::time::sleep(Duration::from_secs(1)) => {}
-                        }
-                    }
-                }
-            };
-            'outer: while !shutdown.is_cancelled() {
-                let rows = match outbox.read(&db, &topic, position, BATCH as i64).await {
-                    Ok(rows) => rows,
-                    Err(e) => {
-                        tracing::warn!(error = %e, "cannot read the log");
-                        Vec::new()
-                    }
+            // A lost lock connection (the database restarted, say) ends a run; the member then
+            // takes the lock again and goes on from the stored position.
+            while !shutdown.is_cancelled() {
+                let Some(mut conn) = hold_member_lock(&db, &config.group, &topic, &shutdown).await
+                else {
+                    return;
                 };
-                metrics::gauge!("events_consumer_backlog", "group" => config.group.clone(), "topic" => topic.clone())
-                    .set(rows.len() as f64);
-                if rows.is_empty() {
+                if let Err(e) =
+                    read_topic(&mut conn, &db, outbox, &topic, &config, &*handler, &shutdown).await
+                {
+                    tracing::warn!(error = %e, %topic, "reading the log failed; taking the lock again");
                     tokio::select! {
-                        _ = shutdown.cancelled() => break,
-                        _ = tokio::time::sleep(config.poll_interval) => {}
+                        _ = shutdown.cancelled() => {}
+                        _ = tokio::time::sleep(Duration::from_secs(1)) => {}
                     }
-                    continue;
-                }
-                if shutdown.is_cancelled() {
-                    break;
-                }
-                let messages: Vec<Message> = rows
-                    .iter()
-                    .map(|row| Message {
-                        topic: row.topic.clone(),
-                        partition: 0,
-                        offset: row.id,
-                        key: Some(row.key.clone().into_bytes()),
-                        headers: row
-                            .headers
-                            .0
-                            .iter()
-                            .map(|[k, v]| (k.clone(), v.clone().into_bytes()))
-                            .collect(),
-                        payload: row.payload.clone().into_bytes(),
-                    })
-                    .collect();
-                let settled = settle_batch(&*handler, &db, &config, &messages, &shutdown).await;
-                let Some(row) = settled.checked_sub(1).and_then(|i| rows.get(i)) else {
-                    break;
-                };
-                position = row.position();
-                // Committed after each batch: a restart repeats at most the batch in hand.
-                while let Err(e) = store_position(&db, &config.group, &topic, position).await {
-                    tracing::warn!(error = %e, "cannot store the consumer position; retrying");
-                    tokio::select! {
-                        _ = shutdown.cancelled() => break 'outer,
-                        _ = tokio::time::sleep(Duration::from_millis(500)) => {}
-                    }
-                }
-                if settled < rows.len() {
-                    break;
                 }
             }
         });

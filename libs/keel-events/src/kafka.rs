@@ -7,7 +7,8 @@ use rdkafka::{
     client::DefaultClientContext,
     consumer::{BaseConsumer, Consumer as _, StreamConsumer},
     error::RDKafkaErrorCode,
-    producer::FutureProducer,
+    message::{Header, OwnedHeaders},
+    producer::{DeliveryFuture, FutureProducer, FutureRecord},
 };
 
 /// A producer that waits for every in-sync replica (`acks=all`) and keeps order within a
@@ -27,6 +28,30 @@ pub fn producer(brokers: &str) -> anyhow::Result<FutureProducer> {
         .set("socket.connection.setup.timeout.ms", "5000")
         .create()
         .context("creating the Kafka producer")
+}
+
+/// Hands one message to the producer (it batches per partition); the future resolves when the
+/// broker acknowledged it or the producer gave up.
+pub fn send(
+    producer: &FutureProducer,
+    topic: &str,
+    key: &str,
+    headers: &[[String; 2]],
+    payload: &str,
+) -> anyhow::Result<DeliveryFuture> {
+    let headers = headers.iter().fold(OwnedHeaders::new(), |h, [k, v]| {
+        h.insert(Header {
+            key: k,
+            value: Some(v.as_bytes()),
+        })
+    });
+    let record = FutureRecord::to(topic)
+        .key(key.as_bytes())
+        .payload(payload.as_bytes())
+        .headers(headers);
+    producer
+        .send_result(record)
+        .map_err(|(e, _)| anyhow::anyhow!("enqueueing to Kafka: {e}"))
 }
 
 /// A group member that commits by hand; a new group starts from the earliest offset so

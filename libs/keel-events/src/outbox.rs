@@ -1,4 +1,4 @@
-use sqlx::{AssertSqlSafe, PgConnection, PgPool};
+use sqlx::{AssertSqlSafe, PgConnection, PgExecutor, PgPool};
 
 /// Where a reader stands in an outbox: the last row it has passed, in (txid, id) order.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord)]
@@ -36,20 +36,35 @@ pub struct Outbox {
 /// Rows whose transaction has finished: nothing can still appear before them.
 const FINAL: &str = "txid < pg_snapshot_xmin(pg_current_snapshot())";
 
+// The reads below select `txid` cast to bigint under its own name, so they order by the
+// table's column (`o.txid`): ordering by the cast would sort the whole range instead of
+// walking the index, a cost growing with the backlog.
+
+/// Sets a reader's dedicated connection to always walk the outbox's indexes. With statistics
+/// from before a burst (a new table, or one analysed while nothing was pending) the planner
+/// takes a backlog of thousands for a few rows and sorts all of it on every read, so draining
+/// it costs the square of its size; the index walk costs the same per row at any size.
+pub async fn walk_indexes(conn: &mut PgConnection) -> Result<(), sqlx::Error> {
+    sqlx::raw_sql("SET enable_seqscan = off; SET enable_bitmapscan = off; SET enable_sort = off")
+        .execute(conn)
+        .await?;
+    Ok(())
+}
+
 impl Outbox {
     /// Final rows of `topic` after `after`, in (txid, id) order (index (topic, txid, id)).
     pub async fn read(
         &self,
-        db: &PgPool,
+        db: impl PgExecutor<'_>,
         topic: &str,
         after: Position,
         limit: i64,
     ) -> Result<Vec<OutboxRow>, sqlx::Error> {
         let sql = format!(
             "SELECT id, txid::text::bigint AS txid, topic, key, headers, payload::text AS payload \
-             FROM {table} \
+             FROM {table} o \
              WHERE topic = $3 AND (txid, id) > ($1::text::xid8, $2) AND {FINAL} \
-             ORDER BY txid, id LIMIT $4",
+             ORDER BY o.txid, o.id LIMIT $4",
             table = self.table
         );
         sqlx::query_as(AssertSqlSafe(sql))
@@ -62,25 +77,43 @@ impl Outbox {
     }
 
     /// The first `limit` rows not yet published whose transaction has finished, in (txid, id)
-    /// order. Read from the start every time (a partial index holds only unpublished rows), so
-    /// no row is ever passed over, whatever order transactions finish in.
+    /// order, after `after` when given (the relay's last row of a run), else from the start (a
+    /// partial index holds only unpublished rows, so that read stays cheap).
     pub async fn unpublished(
         &self,
-        db: &PgPool,
+        db: impl PgExecutor<'_>,
+        after: Option<Position>,
         limit: i64,
     ) -> Result<Vec<OutboxRow>, sqlx::Error> {
         let sql = format!(
             "SELECT id, txid::text::bigint AS txid, topic, key, headers, payload::text AS payload \
-             FROM {table} WHERE published_at IS NULL AND {FINAL} ORDER BY txid, id LIMIT $1",
-            table = self.table
+             FROM {table} o WHERE published_at IS NULL {after} AND {FINAL} \
+             ORDER BY o.txid, o.id LIMIT $1",
+            table = self.table,
+            after = if after.is_some() {
+                "AND (txid, id) > ($2::text::xid8, $3)"
+            } else {
+                ""
+            },
         );
-        sqlx::query_as(AssertSqlSafe(sql))
-            .bind(limit)
-            .fetch_all(db)
-            .await
+        let query = sqlx::query_as(AssertSqlSafe(sql)).bind(limit);
+        match after {
+            Some(p) => {
+                query
+                    .bind(p.txid.to_string())
+                    .bind(p.id)
+                    .fetch_all(db)
+                    .await
+            }
+            None => query.fetch_all(db).await,
+        }
     }
 
-    pub async fn mark_published(&self, db: &PgPool, ids: &[i64]) -> Result<(), sqlx::Error> {
+    pub async fn mark_published(
+        &self,
+        db: impl PgExecutor<'_>,
+        ids: &[i64],
+    ) -> Result<(), sqlx::Error> {
         let sql = format!(
             "UPDATE {} SET published_at = now() WHERE id = ANY($1) AND published_at IS NULL",
             self.table

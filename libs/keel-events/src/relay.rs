@@ -3,6 +3,7 @@
 //! the rows and retries with backoff. Duplicates are possible (at-least-once), losses are not.
 
 use std::{
+    collections::VecDeque,
     sync::{
         Arc,
         atomic::{AtomicI64, AtomicU64, Ordering},
@@ -10,14 +11,18 @@ use std::{
     time::{Duration, Instant},
 };
 
-use rdkafka::{
-    message::{Header, OwnedHeaders},
-    producer::{FutureProducer, FutureRecord},
-};
-use sqlx::PgPool;
+use rdkafka::producer::{DeliveryFuture, FutureProducer};
+use sqlx::{PgConnection, PgPool};
 use tokio_util::sync::CancellationToken;
 
-use crate::outbox::Outbox;
+use crate::outbox::{Outbox, OutboxRow, Position};
+
+/// A batch handed to the producer: its rows' ids and one delivery future per row.
+struct InFlight {
+    ids: Vec<i64>,
+    deliveries: Vec<DeliveryFuture>,
+    started: Instant,
+}
 
 /// What `/readiness` and `/metrics` show about the relay.
 #[derive(Debug, Default)]
@@ -38,6 +43,9 @@ pub struct Relay {
 }
 
 const IDLE_POLL: Duration = Duration::from_millis(20);
+/// Batches enqueued but not yet settled while the next one is read: one is enough to keep
+/// the broker busy while the database works, more only queue up in the producer.
+const PIPELINE_DEPTH: usize = 1;
 const MAX_BACKOFF: Duration = Duration::from_secs(10);
 
 fn now_secs() -> i64 {
@@ -47,107 +55,169 @@ fn now_secs() -> i64 {
 }
 
 impl Relay {
-    /// Runs until `shutdown`; returns after the batch in flight is settled.
+    /// Runs until `shutdown`; returns after the batches in flight are settled.
     pub async fn run(self, shutdown: CancellationToken) {
-        // One relay per outbox: replicas wait on a session advisory lock held for the run.
-        let lock = loop {
-            match self.acquire_lock().await {
-                Ok(Some(conn)) => break conn,
-                Ok(None) => {}
-                Err(e) => tracing::warn!(error = %e, "relay cannot reach the database"),
-            }
-            tokio::select! {
-                _ = shutdown.cancelled() => return,
-                _ = tokio::time::sleep(Duration::from_secs(1)) => {}
-            }
-        };
-        tracing::info!(table = self.outbox.table, "outbox relay running");
-        let mut backoff = Duration::from_millis(100);
-        loop {
-            if shutdown.is_cancelled() {
-                break;
-            }
-            match self.publish_batch().await {
-                Ok(n) => {
-                    backoff = Duration::from_millis(100);
-                    self.status.failures.store(0, Ordering::Relaxed);
-                    self.status
-                        .last_success
-                        .store(now_secs(), Ordering::Relaxed);
-                    if n == 0 {
-                        tokio::select! {
-                            _ = shutdown.cancelled() => break,
-                            _ = tokio::time::sleep(IDLE_POLL) => {}
-                        }
-                    }
-                }
-                Err(e) => {
-                    let failures = self.status.failures.fetch_add(1, Ordering::Relaxed) + 1;
-                    tracing::warn!(error = %e, failures, retry_in_ms = backoff.as_millis() as u64, "relay attempt failed; rows kept");
-                    metrics::counter!("outbox_relay_failures_total").increment(1);
+        while !shutdown.is_cancelled() {
+            // One relay per outbox: replicas wait on a session advisory lock. The relay reads
+            // and marks rows on that same connection, so losing it (and the lock with it) ends
+            // the run instead of letting two relays publish side by side.
+            let mut conn = match self.acquire_lock().await {
+                Ok(Some(conn)) => conn,
+                Ok(None) => {
                     tokio::select! {
                         _ = shutdown.cancelled() => break,
-                        _ = tokio::time::sleep(backoff) => {}
+                        _ = tokio::time::sleep(Duration::from_secs(1)) => {}
                     }
-                    backoff = (backoff * 2).min(MAX_BACKOFF);
+                    continue;
                 }
+                Err(e) => {
+                    self.failed(
+                        &anyhow::Error::from(e).context("taking the relay lock"),
+                        &shutdown,
+                    )
+                    .await;
+                    continue;
+                }
+            };
+            tracing::info!(table = self.outbox.table, "outbox relay running");
+            let result = self.publish(&mut conn, &shutdown).await;
+            let _ = sqlx::Connection::close(conn).await;
+            match result {
+                Ok(()) => break,
+                Err(e) => self.failed(&e, &shutdown).await,
             }
         }
-        let _ = sqlx::Connection::close(lock).await;
         tracing::info!("outbox relay stopped");
     }
 
-    /// A dedicated connection holding the relay lock; it closes (releasing the lock) on drop.
-    async fn acquire_lock(&self) -> Result<Option<sqlx::PgConnection>, sqlx::Error> {
-        let mut conn = self.db.acquire().await?;
-        let got: bool = sqlx::query_scalar("SELECT pg_try_advisory_lock(hashtext($1))")
-            .bind(format!("keel.relay.{}", self.outbox.table))
-            .fetch_one(&mut *conn)
-            .await?;
-        Ok(got.then(|| conn.detach()))
+    /// Counts a failed attempt and waits before the next: 100 ms doubling up to 10 s.
+    async fn failed(&self, error: &anyhow::Error, shutdown: &CancellationToken) {
+        let failures = self.status.failures.fetch_add(1, Ordering::Relaxed) + 1;
+        let backoff = Duration::from_millis(100)
+            .saturating_mul(1 << failures.min(10).saturating_sub(1))
+            .min(MAX_BACKOFF);
+        tracing::warn!(
+            error = format!("{error:#}"),
+            failures,
+            retry_in_ms = backoff.as_millis() as u64,
+            "relay attempt failed; rows kept"
+        );
+        metrics::counter!("outbox_relay_failures_total").increment(1);
+        tokio::select! {
+            _ = shutdown.cancelled() => {}
+            _ = tokio::time::sleep(backoff) => {}
+        }
     }
 
-    /// Publishes the oldest unpublished rows; returns how many went. On any delivery failure
-    /// nothing is marked, so the same rows are sent again from the first.
-    async fn publish_batch(&self) -> anyhow::Result<usize> {
-        let rows = self.outbox.unpublished(&self.db, self.batch).await?;
-        if rows.is_empty() {
-            return Ok(0);
+    /// Publishes until `shutdown` (then settles what is in flight) or the first failure. Batches
+    /// are pipelined: the next one is read and enqueued while the broker acknowledges the one
+    /// before, and each is marked published once all of its deliveries are acknowledged.
+    ///
+    /// Within one call the next batch is read after the last row of the previous one. That is
+    /// safe because only final rows are read (txid below the snapshot's xmin): a row committing
+    /// later belongs to a transaction still running then, whose txid is at least that xmin, so
+    /// it sorts after every row already read. A new call (after a failure) starts again from
+    /// the first unpublished row, so rows of a failed batch are sent again, never skipped.
+    async fn publish(
+        &self,
+        conn: &mut PgConnection,
+        shutdown: &CancellationToken,
+    ) -> anyhow::Result<()> {
+        let mut after: Option<Position> = None;
+        let mut in_flight: VecDeque<InFlight> = VecDeque::with_capacity(PIPELINE_DEPTH + 1);
+        loop {
+            if shutdown.is_cancelled() {
+                while let Some(batch) = in_flight.pop_front() {
+                    self.settle(conn, batch).await?;
+                }
+                return Ok(());
+            }
+            let rows = self
+                .outbox
+                .unpublished(&mut *conn, after, self.batch)
+                .await?;
+            if let Some(last) = rows.last() {
+                after = Some(last.position());
+                in_flight.push_back(self.enqueue(rows)?);
+                if in_flight.len() > PIPELINE_DEPTH
+                    && let Some(batch) = in_flight.pop_front()
+                {
+                    self.settle(conn, batch).await?;
+                }
+                continue;
+            }
+            if in_flight.is_empty() {
+                self.healthy();
+                tokio::select! {
+                    _ = shutdown.cancelled() => {}
+                    _ = tokio::time::sleep(IDLE_POLL) => {}
+                }
+            }
+            while let Some(batch) = in_flight.pop_front() {
+                self.settle(conn, batch).await?;
+            }
         }
+    }
+
+    /// Hands the rows to the producer, in order; librdkafka batches them per partition.
+    fn enqueue(&self, rows: Vec<OutboxRow>) -> anyhow::Result<InFlight> {
         let started = Instant::now();
         let mut deliveries = Vec::with_capacity(rows.len());
         for row in &rows {
-            let headers = row.headers.0.iter().fold(OwnedHeaders::new(), |h, [k, v]| {
-                h.insert(Header {
-                    key: k,
-                    value: Some(v.as_bytes()),
-                })
-            });
-            let record = FutureRecord::to(&row.topic)
-                .key(row.key.as_bytes())
-                .payload(row.payload.as_bytes())
-                .headers(headers);
-            // Enqueued at once, in order; librdkafka batches them per partition.
-            let delivery = self
-                .producer
-                .send_result(record)
-                .map_err(|(e, _)| anyhow::anyhow!("enqueueing to Kafka: {e}"))?;
-            deliveries.push(delivery);
+            deliveries.push(crate::kafka::send(
+                &self.producer,
+                &row.topic,
+                &row.key,
+                &row.headers.0,
+                &row.payload,
+            )?);
         }
-        for delivery in deliveries {
+        Ok(InFlight {
+            ids: rows.iter().map(|r| r.id).collect(),
+            deliveries,
+            started,
+        })
+    }
+
+    /// Waits for every acknowledgement of a batch, then marks its rows published.
+    async fn settle(&self, conn: &mut PgConnection, batch: InFlight) -> anyhow::Result<()> {
+        for delivery in batch.deliveries {
             match delivery.await {
                 Ok(Ok(_)) => {}
                 Ok(Err((e, _))) => anyhow::bail!("Kafka did not acknowledge: {e}"),
                 Err(_) => anyhow::bail!("the producer dropped a delivery"),
             }
         }
-        let ids: Vec<i64> = rows.iter().map(|r| r.id).collect();
-        self.outbox.mark_published(&self.db, &ids).await?;
+        self.outbox.mark_published(conn, &batch.ids).await?;
+        let n = batch.ids.len() as u64;
+        self.status.published.fetch_add(n, Ordering::Relaxed);
+        metrics::counter!("outbox_relay_published_total").increment(n);
+        metrics::histogram!("outbox_relay_batch_seconds")
+            .record(batch.started.elapsed().as_secs_f64());
+        self.healthy();
+        Ok(())
+    }
+
+    fn healthy(&self) {
+        self.status.failures.store(0, Ordering::Relaxed);
         self.status
-            .published
-            .fetch_add(rows.len() as u64, Ordering::Relaxed);
-        metrics::counter!("outbox_relay_published_total").increment(rows.len() as u64);
-        metrics::histogram!("outbox_relay_batch_seconds").record(started.elapsed().as_secs_f64());
-        Ok(rows.len())
+            .last_success
+            .store(now_secs(), Ordering::Relaxed);
+    }
+
+    /// A dedicated connection holding the relay lock, set to walk the outbox's indexes; it
+    /// closes (releasing the lock) on drop.
+    async fn acquire_lock(&self) -> Result<Option<PgConnection>, sqlx::Error> {
+        let mut conn = self.db.acquire().await?;
+        let got: bool = sqlx::query_scalar("SELECT pg_try_advisory_lock(hashtext($1))")
+            .bind(format!("keel.relay.{}", self.outbox.table))
+            .fetch_one(&mut *conn)
+            .await?;
+        if !got {
+            return Ok(None);
+        }
+        let mut conn = conn.detach();
+        crate::outbox::walk_indexes(&mut conn).await?;
+        Ok(Some(conn))
     }
 }

@@ -201,7 +201,7 @@ impl App {
                 db: self.db.clone(),
                 outbox: stream::OUTBOX,
                 producer: keel_events::kafka::producer(brokers)?,
-                batch: 10_000,
+                batch: self.config.outbox_relay_batch,
                 status: self.relay.clone(),
             };
             let (brokers, partitions, replication) = (

@@ -64,6 +64,11 @@ pub struct Config {
     #[arg(long, env = "KAFKA_TOPIC_REPLICATION", default_value_t = 1)]
     pub kafka_topic_replication: i32,
 
+    /// Outbox rows the relay reads and publishes per batch (one batch is acknowledged while
+    /// the next is read).
+    #[arg(long, env = "OUTBOX_RELAY_BATCH", default_value_t = 10_000, value_parser = clap::value_parser!(i64).range(1..))]
+    pub outbox_relay_batch: i64,
+
     /// Consumer group of the availability status consumer.
     #[arg(
         long,
@@ -94,6 +99,7 @@ impl Config {
             kafka_brokers: None,
             kafka_topic_partitions: 3,
             kafka_topic_replication: 1,
+            outbox_relay_batch: 10_000,
             status_consumer_group: "sources-api-status-worker".to_owned(),
             availability_check_urls: HashMap::new(),
         }

@@ -39,6 +39,10 @@ pub struct EventsBench {
     /// Outbox rows the relay publishes per round.
     #[arg(long, default_value_t = 10_000)]
     pub relay_batch: i64,
+    /// Only the producer and relay throughput phases: for a broker that acknowledges and keeps
+    /// nothing (tansu's `null` storage engine), which measures the relay's own ceiling.
+    #[arg(long)]
+    pub relay_only: bool,
 }
 
 struct LatencyProbe {
@@ -83,13 +87,17 @@ pub async fn events(b: EventsBench) -> anyhow::Result<()> {
 
     let mut transports = vec![keel_events::Transport::Embedded];
     if let Some(brokers) = b.kafka_brokers.as_deref().filter(|s| !s.is_empty()) {
-        relay_throughput(&db, brokers, b.events, b.relay_batch).await?;
-        transports.insert(
-            0,
-            keel_events::Transport::Kafka {
-                brokers: brokers.to_owned(),
-            },
-        );
+        relay_throughput(&db, brokers, &b).await?;
+        if b.relay_only {
+            transports.clear();
+        } else {
+            transports.insert(
+                0,
+                keel_events::Transport::Kafka {
+                    brokers: brokers.to_owned(),
+                },
+            );
+        }
     }
     for transport in transports {
         latency(&db, &transport, &b).await?;
@@ -98,66 +106,105 @@ pub async fn events(b: EventsBench) -> anyhow::Result<()> {
     scratch.remove()
 }
 
-fn start_relay(
-    db: &sqlx::PgPool,
-    brokers: &str,
-    batch: i64,
-) -> anyhow::Result<(CancellationToken, tokio::task::JoinHandle<()>)> {
+struct RunningRelay {
+    stop: CancellationToken,
+    task: tokio::task::JoinHandle<()>,
+    status: Arc<keel_events::relay::RelayStatus>,
+}
+
+fn start_relay(db: &sqlx::PgPool, brokers: &str, batch: i64) -> anyhow::Result<RunningRelay> {
     let stop = CancellationToken::new();
+    let status = Arc::new(keel_events::relay::RelayStatus::default());
     let relay = keel_events::Relay {
         db: db.clone(),
         outbox: OUTBOX,
         producer: keel_events::kafka::producer(brokers)?,
         batch,
-        status: Arc::default(),
+        status: status.clone(),
     };
-    let handle = tokio::spawn(relay.run(stop.clone()));
-    Ok((stop, handle))
+    let task = tokio::spawn(relay.run(stop.clone()));
+    Ok(RunningRelay { stop, task, status })
 }
 
-async fn pending(db: &sqlx::PgPool) -> anyhow::Result<i64> {
-    Ok(
-        sqlx::query_scalar("SELECT count(*) FROM outbox WHERE published_at IS NULL")
-            .fetch_one(db)
-            .await?,
-    )
-}
-
-async fn relay_throughput(
-    db: &sqlx::PgPool,
-    brokers: &str,
-    events: i64,
-    batch: i64,
-) -> anyhow::Result<()> {
+async fn relay_throughput(db: &sqlx::PgPool, brokers: &str, b: &EventsBench) -> anyhow::Result<()> {
+    let (events, batch) = (b.events, b.relay_batch);
     let topic = format!("keel.bench.relay.{}", uuid::Uuid::new_v4().simple());
-    keel_events::kafka::ensure_topics(brokers, &[topic.as_str()], 3, 1).await?;
-    // Realistic rows: ~500-byte payloads, 50 keys.
+    let baseline_topic = format!("keel.bench.baseline.{}", uuid::Uuid::new_v4().simple());
+    keel_events::kafka::ensure_topics(brokers, &[topic.as_str(), baseline_topic.as_str()], 3, 1)
+        .await?;
+    // Rows shaped like sources-api's: its five headers (the identity header base64 JSON, as
+    // sent), ~500-byte payloads, 50 orgs as keys.
     sqlx::query(
         "INSERT INTO outbox (topic, event_type, key, headers, payload) \
-         SELECT $1, 'Bench.event', 'org-' || (g % 50), \
-           '[[\"event_type\",\"Bench.event\"],[\"encoding\",\"json\"]]'::jsonb, \
+         SELECT $1, 'Source.update', org, \
+           jsonb_build_array( \
+             jsonb_build_array('x-rh-sources-account-number', 'acct' || org), \
+             jsonb_build_array('x-rh-sources-org-id', org), \
+             jsonb_build_array('x-rh-identity', replace(encode(convert_to(json_build_object( \
+               'identity', json_build_object('account_number', 'acct' || org, 'org_id', org, \
+               'type', 'User', 'internal', json_build_object('org_id', org)))::text, 'UTF8'), \
+               'base64'), E'\\n', '')), \
+             jsonb_build_array('event_type', 'Source.update'), \
+             jsonb_build_array('encoding', 'json')), \
            json_build_object('n', g, 'pad', repeat('x', 450)) \
-         FROM generate_series(1, $2) g",
+         FROM generate_series(1, $2) g, LATERAL (SELECT (1000000 + g % 50)::text AS org) o",
     )
     .bind(&topic)
     .bind(events)
     .execute(db)
     .await?;
+
+    // The broker's own ceiling: the same messages from memory through the same producer
+    // settings, no database involved.
+    let rows = OUTBOX.unpublished(db, None, events).await?;
+    let producer = keel_events::kafka::producer(brokers)?;
     let start = Instant::now();
-    let (stop, relay) = start_relay(db, brokers, batch)?;
-    while pending(db).await? > 0 {
-        tokio::time::sleep(Duration::from_millis(50)).await;
+    let mut deliveries = Vec::with_capacity(rows.len());
+    for row in &rows {
+        deliveries.push(keel_events::kafka::send(
+            &producer,
+            &baseline_topic,
+            &row.key,
+            &row.headers.0,
+            &row.payload,
+        )?);
     }
-    let elapsed = start.elapsed();
-    stop.cancel();
-    relay.await?;
+    for delivery in deliveries {
+        delivery
+            .await?
+            .map_err(|(e, _)| anyhow::anyhow!("not acknowledged: {e}"))?;
+    }
+    let baseline = events as f64 / start.elapsed().as_secs_f64();
+    drop(rows);
     #[expect(clippy::print_stdout)]
     {
         println!(
-            "relay (kafka)      {events:>8} events in {:.2} s = {:>9.0} events/s acknowledged (acks=all)",
-            elapsed.as_secs_f64(),
-            events as f64 / elapsed.as_secs_f64()
+            "producer (kafka)   {events:>8} events in {:.2} s = {baseline:>9.0} events/s acknowledged (no database: the broker's ceiling)",
+            start.elapsed().as_secs_f64(),
         );
+    }
+
+    let start = Instant::now();
+    let relay = start_relay(db, brokers, batch)?;
+    // The relay's own counter: polling the table would compete with it for the database.
+    while relay.status.published.load(Ordering::Relaxed) < events as u64 {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let elapsed = start.elapsed();
+    relay.stop.cancel();
+    relay.task.await?;
+    let rate = events as f64 / elapsed.as_secs_f64();
+    #[expect(clippy::print_stdout)]
+    {
+        println!(
+            "relay (kafka)      {events:>8} events in {:.2} s = {rate:>9.0} events/s acknowledged (acks=all), {:.0} % of the producer ceiling",
+            elapsed.as_secs_f64(),
+            100.0 * rate / baseline
+        );
+    }
+
+    if b.relay_only {
+        return Ok(());
     }
 
     // The same events read back by a new consumer group, from the earliest offset.
@@ -259,9 +306,9 @@ async fn latency(
     let elapsed = start.elapsed();
     stop.cancel();
     consumer.await??;
-    if let Some((stop, relay)) = relay {
-        stop.cancel();
-        relay.await?;
+    if let Some(relay) = relay {
+        relay.stop.cancel();
+        relay.task.await?;
     }
     let h = probe.hist.lock().unwrap_or_else(|e| e.into_inner());
     let ms = |q: f64| h.value_at_quantile(q) as f64 / 1000.0;
