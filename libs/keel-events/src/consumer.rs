@@ -74,7 +74,7 @@ pub struct ConsumerConfig {
     /// Embedded log only: how often to look for new rows when idle. A look is one index
     /// probe of (topic, txid, id), so a short interval costs little and bounds the delay.
     pub poll_interval: Duration,
-    /// Kafka only: how often `events_consumer_lag` is measured.
+    /// How often `events_consumer_lag` is measured.
     pub lag_interval: Duration,
 }
 
@@ -532,12 +532,25 @@ async fn read_topic<H: Handler>(
 ) -> Result<(), sqlx::Error> {
     crate::outbox::walk_indexes(conn).await?;
     let mut position = load_position(&mut *conn, &config.group, topic).await?;
+    let lag = metrics::gauge!(
+        "events_consumer_lag",
+        "group" => config.group.clone(),
+        "topic" => topic.to_owned(),
+        "partition" => "0"
+    );
+    let mut lag_measured: Option<std::time::Instant> = None;
     while !shutdown.is_cancelled() {
         let rows = outbox
             .read(&mut *conn, topic, position, BATCH as i64)
             .await?;
-        metrics::gauge!("events_consumer_backlog", "group" => config.group.clone(), "topic" => topic.to_owned())
-            .set(rows.len() as f64);
+        // A batch shorter than asked for is the whole backlog; a full one is counted, at most
+        // once per interval (the count walks the backlog's index entries).
+        if rows.len() < BATCH {
+            lag.set(rows.len() as f64);
+        } else if lag_measured.is_none_or(|at| at.elapsed() >= config.lag_interval) {
+            lag.set(outbox.backlog(&mut *conn, topic, position).await? as f64);
+            lag_measured = Some(std::time::Instant::now());
+        }
         if rows.is_empty() {
             tokio::select! {
                 _ = shutdown.cancelled() => break,

@@ -33,6 +33,9 @@ pub struct Outbox {
     pub table: &'static str,
 }
 
+/// Rows one retention statement deletes: short transactions, no long lock on the table.
+const PRUNE_CHUNK: i64 = 10_000;
+
 /// Rows whose transaction has finished: nothing can still appear before them.
 const FINAL: &str = "txid < pg_snapshot_xmin(pg_current_snapshot())";
 
@@ -73,6 +76,26 @@ impl Outbox {
             .bind(topic)
             .bind(limit)
             .fetch_all(db)
+            .await
+    }
+
+    /// How many final rows of `topic` lie after `after`: an embedded-log consumer's lag.
+    pub async fn backlog(
+        &self,
+        db: impl PgExecutor<'_>,
+        topic: &str,
+        after: Position,
+    ) -> Result<i64, sqlx::Error> {
+        let sql = format!(
+            "SELECT count(*) FROM {table} \
+             WHERE topic = $3 AND (txid, id) > ($1::text::xid8, $2) AND {FINAL}",
+            table = self.table
+        );
+        sqlx::query_scalar(AssertSqlSafe(sql))
+            .bind(after.txid.to_string())
+            .bind(after.id)
+            .bind(topic)
+            .fetch_one(db)
             .await
     }
 
@@ -123,6 +146,40 @@ impl Outbox {
             .execute(db)
             .await?;
         Ok(())
+    }
+
+    /// Deletes rows created more than `retention` ago, in chunks, and returns how many went.
+    /// With `keep_unpublished` (the Kafka transport) rows the relay has not published yet stay
+    /// whatever their age; without it (the embedded log) retention works like Kafka's: a
+    /// consumer group further behind than `retention` misses what was deleted.
+    pub async fn prune(
+        &self,
+        db: &PgPool,
+        retention: std::time::Duration,
+        keep_unpublished: bool,
+    ) -> Result<u64, sqlx::Error> {
+        let sql = format!(
+            "DELETE FROM {table} WHERE ctid = ANY(ARRAY( \
+               SELECT ctid FROM {table} \
+               WHERE created_at < now() - make_interval(secs => $1) \
+                 AND (published_at IS NOT NULL OR NOT $2) \
+               LIMIT $3))",
+            table = self.table
+        );
+        let mut deleted = 0;
+        loop {
+            let n = sqlx::query(AssertSqlSafe(sql.clone()))
+                .bind(retention.as_secs_f64())
+                .bind(keep_unpublished)
+                .bind(PRUNE_CHUNK)
+                .execute(db)
+                .await?
+                .rows_affected();
+            deleted += n;
+            if n < PRUNE_CHUNK as u64 {
+                return Ok(deleted);
+            }
+        }
     }
 
     /// Rows not yet published, and the age in seconds of the oldest of them.

@@ -217,6 +217,14 @@ impl App {
             });
             tasks.spawn(report_relay_lag(self.db.clone(), shutdown.clone()));
         }
+        if self.config.outbox_retention_hours > 0 {
+            tasks.spawn(prune_outbox(
+                self.db.clone(),
+                Duration::from_secs(self.config.outbox_retention_hours * 3600),
+                matches!(transport, Transport::Kafka { .. }),
+                shutdown.clone(),
+            ));
+        }
         let handler = Arc::new(stream::StatusHandler {
             state: self.state.clone(),
         });
@@ -299,6 +307,30 @@ async fn relay_health(
 }
 
 /// Publishes the relay's lag as gauges: rows pending and the age of the oldest.
+/// Every minute, deletes outbox rows older than `retention` (see [`keel_events::Outbox::prune`]).
+async fn prune_outbox(
+    db: PgPool,
+    retention: Duration,
+    keep_unpublished: bool,
+    shutdown: CancellationToken,
+) -> anyhow::Result<()> {
+    let mut tick = tokio::time::interval(Duration::from_secs(60));
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => return Ok(()),
+            _ = tick.tick() => {}
+        }
+        match stream::OUTBOX.prune(&db, retention, keep_unpublished).await {
+            Ok(0) => {}
+            Ok(n) => {
+                tracing::info!(rows = n, "outbox rows past retention deleted");
+                metrics::counter!("outbox_pruned_rows_total").increment(n);
+            }
+            Err(e) => tracing::warn!(error = %e, "cannot prune the outbox"),
+        }
+    }
+}
+
 async fn report_relay_lag(db: PgPool, shutdown: CancellationToken) -> anyhow::Result<()> {
     let mut tick = tokio::time::interval(Duration::from_secs(5));
     loop {

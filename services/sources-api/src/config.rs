@@ -69,6 +69,11 @@ pub struct Config {
     #[arg(long, env = "OUTBOX_RELAY_BATCH", default_value_t = 10_000, value_parser = clap::value_parser!(i64).range(1..))]
     pub outbox_relay_batch: i64,
 
+    /// Hours outbox rows are kept (like Kafka's `retention.ms`, 7 days by default); rows the
+    /// relay has not published yet are kept whatever their age. 0 keeps every row.
+    #[arg(long, env = "OUTBOX_RETENTION_HOURS", default_value_t = 168)]
+    pub outbox_retention_hours: u64,
+
     /// Consumer group of the availability status consumer.
     #[arg(
         long,
@@ -100,6 +105,7 @@ impl Config {
             kafka_topic_partitions: 3,
             kafka_topic_replication: 1,
             outbox_relay_batch: 10_000,
+            outbox_retention_hours: 168,
             status_consumer_group: "sources-api-status-worker".to_owned(),
             availability_check_urls: HashMap::new(),
         }

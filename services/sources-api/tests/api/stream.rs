@@ -1045,57 +1045,106 @@ impl Handler for Stuck {
 }
 
 #[tokio::test]
-async fn kafka_consumer_lag_counts_what_is_not_handled_yet() {
-    let app = spawn(Via::Kafka).await;
-    let topic = unique("keel-lag");
-    let payloads: Vec<String> = (0..5).map(|n| n.to_string()).collect();
-    publish(
-        &app,
-        Via::Kafka,
-        &topic,
-        "one-key",
-        &[("event_type", "test")],
-        &payloads,
-    )
-    .await;
-    let group = unique("group");
-    let mut config = ConsumerConfig::new(&group, &[topic.as_str()]);
-    config.lag_interval = Duration::from_millis(300);
-    let token = CancellationToken::new();
-    let run = tokio::spawn(keel_events::consumer::run(
-        Via::Kafka.transport(),
-        app.db.clone(),
-        OUTBOX,
-        config,
-        Arc::new(Stuck),
-        token.clone(),
-    ));
+async fn consumer_lag_counts_what_is_not_handled_yet() {
+    // Kafka: high watermark - committed offset. Embedded log: rows past the group's position,
+    // taken from a short read, or counted when a read comes back full (more than 500).
+    for (via, waiting) in [(Via::Kafka, 5), (Via::Embedded, 5), (Via::Embedded, 600)] {
+        let app = spawn(via).await;
+        let topic = unique("keel-lag");
+        let payloads: Vec<String> = (0..waiting).map(|n| n.to_string()).collect();
+        publish(
+            &app,
+            via,
+            &topic,
+            "one-key",
+            &[("event_type", "test")],
+            &payloads,
+        )
+        .await;
+        let group = unique("group");
+        let mut config = ConsumerConfig::new(&group, &[topic.as_str()]);
+        config.lag_interval = Duration::from_millis(300);
+        let token = CancellationToken::new();
+        let run = tokio::spawn(keel_events::consumer::run(
+            via.transport(),
+            app.db.clone(),
+            OUTBOX,
+            config,
+            Arc::new(Stuck),
+            token.clone(),
+        ));
 
-    let series = format!("events_consumer_lag{{group=\"{group}\",topic=\"{topic}\"");
-    let mut line = String::new();
-    for _ in 0..300 {
-        let metrics = app
-            .client
-            .get(format!("{}/metrics", app.base))
-            .send()
+        let series = format!("events_consumer_lag{{group=\"{group}\",topic=\"{topic}\"");
+        let mut line = String::new();
+        for _ in 0..300 {
+            let metrics = app
+                .client
+                .get(format!("{}/metrics", app.base))
+                .send()
+                .await
+                .unwrap()
+                .text()
+                .await
+                .unwrap();
+            if let Some(l) = metrics
+                .lines()
+                .find(|l| l.starts_with(&series) && !l.ends_with(" 0"))
+            {
+                line = l.to_owned();
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        token.cancel();
+        run.await.unwrap().unwrap();
+        assert!(
+            line.ends_with(&format!(" {waiting}")),
+            "{via:?}: {waiting} messages wait on one partition: {line:?}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn retention_deletes_old_rows_but_never_unpublished_ones_under_kafka() {
+    // The app's own retention task is off: the test calls the pruning itself.
+    let app = TestApp::spawn_with(|c| {
+        c.status_consumer_group = unique("status");
+        c.outbox_retention_hours = 0;
+    })
+    .await;
+    let org = unique("org");
+    for n in 0..4 {
+        app.create_source(&org, &format!("s{n}"), "amazon").await;
+    }
+    let ids: Vec<i64> = sqlx::query_scalar("SELECT id FROM outbox ORDER BY id")
+        .fetch_all(&app.db)
+        .await
+        .unwrap();
+    assert_eq!(ids.len(), 4);
+    // Two rows eight days old, one of them published; two recent ones, one published.
+    sqlx::query("UPDATE outbox SET created_at = now() - interval '8 days' WHERE id = ANY($1)")
+        .bind(&ids[..2])
+        .execute(&app.db)
+        .await
+        .unwrap();
+    sqlx::query("UPDATE outbox SET published_at = now() WHERE id = ANY($1)")
+        .bind([ids[0], ids[2]])
+        .execute(&app.db)
+        .await
+        .unwrap();
+    let week = Duration::from_secs(7 * 24 * 3600);
+    let left = || async {
+        sqlx::query_scalar::<_, i64>("SELECT id FROM outbox ORDER BY id")
+            .fetch_all(&app.db)
             .await
             .unwrap()
-            .text()
-            .await
-            .unwrap();
-        if let Some(l) = metrics
-            .lines()
-            .find(|l| l.starts_with(&series) && !l.ends_with(" 0"))
-        {
-            line = l.to_owned();
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    token.cancel();
-    run.await.unwrap().unwrap();
-    assert!(
-        line.ends_with(" 5"),
-        "five messages wait on one partition: {line:?}"
-    );
+    };
+
+    // Kafka: only what the relay already published goes.
+    assert_eq!(OUTBOX.prune(&app.db, week, true).await.unwrap(), 1);
+    assert_eq!(left().await, ids[1..]);
+    // Embedded log: age alone decides, as Kafka's log retention does.
+    assert_eq!(OUTBOX.prune(&app.db, week, false).await.unwrap(), 1);
+    assert_eq!(left().await, ids[2..]);
+    assert_eq!(OUTBOX.prune(&app.db, week, false).await.unwrap(), 0);
 }
