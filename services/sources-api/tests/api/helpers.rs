@@ -216,6 +216,18 @@ impl TestApp {
     }
 
     /// Creates a source through the API and returns it.
+    /// The Prometheus text of `/metrics`.
+    pub async fn metrics(&self) -> String {
+        self.client
+            .get(format!("{}/metrics", self.base))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap()
+    }
+
     pub async fn create_source(&self, org: &str, name: &str, source_type: &str) -> Value {
         let type_id = self.source_type_id(source_type).await;
         let reply = self

@@ -19,13 +19,7 @@ async fn health_readiness_and_metrics() {
     assert_eq!(ready.body["checks"]["database"], "ok");
 
     app.get("/sources", As::Org("1")).await;
-    let metrics = app
-        .client
-        .get(format!("{}/metrics", app.base))
-        .send()
-        .await
-        .unwrap();
-    let text = metrics.text().await.unwrap();
+    let text = app.metrics().await;
     assert!(
         text.contains(
             r#"http_requests_total{method="GET",route="/api/sources/v3.1/sources",status="200"}"#
