@@ -6,7 +6,7 @@ use std::{
     collections::VecDeque,
     sync::{
         Arc,
-        atomic::{AtomicI64, AtomicU64, Ordering},
+        atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering},
     },
     time::{Duration, Instant},
 };
@@ -32,6 +32,8 @@ pub struct RelayStatus {
     pub last_success: AtomicI64,
     /// Consecutive failed attempts (0 when healthy).
     pub failures: AtomicU64,
+    /// Another replica holds the relay lock; this one waits to take over.
+    pub standby: AtomicBool,
 }
 
 pub struct Relay {
@@ -62,8 +64,12 @@ impl Relay {
             // and marks rows on that same connection, so losing it (and the lock with it) ends
             // the run instead of letting two relays publish side by side.
             let mut conn = match self.acquire_lock().await {
-                Ok(Some(conn)) => conn,
+                Ok(Some(conn)) => {
+                    self.status.standby.store(false, Ordering::Relaxed);
+                    conn
+                }
                 Ok(None) => {
+                    self.status.standby.store(true, Ordering::Relaxed);
                     tokio::select! {
                         _ = shutdown.cancelled() => break,
                         _ = tokio::time::sleep(Duration::from_secs(1)) => {}

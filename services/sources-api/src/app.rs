@@ -291,6 +291,11 @@ async fn relay_health(
         "{pending} rows pending, oldest {oldest:.1}s, {} published",
         relay.published.load(Ordering::Relaxed)
     );
+    // A replica waiting for the relay lock serves the API like any other; its writes wait in
+    // the outbox for the replica that relays.
+    if relay.standby.load(Ordering::Relaxed) {
+        return Ok(format!("kafka: standby, another replica relays; {lag}"));
+    }
     let last = relay.last_success.load(Ordering::Relaxed);
     let now = chrono::Utc::now().timestamp();
     let failures = relay.failures.load(Ordering::Relaxed);

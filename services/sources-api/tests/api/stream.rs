@@ -458,6 +458,49 @@ async fn an_embedded_member_takes_its_lock_again_after_losing_its_connection() {
 }
 
 #[tokio::test]
+async fn a_second_replica_is_ready_as_the_relays_standby() {
+    let app = spawn(Via::Kafka).await;
+    let org = unique("org");
+    app.create_source(&org, "first", "amazon").await;
+    // Published: the first replica's relay holds the lock.
+    wait_published(&app).await;
+
+    let mut config = sources_api::Config::for_database(app.database_url.clone());
+    config.psks = vec![crate::helpers::PSK.to_owned()];
+    config.encryption_key = Some(app.encryption_key.clone());
+    config.kafka_brokers = Some(brokers());
+    config.status_consumer_group = unique("status");
+    let second = sources_api::App::build(&config).await.unwrap();
+    let base = format!("http://{}", second.local_addr());
+    let stop = CancellationToken::new();
+    let run = tokio::spawn(second.run(stop.clone()));
+
+    let mut last = (0, Value::Null);
+    for _ in 0..100 {
+        let reply = app
+            .client
+            .get(format!("{base}/readiness"))
+            .send()
+            .await
+            .unwrap();
+        last = (reply.status().as_u16(), reply.json().await.unwrap());
+        if last.0 == 200 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let detail = last.1["checks"]["event_stream"]
+        .as_str()
+        .unwrap_or_default();
+    assert_eq!(last.0, 200, "the standby replica is ready: {}", last.1);
+    assert!(detail.starts_with("kafka: standby"), "{detail}");
+    // The replica relaying is still the first one: its lock is the only relay lock.
+    assert_eq!(lock_holders(&app, 1, 1, &[]).await.len(), 1);
+    stop.cancel();
+    run.await.unwrap().unwrap();
+}
+
+#[tokio::test]
 async fn a_restarted_group_resumes_after_its_last_commit() {
     for via in BOTH {
         let app = spawn(via).await;
