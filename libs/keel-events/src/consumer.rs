@@ -27,7 +27,7 @@ use tracing::Instrument as _;
 use crate::{
     Transport,
     message::Message,
-    outbox::{Outbox, Position},
+    outbox::{Outbox, OutboxRow, Position},
 };
 
 /// What a handler decided about a message.
@@ -558,27 +558,29 @@ async fn read_topic<H: Handler>(
             }
             continue;
         }
+        let read = rows.len();
+        let positions: Vec<Position> = rows.iter().map(OutboxRow::position).collect();
         let messages: Vec<Message> = rows
-            .iter()
+            .into_iter()
             .map(|row| Message {
-                topic: row.topic.clone(),
+                topic: row.topic,
                 partition: 0,
                 offset: row.id,
-                key: Some(row.key.clone().into_bytes()),
+                key: Some(row.key.into_bytes()),
                 headers: row
                     .headers
                     .0
-                    .iter()
-                    .map(|[k, v]| (k.clone(), v.clone().into_bytes()))
+                    .into_iter()
+                    .map(|[k, v]| (k, v.into_bytes()))
                     .collect(),
-                payload: row.payload.clone().into_bytes(),
+                payload: row.payload.into_bytes(),
             })
             .collect();
         let settled = settle_batch(handler, db, config, &messages, shutdown).await;
-        let Some(row) = settled.checked_sub(1).and_then(|i| rows.get(i)) else {
+        let Some(&last) = settled.checked_sub(1).and_then(|i| positions.get(i)) else {
             break;
         };
-        position = row.position();
+        position = last;
         // Committed after each batch: a restart repeats at most the batch in hand.
         while let Err(e) = store_position(db, &config.group, topic, position).await {
             tracing::warn!(error = %e, "cannot store the consumer position; retrying");
@@ -587,7 +589,7 @@ async fn read_topic<H: Handler>(
                 _ = tokio::time::sleep(Duration::from_millis(500)) => {}
             }
         }
-        if settled < rows.len() {
+        if settled < read {
             break;
         }
     }

@@ -220,7 +220,7 @@ impl App {
         if self.config.outbox_retention_hours > 0 {
             tasks.spawn(prune_outbox(
                 self.db.clone(),
-                Duration::from_secs(self.config.outbox_retention_hours * 3600),
+                Duration::from_secs(self.config.outbox_retention_hours.saturating_mul(3600)),
                 matches!(transport, Transport::Kafka { .. }),
                 shutdown.clone(),
             ));
@@ -311,7 +311,6 @@ async fn relay_health(
     Ok(format!("kafka: {lag}"))
 }
 
-/// Publishes the relay's lag as gauges: rows pending and the age of the oldest.
 /// Every minute, deletes outbox rows older than `retention` (see [`keel_events::Outbox::prune`]).
 async fn prune_outbox(
     db: PgPool,
@@ -336,6 +335,7 @@ async fn prune_outbox(
     }
 }
 
+/// Publishes the relay's lag as gauges: rows pending and the age of the oldest.
 async fn report_relay_lag(db: PgPool, shutdown: CancellationToken) -> anyhow::Result<()> {
     let mut tick = tokio::time::interval(Duration::from_secs(5));
     loop {
