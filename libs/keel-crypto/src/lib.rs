@@ -1,19 +1,66 @@
-//! Secrets at rest: AES-256-GCM under `ENCRYPTION_KEY`. A sealed value is the 12-byte nonce
+//! Secrets at rest: AES-GCM under `ENCRYPTION_KEY` (AES-128, -192 or -256 by the key's
+//! length, as sources-api-go's key may be 16 bytes). A sealed value is the 12-byte nonce
 //! followed by the ciphertext and tag. The caller binds the owner of the secret (a tenant id,
 //! an org id) in as associated data, so a value copied to another owner's row does not decrypt.
 
 use aes_gcm::{
-    Aes256Gcm, Key, KeyInit,
-    aead::{Aead, Generate, Nonce, Payload},
+    Aes128Gcm, Aes256Gcm, AesGcm, Key, KeyInit,
+    aead::{Aead, Generate, Nonce, Payload, consts::U12},
+    aes::Aes192,
 };
 use anyhow::{Context as _, bail};
-use base64::{Engine as _, engine::general_purpose::STANDARD};
+use base64::{
+    Engine as _, alphabet,
+    engine::{DecodePaddingMode, GeneralPurpose, GeneralPurposeConfig, general_purpose::STANDARD},
+};
 
 const NONCE_LEN: usize = 12;
 
+type Aes192Gcm = AesGcm<Aes192, U12>;
+
+/// Standard base64 with or without its `=` padding: sources-api-go decodes `ENCRYPTION_KEY`
+/// unpadded (`RawStdEncoding`), most tools print it padded.
+const KEY_BASE64: GeneralPurpose = GeneralPurpose::new(
+    &alphabet::STANDARD,
+    GeneralPurposeConfig::new().with_decode_padding_mode(DecodePaddingMode::Indifferent),
+);
+
+#[derive(Clone)]
+enum Cipher {
+    Aes128(Aes128Gcm),
+    Aes192(Aes192Gcm),
+    Aes256(Aes256Gcm),
+}
+
+impl Cipher {
+    fn encrypt(
+        &self,
+        nonce: &Nonce<Aes256Gcm>,
+        payload: Payload<'_, '_>,
+    ) -> Result<Vec<u8>, aes_gcm::Error> {
+        match self {
+            Self::Aes128(c) => c.encrypt(nonce, payload),
+            Self::Aes192(c) => c.encrypt(nonce, payload),
+            Self::Aes256(c) => c.encrypt(nonce, payload),
+        }
+    }
+
+    fn decrypt(
+        &self,
+        nonce: &Nonce<Aes256Gcm>,
+        payload: Payload<'_, '_>,
+    ) -> Result<Vec<u8>, aes_gcm::Error> {
+        match self {
+            Self::Aes128(c) => c.decrypt(nonce, payload),
+            Self::Aes192(c) => c.decrypt(nonce, payload),
+            Self::Aes256(c) => c.decrypt(nonce, payload),
+        }
+    }
+}
+
 #[derive(Clone)]
 pub struct SecretBox {
-    cipher: Aes256Gcm,
+    cipher: Cipher,
 }
 
 impl std::fmt::Debug for SecretBox {
@@ -23,19 +70,39 @@ impl std::fmt::Debug for SecretBox {
 }
 
 impl SecretBox {
-    /// `key` is base64 of exactly 32 bytes.
+    /// `key` is base64 (padded or not) of 16, 24 or 32 bytes.
     pub fn from_base64(key: &str) -> anyhow::Result<Self> {
-        let bytes = STANDARD
+        let bytes = KEY_BASE64
             .decode(key.trim())
             .context("ENCRYPTION_KEY is not valid base64")?;
-        if bytes.len() != 32 {
-            bail!(
-                "ENCRYPTION_KEY must be 32 bytes, base64-encoded (got {} bytes)",
-                bytes.len()
-            );
-        }
-        let cipher = Aes256Gcm::new_from_slice(&bytes).context("invalid ENCRYPTION_KEY")?;
+        Self::from_bytes(&bytes)
+    }
+
+    /// A 16, 24 or 32-byte key.
+    pub fn from_bytes(bytes: &[u8]) -> anyhow::Result<Self> {
+        let invalid = "invalid ENCRYPTION_KEY";
+        let cipher = match bytes.len() {
+            16 => Cipher::Aes128(Aes128Gcm::new_from_slice(bytes).context(invalid)?),
+            24 => Cipher::Aes192(Aes192Gcm::new_from_slice(bytes).context(invalid)?),
+            32 => Cipher::Aes256(Aes256Gcm::new_from_slice(bytes).context(invalid)?),
+            n => bail!("ENCRYPTION_KEY must be 16, 24 or 32 bytes, base64-encoded (got {n} bytes)"),
+        };
         Ok(Self { cipher })
+    }
+
+    /// An AES-256 key derived (HKDF-SHA256) from another secret of the deployment, for a
+    /// service whose original needed no key of its own (Koku's listener stores credentials
+    /// with only `DJANGO_SECRET_KEY` at hand). `purpose` keeps derived keys apart.
+    pub fn derived_from(secret: &str, purpose: &str) -> anyhow::Result<Self> {
+        anyhow::ensure!(
+            !secret.is_empty(),
+            "cannot derive a key from an empty secret"
+        );
+        let mut key = [0u8; 32];
+        hkdf::Hkdf::<sha2::Sha256>::new(Some(b"keel-crypto"), secret.as_bytes())
+            .expand(purpose.as_bytes(), &mut key)
+            .map_err(|_| anyhow::anyhow!("HKDF refused a 32-byte key"))?;
+        Self::from_bytes(&key)
     }
 
     /// A new random key, base64-encoded.
@@ -108,9 +175,38 @@ mod tests {
     }
 
     #[test]
-    fn keys_must_be_32_bytes_of_base64() {
+    fn derived_keys_are_stable_per_secret_and_purpose() {
+        let a = SecretBox::derived_from("django-secret", "listener").unwrap();
+        let again = SecretBox::derived_from("django-secret", "listener").unwrap();
+        let other_purpose = SecretBox::derived_from("django-secret", "broker").unwrap();
+        let sealed = a.seal("s", b"o");
+        assert_eq!(again.open(&sealed, b"o").unwrap(), "s");
+        assert!(other_purpose.open(&sealed, b"o").is_err());
+        assert!(SecretBox::derived_from("", "listener").is_err());
+    }
+
+    #[test]
+    fn keys_are_16_24_or_32_bytes_of_base64_with_or_without_padding() {
         assert!(SecretBox::from_base64("not base64!").is_err());
-        assert!(SecretBox::from_base64(&STANDARD.encode([0u8; 16])).is_err());
-        assert!(SecretBox::from_base64(&STANDARD.encode([0u8; 32])).is_ok());
+        assert!(SecretBox::from_base64(&STANDARD.encode([0u8; 20])).is_err());
+        for len in [16, 24, 32] {
+            let padded = STANDARD.encode(vec![7u8; len]);
+            let unpadded = padded.trim_end_matches('=').to_owned();
+            let a = SecretBox::from_base64(&padded).unwrap();
+            let b = SecretBox::from_base64(&unpadded).unwrap();
+            assert_eq!(
+                b.open(&a.seal("x", b"o"), b"o").unwrap(),
+                "x",
+                "{len} bytes"
+            );
+        }
+        // sources-api-go's development key: "aaaaaaaaaaaaaaaa" without padding (AES-128).
+        let dev = SecretBox::from_base64("YWFhYWFhYWFhYWFhYWFhYQ").unwrap();
+        assert_eq!(dev.open(&dev.seal("pw", b"1"), b"1").unwrap(), "pw");
+        let other = SecretBox::from_base64(&STANDARD.encode([b'a'; 32])).unwrap();
+        assert!(
+            other.open(&dev.seal("pw", b"1"), b"1").is_err(),
+            "key length picks the cipher"
+        );
     }
 }

@@ -11,6 +11,8 @@ pub mod id;
 pub mod identity;
 /// List queries: filters, sorting and paging, as the Sources API parses them.
 pub mod listing;
+/// The Sources event stream's topics and event types, shared by producer and consumers.
+pub mod sources_events;
 
 pub use availability::AvailabilityStatus;
 pub use id::{Id, IdError};

@@ -1,6 +1,7 @@
 use std::time::Duration;
 
 use anyhow::Context as _;
+use keel_service::KafkaSettings;
 use rdkafka::{
     ClientConfig,
     admin::{AdminClient, AdminOptions, NewTopic, TopicReplication},
@@ -11,11 +12,19 @@ use rdkafka::{
     producer::{DeliveryFuture, FutureProducer, FutureRecord},
 };
 
+/// A client configuration for `kafka`: brokers, security protocol, SASL, CA.
+pub fn client_config(kafka: &KafkaSettings) -> ClientConfig {
+    let mut config = ClientConfig::new();
+    for (key, value) in kafka.client_properties() {
+        config.set(key, value);
+    }
+    config
+}
+
 /// A producer that waits for every in-sync replica (`acks=all`) and keeps order within a
 /// partition across retries (one request in flight per connection).
-pub fn producer(brokers: &str) -> anyhow::Result<FutureProducer> {
-    ClientConfig::new()
-        .set("bootstrap.servers", brokers)
+pub fn producer(kafka: &KafkaSettings) -> anyhow::Result<FutureProducer> {
+    client_config(kafka)
         .set("acks", "all")
         .set("max.in.flight.requests.per.connection", "1")
         .set("linger.ms", "5")
@@ -56,9 +65,8 @@ pub fn send(
 
 /// A group member that commits by hand; a new group starts from the earliest offset so
 /// nothing published before it joined is missed.
-pub fn consumer(brokers: &str, group: &str) -> anyhow::Result<StreamConsumer> {
-    ClientConfig::new()
-        .set("bootstrap.servers", brokers)
+pub fn consumer(kafka: &KafkaSettings, group: &str) -> anyhow::Result<StreamConsumer> {
+    client_config(kafka)
         .set("group.id", group)
         .set("enable.auto.commit", "false")
         .set("enable.auto.offset.store", "false")
@@ -75,12 +83,11 @@ pub fn consumer(brokers: &str, group: &str) -> anyhow::Result<StreamConsumer> {
 
 /// Whether the brokers answer a metadata request for `topic` within `timeout`, and how many
 /// partitions it has: for readiness checks.
-pub async fn ping(brokers: &str, topic: &str, timeout: Duration) -> anyhow::Result<usize> {
-    let consumer: BaseConsumer = ClientConfig::new()
-        .set("bootstrap.servers", brokers)
+pub async fn ping(kafka: &KafkaSettings, topic: &str, timeout: Duration) -> anyhow::Result<usize> {
+    let consumer: BaseConsumer = client_config(kafka)
         .create()
         .context("creating a Kafka client")?;
-    let topic = topic.to_owned();
+    let topic = kafka.topic(topic).to_owned();
     tokio::task::spawn_blocking(move || {
         let metadata = consumer
             .fetch_metadata(Some(&topic), timeout)
@@ -95,20 +102,26 @@ pub async fn ping(brokers: &str, topic: &str, timeout: Duration) -> anyhow::Resu
     .await?
 }
 
-/// Creates the topics that are missing (the test broker never auto-creates them).
+/// Creates the topics that are missing (the test broker never auto-creates them), under their
+/// names on this cluster.
 pub async fn ensure_topics(
-    brokers: &str,
+    kafka: &KafkaSettings,
     topics: &[&str],
     partitions: i32,
     replication: i32,
 ) -> anyhow::Result<()> {
-    let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
-        .set("bootstrap.servers", brokers)
+    let admin: AdminClient<DefaultClientContext> = client_config(kafka)
         .create()
         .context("creating the Kafka admin client")?;
     let new: Vec<NewTopic<'_>> = topics
         .iter()
-        .map(|t| NewTopic::new(t, partitions, TopicReplication::Fixed(replication)))
+        .map(|t| {
+            NewTopic::new(
+                kafka.topic(t),
+                partitions,
+                TopicReplication::Fixed(replication),
+            )
+        })
         .collect();
     let options = AdminOptions::new()
         .operation_timeout(Some(Duration::from_secs(10)))

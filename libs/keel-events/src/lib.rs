@@ -38,27 +38,24 @@ pub const OWNER: Owner = Owner {
     migrator: &MIGRATOR,
 };
 
+pub use keel_service::KafkaSettings;
+
 /// Which transport carries events.
 #[derive(Debug, Clone)]
 pub enum Transport {
-    Kafka { brokers: String },
+    Kafka(KafkaSettings),
     Embedded,
 }
 
 impl Transport {
-    /// Kafka when `brokers` is set and not empty, else the embedded log.
-    pub fn from_brokers(brokers: Option<&str>) -> Self {
-        match brokers.map(str::trim).filter(|b| !b.is_empty()) {
-            Some(brokers) => Self::Kafka {
-                brokers: brokers.to_owned(),
-            },
-            None => Self::Embedded,
-        }
+    /// Kafka when settings are given, else the embedded log.
+    pub fn from_settings(kafka: Option<KafkaSettings>) -> Self {
+        kafka.map_or(Self::Embedded, Self::Kafka)
     }
 
     pub fn name(&self) -> &'static str {
         match self {
-            Self::Kafka { .. } => "kafka",
+            Self::Kafka(_) => "kafka",
             Self::Embedded => "embedded",
         }
     }

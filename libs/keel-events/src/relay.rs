@@ -11,6 +11,7 @@ use std::{
     time::{Duration, Instant},
 };
 
+use keel_service::{KafkaSettings, retry::BackoffBuilder as _};
 use rdkafka::producer::{DeliveryFuture, FutureProducer};
 use sqlx::{PgConnection, PgPool};
 use tokio_util::sync::CancellationToken;
@@ -37,17 +38,20 @@ pub struct RelayStatus {
 }
 
 pub struct Relay {
-    pub db: PgPool,
-    pub outbox: Outbox,
-    pub producer: FutureProducer,
-    pub batch: i64,
-    pub status: Arc<RelayStatus>,
+    db: PgPool,
+    outbox: Outbox,
+    producer: FutureProducer,
+    /// Topic names on the cluster (Clowder may rename them).
+    kafka: KafkaSettings,
+    batch: i64,
+    status: Arc<RelayStatus>,
 }
 
 const IDLE_POLL: Duration = Duration::from_millis(20);
 /// Batches enqueued but not yet settled while the next one is read: one is enough to keep
 /// the broker busy while the database works, more only queue up in the producer.
 const PIPELINE_DEPTH: usize = 1;
+const MIN_BACKOFF: Duration = Duration::from_millis(100);
 const MAX_BACKOFF: Duration = Duration::from_secs(10);
 
 fn now_secs() -> i64 {
@@ -57,8 +61,27 @@ fn now_secs() -> i64 {
 }
 
 impl Relay {
+    /// A relay of `outbox` to the cluster of `kafka`, `batch` rows at a time.
+    pub fn new(
+        db: PgPool,
+        outbox: Outbox,
+        kafka: &KafkaSettings,
+        batch: i64,
+        status: Arc<RelayStatus>,
+    ) -> anyhow::Result<Self> {
+        Ok(Self {
+            db,
+            outbox,
+            producer: crate::kafka::producer(kafka)?,
+            kafka: kafka.clone(),
+            batch,
+            status,
+        })
+    }
+
     /// Runs until `shutdown`; returns after the batches in flight are settled.
     pub async fn run(self, shutdown: CancellationToken) {
+        let mut backoff = keel_service::retry::backoff(MIN_BACKOFF, MAX_BACKOFF).build();
         while !shutdown.is_cancelled() {
             // One relay per outbox: replicas wait on a session advisory lock. The relay reads
             // and marks rows on that same connection, so losing it (and the lock with it) ends
@@ -77,11 +100,8 @@ impl Relay {
                     continue;
                 }
                 Err(e) => {
-                    self.failed(
-                        &anyhow::Error::from(e).context("taking the relay lock"),
-                        &shutdown,
-                    )
-                    .await;
+                    let error = anyhow::Error::from(e).context("taking the relay lock");
+                    self.failed(&error, &mut backoff, &shutdown).await;
                     continue;
                 }
             };
@@ -90,18 +110,25 @@ impl Relay {
             let _ = sqlx::Connection::close(conn).await;
             match result {
                 Ok(()) => break,
-                Err(e) => self.failed(&e, &shutdown).await,
+                Err(e) => self.failed(&e, &mut backoff, &shutdown).await,
             }
         }
         tracing::info!("outbox relay stopped");
     }
 
-    /// Counts a failed attempt and waits before the next: 100 ms doubling up to 10 s.
-    async fn failed(&self, error: &anyhow::Error, shutdown: &CancellationToken) {
+    /// Counts a failed attempt and waits before the next: 100 ms doubling (with jitter) up to
+    /// 10 s; a success starts the sequence again.
+    async fn failed(
+        &self,
+        error: &anyhow::Error,
+        delays: &mut keel_service::retry::ExponentialBackoff,
+        shutdown: &CancellationToken,
+    ) {
         let failures = self.status.failures.fetch_add(1, Ordering::Relaxed) + 1;
-        let backoff = Duration::from_millis(100)
-            .saturating_mul(1 << failures.min(10).saturating_sub(1))
-            .min(MAX_BACKOFF);
+        if failures == 1 {
+            *delays = keel_service::retry::backoff(MIN_BACKOFF, MAX_BACKOFF).build();
+        }
+        let backoff = delays.next().unwrap_or(MAX_BACKOFF);
         tracing::warn!(
             error = format!("{error:#}"),
             failures,
@@ -172,7 +199,7 @@ impl Relay {
         for row in &rows {
             deliveries.push(crate::kafka::send(
                 &self.producer,
-                &row.topic,
+                self.kafka.topic(&row.topic),
                 &row.key,
                 &row.headers.0,
                 &row.payload,

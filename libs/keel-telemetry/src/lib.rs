@@ -46,9 +46,29 @@ impl Drop for TelemetryGuard {
     }
 }
 
-/// Installs the global subscriber. `RUST_LOG` sets the filter (default `info`).
+/// The log filter: `RUST_LOG` when set, else the originals' `LOG_LEVEL` (`debug`, `info`,
+/// `warn`/`warning`, `error`, any case), else `info`.
+fn filter() -> EnvFilter {
+    if let Ok(filter) = EnvFilter::try_from_default_env() {
+        return filter;
+    }
+    let level = std::env::var("LOG_LEVEL").unwrap_or_default();
+    EnvFilter::new(level_directive(&level))
+}
+
+fn level_directive(level: &str) -> &'static str {
+    match level.trim().to_ascii_lowercase().as_str() {
+        "trace" => "trace",
+        "debug" => "debug",
+        "warn" | "warning" => "warn",
+        "error" | "fatal" | "critical" | "panic" => "error",
+        _ => "info",
+    }
+}
+
+/// Installs the global subscriber, filtered by [`filter`].
 pub fn init(service: &'static str) -> anyhow::Result<TelemetryGuard> {
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    let filter = filter();
     let fmt = match LogFormat::from_env() {
         LogFormat::Json => tracing_subscriber::fmt::layer()
             .json()
@@ -124,4 +144,17 @@ pub fn prometheus() -> PrometheusHandle {
             handle
         })
         .clone()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn log_level_names_of_the_originals() {
+        assert_eq!(level_directive("DEBUG"), "debug");
+        assert_eq!(level_directive("warning"), "warn");
+        assert_eq!(level_directive("fatal"), "error");
+        assert_eq!(level_directive(""), "info");
+    }
 }

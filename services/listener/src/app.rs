@@ -5,22 +5,20 @@ use std::{
     time::Duration,
 };
 
-use anyhow::Context as _;
-use axum::{Router, http::header, routing::get};
+use axum::Router;
 use keel_crypto::SecretBox;
 use keel_db::Owner;
 use keel_events::{ConsumerConfig, Transport};
-use keel_http::ops;
+use keel_service::{Running, Service, Shutdown, http::Listeners, ops, periodic, retry};
+use keel_sources_http::SourcesErrors;
 use sqlx::{PgPool, migrate::Migrator};
-use tokio::{net::TcpListener, sync::Notify};
-use tokio_util::sync::CancellationToken;
+use tokio::sync::Notify;
 use utoipa::OpenApi as _;
 use utoipa_axum::router::OpenApiRouter;
-use utoipa_swagger_ui::{Config as SwaggerConfig, SwaggerUi};
 
 use crate::{
     api::{self, ApiDoc, PREFIX},
-    config::Config,
+    config::{Config, CredentialKey},
     consumer::SourcesHandler,
     provider::TEMPLATE_SCHEMA,
     sources_client::SourcesClient,
@@ -66,43 +64,37 @@ pub fn openapi_document() -> utoipa::openapi::OpenApi {
     split_api().1
 }
 
+fn http_options(config: &Config) -> keel_service::http::HttpOptions {
+    let mut options = config.common.http.clone();
+    options.keep_trailing_slash = vec![format!("{DOCS_PATH}/")];
+    options
+}
+
 /// The HTTP surface: the read API, its OpenAPI document and docs UI, and the operational
-/// routes.
-pub fn router(state: AppState, readiness: ops::Readiness) -> Router {
+/// routes, with the kit's layers in the Sources error format.
+pub fn router(state: AppState, readiness: ops::Readiness, config: &Config) -> Router {
     let (api, doc) = split_api();
-    let body: Arc<str> = doc.to_pretty_json().unwrap_or_default().into();
-    let api = api.route(
-        "/openapi.json",
-        get(move || {
-            let body = body.clone();
-            async move {
-                (
-                    [(header::CONTENT_TYPE, "application/json")],
-                    body.to_string(),
-                )
-            }
-        }),
-    );
+    let api = api.merge(keel_service::openapi::document("/openapi.json", &doc));
     let app = Router::new()
         .nest(PREFIX, api)
-        .merge(
-            SwaggerUi::new(DOCS_PATH)
-                .config(SwaggerConfig::new([format!("{PREFIX}/openapi.json")])),
-        )
-        .merge(ops::ops_router(readiness, keel_telemetry::prometheus()))
+        .merge(keel_service::openapi::docs(
+            DOCS_PATH,
+            &format!("{PREFIX}/openapi.json"),
+        ))
+        .merge(ops::router(readiness))
         .with_state(state);
-    ops::instrument(app)
+    keel_service::http::apply(app, SourcesErrors, &http_options(config))
 }
 
 /// Creates the database if needed and migrates the `cost` schema, the event library's
 /// schema, the tenant template and every existing tenant.
 pub async fn prepare_database(config: &Config) -> anyhow::Result<PgPool> {
-    let url = &config.database_url;
+    let url = &config.common.database_url;
     keel_db::ensure_database(url).await?;
     keel_db::migrate(url, OWNER).await?;
     keel_db::migrate(url, keel_events::OWNER).await?;
     keel_db::migrate(url, TEMPLATE).await?;
-    let db = keel_db::connect(url, OWNER.schema, config.database_max_connections).await?;
+    let db = keel_db::connect(url, OWNER.schema, config.common.database_max_connections).await?;
     let tenants: Vec<String> = sqlx::query_scalar("SELECT schema_name FROM api_tenant ORDER BY id")
         .fetch_all(&db)
         .await?;
@@ -115,10 +107,9 @@ pub async fn prepare_database(config: &Config) -> anyhow::Result<PgPool> {
     Ok(db)
 }
 
-/// A ready-to-run listener: database prepared, port bound.
+/// A ready-to-run listener: database prepared, ports bound.
 pub struct App {
-    listener: TcpListener,
-    router: Router,
+    listeners: Listeners,
     db: PgPool,
     config: Config,
     client: SourcesClient,
@@ -130,20 +121,23 @@ pub struct App {
 
 impl App {
     pub async fn build(config: &Config) -> anyhow::Result<Self> {
-        let secrets = SecretBox::from_base64(config.encryption_key.as_deref().context(
-            "ENCRYPTION_KEY is not set: stored credentials need a key (base64 of 32 bytes)",
-        )?)?;
+        let secrets = match &config.credential_key {
+            Some(CredentialKey::Key(key)) => SecretBox::from_base64(key.expose())?,
+            Some(CredentialKey::DerivedFrom(secret)) => {
+                SecretBox::derived_from(secret.expose(), "keel-listener-credentials")?
+            }
+            None => anyhow::bail!(
+                "ENCRYPTION_KEY is not set (nor Koku's DJANGO_SECRET_KEY): stored credentials need a key (base64 of 16, 24 or 32 bytes)"
+            ),
+        };
         let db = prepare_database(config).await?;
         let client = SourcesClient::new(
             &config.sources_api_url,
             &config.sources_api_prefix,
             &config.sources_internal_api_prefix,
-            config.sources_psk.clone(),
-            config.sources_api_timeout,
+            config.sources_psk.as_ref().map(|p| p.expose().to_owned()),
+            config.common.http_client(config.sources_api_timeout)?,
         )?;
-        let listener = TcpListener::bind((config.host, config.port))
-            .await
-            .with_context(|| format!("cannot listen on {}:{}", config.host, config.port))?;
         let wake = Arc::new(Notify::new());
         let cost_type = Arc::new(OnceLock::new());
         let state = AppState {
@@ -151,7 +145,7 @@ impl App {
             schema_suffix: config.schema_suffix.clone(),
             wake: wake.clone(),
         };
-        let transport = Transport::from_brokers(config.kafka_brokers.as_deref());
+        let transport = Transport::from_settings(config.common.kafka.clone());
         let topic = config.topic.clone();
         let readiness = ops::Readiness::default()
             .with_postgres(db.clone())
@@ -174,8 +168,8 @@ impl App {
                 async move {
                     match transport {
                         Transport::Embedded => Ok("embedded log (PostgreSQL)".to_owned()),
-                        Transport::Kafka { brokers } => {
-                            keel_events::kafka::ping(&brokers, &topic, Duration::from_secs(2))
+                        Transport::Kafka(kafka) => {
+                            keel_events::kafka::ping(&kafka, &topic, Duration::from_secs(2))
                                 .await
                                 .map(|p| format!("kafka: {topic} has {p} partitions"))
                                 .map_err(|e| format!("{e:#}"))
@@ -196,9 +190,18 @@ impl App {
                     }
                 }
             });
+        let options = http_options(config);
+        let ops =
+            keel_service::http::apply(ops::router(readiness.clone()), SourcesErrors, &options);
+        let listeners = Listeners::bind(
+            config.listen,
+            router(state, readiness, config),
+            ops,
+            &options,
+        )
+        .await?;
         Ok(Self {
-            listener,
-            router: router(state, readiness),
+            listeners,
             db,
             config: config.clone(),
             client,
@@ -209,9 +212,12 @@ impl App {
     }
 
     pub fn local_addr(&self) -> SocketAddr {
-        self.listener
-            .local_addr()
-            .expect("a bound listener has an address")
+        self.listeners.api_addr()
+    }
+
+    /// The operations port (/metrics, /livez, /readyz), when one is configured.
+    pub fn ops_addr(&self) -> Option<SocketAddr> {
+        self.listeners.ops_addr()
     }
 
     pub fn db(&self) -> &PgPool {
@@ -220,8 +226,8 @@ impl App {
 
     /// Serves the read API at once; consumes events and works the queue once sources-api has
     /// named the cost-management application type; stops everything on `shutdown`.
-    pub async fn run(self, shutdown: CancellationToken) -> anyhow::Result<()> {
-        let transport = Transport::from_brokers(self.config.kafka_brokers.as_deref());
+    pub async fn run(self, shutdown: Shutdown) -> anyhow::Result<()> {
+        let transport = Transport::from_settings(self.config.common.kafka.clone());
         tracing::info!(address = %self.local_addr(), transport = transport.name(), "listener listening");
         let mut tasks = tokio::task::JoinSet::new();
         let background = Background {
@@ -234,16 +240,17 @@ impl App {
             transport,
         };
         tasks.spawn(background.run(shutdown.clone()));
-        tasks.spawn(report_queue(self.db.clone(), shutdown.clone()));
-        let served = ops::serve(
-            self.listener,
-            self.router,
-            &["/api/cost-management/v1/docs/"],
-            shutdown.clone().cancelled_owned(),
-        )
-        .await
-        .context("serving HTTP");
-        shutdown.cancel();
+        let db = self.db.clone();
+        let stop = shutdown.clone();
+        tasks.spawn(async move {
+            periodic::every("queue_gauges", Duration::from_secs(5), stop, move || {
+                report_queue(db.clone())
+            })
+            .await;
+            Ok(())
+        });
+        let served = self.listeners.serve(&shutdown).await;
+        shutdown.trigger();
         while let Some(done) = tasks.join_next().await {
             if let Ok(Err(e)) = done {
                 tracing::error!(error = ?e, "background task failed");
@@ -266,29 +273,25 @@ struct Background {
 }
 
 impl Background {
-    async fn run(self, shutdown: CancellationToken) -> anyhow::Result<()> {
+    async fn run(self, shutdown: Shutdown) -> anyhow::Result<()> {
         // Events are only readable once the cost-management application type id is known;
         // sources-api may start after the listener, so keep asking (Koku does the same).
-        let mut delay = Duration::from_millis(200);
-        let cost_type_id = loop {
-            match self.client.cost_management_type_id().await {
-                Ok(id) => break id,
-                Err(e) => {
-                    tracing::warn!(error = %e, "cannot look up the cost-management application type yet")
-                }
-            }
-            tokio::select! {
-                _ = shutdown.cancelled() => return Ok(()),
-                _ = tokio::time::sleep(delay) => {}
-            }
-            delay = (delay * 2).min(Duration::from_secs(30));
+        let policy = retry::backoff(Duration::from_millis(200), Duration::from_secs(30));
+        let Some(cost_type_id) = retry::until_ok(
+            "looking up the cost-management application type",
+            policy,
+            &shutdown,
+            || self.client.cost_management_type_id(),
+        )
+        .await
+        else {
+            return Ok(());
         };
         tracing::info!(cost_type_id, "cost-management application type found");
         let _ = self.cost_type.set(cost_type_id);
-        if let Transport::Kafka { brokers } = &self.transport
+        if let Transport::Kafka(kafka) = &self.transport
             && let Err(e) =
-                keel_events::kafka::ensure_topics(brokers, &[self.config.topic.as_str()], 3, 1)
-                    .await
+                keel_events::kafka::ensure_topics(kafka, &[self.config.topic.as_str()], 3, 1).await
         {
             tracing::warn!(error = %e, "cannot create the event stream topic; consuming anyway");
         }
@@ -308,7 +311,7 @@ impl Background {
         });
         // Owned by this task: if it is dropped, the workers stop with it.
         let mut workers = tokio::task::JoinSet::new();
-        workers.spawn(worker.run(self.config.workers, shutdown.clone()));
+        workers.spawn(worker.run(self.config.workers, shutdown.token().clone()));
         let handler = Arc::new(SourcesHandler {
             db: self.db.clone(),
             cost_type_id,
@@ -321,7 +324,7 @@ impl Background {
             OUTBOX,
             ConsumerConfig::new(&self.config.consumer_group, &[self.config.topic.as_str()]),
             handler,
-            shutdown,
+            shutdown.token().clone(),
         )
         .await;
         workers.join_all().await;
@@ -329,20 +332,24 @@ impl Background {
     }
 }
 
-/// Queue depth and parked operations as gauges.
-async fn report_queue(db: PgPool, shutdown: CancellationToken) -> anyhow::Result<()> {
-    let mut tick = tokio::time::interval(Duration::from_secs(5));
-    loop {
-        tokio::select! {
-            _ = shutdown.cancelled() => return Ok(()),
-            _ = tick.tick() => {}
-        }
-        match store::queue_depth(&db).await {
-            Ok((queued, parked)) => {
-                metrics::gauge!("listener_queue_depth").set(queued as f64);
-                metrics::gauge!("listener_parked_operations").set(parked as f64);
-            }
-            Err(e) => tracing::warn!(error = %e, "cannot measure the work queue"),
-        }
+impl Service for App {
+    fn name(&self) -> &'static str {
+        "listener"
     }
+
+    fn local_addr(&self) -> SocketAddr {
+        App::local_addr(self)
+    }
+
+    fn run(self: Box<Self>, shutdown: Shutdown) -> Running {
+        Box::pin(App::run(*self, shutdown))
+    }
+}
+
+/// Queue depth and parked operations as gauges.
+async fn report_queue(db: PgPool) -> anyhow::Result<()> {
+    let (queued, parked) = store::queue_depth(&db).await?;
+    metrics::gauge!("listener_queue_depth").set(queued as f64);
+    metrics::gauge!("listener_parked_operations").set(parked as f64);
+    Ok(())
 }

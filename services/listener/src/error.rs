@@ -3,7 +3,7 @@
 
 use axum::response::{IntoResponse, Response};
 use http::StatusCode;
-use keel_http::HttpError;
+use keel_sources_http::HttpError;
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {

@@ -34,4 +34,4 @@ pub use app::{
     App, MIGRATOR, OUTBOX, OWNER, TEMPLATE, TENANT_MIGRATOR, openapi_document, prepare_database,
     router,
 };
-pub use config::{Args, Config, LinkArgs};
+pub use config::{Args, Config, CredentialKey, ListenerArgs};

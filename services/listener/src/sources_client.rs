@@ -4,6 +4,7 @@
 
 use std::time::Duration;
 
+use backon::Retryable as _;
 use base64::{Engine as _, engine::general_purpose::STANDARD};
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
@@ -93,19 +94,17 @@ fn object(value: &Value) -> Object {
 impl SourcesClient {
     /// `url` is sources-api's address (`http://host:port`); `prefix` and `internal_prefix`
     /// are the public and internal API paths.
+    /// `http` is the client to call through (the kit's, with the deployment's CAs).
     pub fn new(
         url: &str,
         prefix: &str,
         internal_prefix: &str,
         psk: Option<String>,
-        timeout: Duration,
+        http: reqwest::Client,
     ) -> anyhow::Result<Self> {
         let url = url.trim_end_matches('/');
         Ok(Self {
-            http: reqwest::Client::builder()
-                .timeout(timeout)
-                .connect_timeout(timeout.min(Duration::from_secs(3)))
-                .build()?,
+            http,
             base: format!("{url}{}", prefix.trim_end_matches('/')),
             internal: format!("{url}{}", internal_prefix.trim_end_matches('/')),
             psk: psk.filter(|p| !p.is_empty()),
@@ -124,9 +123,13 @@ impl SourcesClient {
         body: Option<&Value>,
         what: &str,
     ) -> Result<(StatusCode, String), ClientError> {
-        let mut delay = Duration::from_millis(100);
-        let mut attempt = 1;
-        loop {
+        // A 5xx or 429 counts as a failed attempt too, but is what the caller sees once the
+        // attempts are used up.
+        enum Failed {
+            Status(StatusCode, String),
+            Transport(String),
+        }
+        let once = || async {
             let mut request = self
                 .http
                 .request(method.clone(), url)
@@ -144,32 +147,35 @@ impl SourcesClient {
             if let Some(body) = body {
                 request = request.json(body);
             }
-            let outcome = match request.send().await {
-                Ok(response) => {
-                    let status = response.status();
-                    match response.text().await {
-                        Ok(text) => Ok((status, text)),
-                        Err(e) => Err(e.to_string()),
-                    }
-                }
-                Err(e) => Err(e.to_string()),
-            };
-            let transient = match &outcome {
-                Ok((status, _)) => {
-                    status.is_server_error() || *status == StatusCode::TOO_MANY_REQUESTS
-                }
-                Err(_) => true,
-            };
-            if !transient || attempt >= self.attempts {
-                return outcome.map_err(|error| ClientError::Transport {
-                    what: what.to_owned(),
-                    error,
-                });
+            let response = request
+                .send()
+                .await
+                .map_err(|e| Failed::Transport(e.to_string()))?;
+            let status = response.status();
+            let text = response
+                .text()
+                .await
+                .map_err(|e| Failed::Transport(e.to_string()))?;
+            if status.is_server_error() || status == StatusCode::TOO_MANY_REQUESTS {
+                return Err(Failed::Status(status, text));
             }
-            tracing::debug!(what, attempt, "sources-api call failed; retrying");
-            tokio::time::sleep(delay).await;
-            delay *= 4;
-            attempt += 1;
+            Ok((status, text))
+        };
+        let policy =
+            keel_service::retry::backoff(Duration::from_millis(100), Duration::from_secs(2))
+                .with_max_times(self.attempts.saturating_sub(1) as usize);
+        let outcome = once
+            .retry(policy)
+            .sleep(tokio::time::sleep)
+            .notify(|_, _| tracing::debug!(what, "sources-api call failed; retrying"))
+            .await;
+        match outcome {
+            Ok(answer) => Ok(answer),
+            Err(Failed::Status(status, text)) => Ok((status, text)),
+            Err(Failed::Transport(error)) => Err(ClientError::Transport {
+                what: what.to_owned(),
+                error,
+            }),
         }
     }
 

@@ -1,29 +1,21 @@
-use std::{
-    net::SocketAddr,
-    sync::{Arc, atomic::Ordering},
-    time::Duration,
-};
+use std::{net::SocketAddr, sync::Arc};
 
 use anyhow::Context as _;
-use axum::{Router, http::header, routing::get};
+use axum::Router;
 use keel_crypto::SecretBox;
 use keel_db::Owner;
-use keel_events::{ConsumerConfig, Relay, Transport, relay::RelayStatus};
-use keel_http::{AuthPolicy, ops};
+use keel_events::{Transport, relay::RelayStatus};
+use keel_service::{Running, Service, Shutdown, http::Listeners, ops};
+use keel_sources_http::{AuthPolicy, SourcesErrors};
 use sqlx::{PgPool, migrate::Migrator};
-use tokio::net::TcpListener;
-use tokio_util::sync::CancellationToken;
 use utoipa::OpenApi as _;
 use utoipa_axum::router::OpenApiRouter;
-use utoipa_swagger_ui::{Config as SwaggerConfig, SwaggerUi};
 
 use crate::{
-    availability,
     config::Config,
     openapi::{self, ApiDoc, CANONICAL_PREFIX},
-    resources, seed,
+    relaying, resources, seed,
     state::AppState,
-    stream,
 };
 
 /// The `sources` schema's migrations, embedded at build time.
@@ -55,66 +47,50 @@ pub fn openapi_document() -> utoipa::openapi::OpenApi {
 }
 
 fn split_api() -> (Router<AppState>, utoipa::openapi::OpenApi) {
-    let (router, mut doc) = api().split_for_parts();
+    let (router, mut doc) = OpenApiRouter::with_openapi(ApiDoc::openapi())
+        .merge(resources::router())
+        .split_for_parts();
     openapi::finish_document(&mut doc);
     (router, doc)
 }
 
-fn api() -> OpenApiRouter<AppState> {
-    OpenApiRouter::with_openapi(ApiDoc::openapi()).merge(resources::router())
+fn http_options(config: &Config) -> keel_service::http::HttpOptions {
+    let mut options = config.common.http.clone();
+    options.keep_trailing_slash = vec![format!("{DOCS_PATH}/")];
+    options
 }
 
-/// The whole HTTP surface: the API under every prefix, its OpenAPI documents, the docs UI and
-/// the operational routes.
-pub fn router(state: AppState, readiness: ops::Readiness) -> Router {
+/// The whole HTTP surface: the API under every prefix, its OpenAPI documents, the docs UI, the
+/// internal API and the operational routes, with the kit's layers in the Sources format.
+pub fn router(state: AppState, readiness: ops::Readiness, config: &Config) -> Router {
     let (api, doc) = split_api();
     let mut app = Router::new();
     for prefix in PREFIXES {
-        // Serialized once; every request for it is a copy of the bytes.
-        let body: Arc<str> = openapi::for_prefix(&doc, prefix)
-            .to_pretty_json()
-            .unwrap_or_default()
-            .into();
-        let served = api.clone().route(
-            "/openapi.json",
-            get(move || {
-                let body = body.clone();
-                async move {
-                    (
-                        [(header::CONTENT_TYPE, "application/json")],
-                        body.to_string(),
-                    )
-                }
-            }),
-        );
-        app = app.nest(prefix, served);
+        let document =
+            keel_service::openapi::document("/openapi.json", &openapi::for_prefix(&doc, prefix));
+        app = app.nest(prefix, api.clone().merge(document));
     }
     let internal = resources::internal::router();
     for prefix in resources::internal::PREFIXES {
         app = app.nest(prefix, internal.clone());
     }
     let app = app
-        .merge(
-            SwaggerUi::new(DOCS_PATH).config(SwaggerConfig::new([format!(
-                "{CANONICAL_PREFIX}/openapi.json"
-            )])),
-        )
-        .merge(ops::ops_router(readiness, keel_telemetry::prometheus()))
+        .merge(keel_service::openapi::docs(
+            DOCS_PATH,
+            &format!("{CANONICAL_PREFIX}/openapi.json"),
+        ))
+        .merge(ops::router(readiness))
         .with_state(state);
-    ops::instrument(app)
+    keel_service::http::apply(app, SourcesErrors, &http_options(config))
 }
 
 /// Creates the database if needed, migrates the `sources` schema and applies the seeds.
 pub async fn prepare_database(config: &Config) -> anyhow::Result<PgPool> {
-    keel_db::ensure_database(&config.database_url).await?;
-    keel_db::migrate(&config.database_url, OWNER).await?;
-    keel_db::migrate(&config.database_url, keel_events::OWNER).await?;
-    let db = keel_db::connect(
-        &config.database_url,
-        OWNER.schema,
-        config.database_max_connections,
-    )
-    .await?;
+    let url = &config.common.database_url;
+    keel_db::ensure_database(url).await?;
+    keel_db::migrate(url, OWNER).await?;
+    keel_db::migrate(url, keel_events::OWNER).await?;
+    let db = keel_db::connect(url, OWNER.schema, config.common.database_max_connections).await?;
     let seeds = seed::Seeds::parse(seed::SEEDS_YAML)?.skipping(
         &config.source_type_skip_list,
         &config.application_type_skip_list,
@@ -123,10 +99,9 @@ pub async fn prepare_database(config: &Config) -> anyhow::Result<PgPool> {
     Ok(db)
 }
 
-/// A ready-to-run sources-api: database prepared, port bound.
+/// A ready-to-run sources-api: database prepared, ports bound.
 pub struct App {
-    listener: TcpListener,
-    router: Router,
+    listeners: Listeners,
     db: PgPool,
     state: AppState,
     config: Config,
@@ -135,43 +110,43 @@ pub struct App {
 
 impl App {
     pub async fn build(config: &Config) -> anyhow::Result<Self> {
-        let secrets = SecretBox::from_base64(config.encryption_key.as_deref().context(
-            "ENCRYPTION_KEY is not set: authentication passwords need a key (base64 of 32 bytes)",
+        let secrets = SecretBox::from_base64(config.common.encryption_key.as_ref().map(keel_service::config::Secret::expose).context(
+            "ENCRYPTION_KEY is not set: authentication passwords need a key (base64 of 16, 24 or 32 bytes)",
         )?)?;
-        let mut availability_check_urls = availability::urls_from_env();
-        availability_check_urls.extend(config.availability_check_urls.clone());
         let db = prepare_database(config).await?;
         let state = AppState {
             db: db.clone(),
             auth: AuthPolicy::new(config.psks.iter().cloned(), config.bypass_rbac),
             secrets,
-            http: reqwest::Client::builder()
-                .timeout(std::time::Duration::from_secs(10))
-                .build()
-                .context("building the HTTP client")?,
-            availability_check_urls: Arc::new(availability_check_urls),
+            http: config
+                .common
+                .http_client(std::time::Duration::from_secs(10))?,
+            availability_check_urls: Arc::new(config.availability_check_urls.clone()),
             tenants: Arc::default(),
         };
-        if config.bypass_rbac {
-            tracing::warn!("BYPASS_RBAC=true: writes need no pre-shared key");
-        }
-        let listener = TcpListener::bind((config.host, config.port))
-            .await
-            .with_context(|| format!("cannot listen on {}:{}", config.host, config.port))?;
+        warn_about_writes(config);
         let relay = Arc::new(RelayStatus::default());
-        let transport = Transport::from_brokers(config.kafka_brokers.as_deref());
         let readiness = ops::Readiness::default()
             .with_postgres(db.clone())
             .with_check("event_stream", {
-                let (relay, db) = (relay.clone(), db.clone());
+                let (relay, db, transport) = (relay.clone(), db.clone(), transport(config));
                 move || {
                     let (relay, transport, db) = (relay.clone(), transport.clone(), db.clone());
-                    async move { relay_health(&transport, &relay, &db).await }
+                    async move { relaying::health(&transport, &relay, &db).await }
                 }
             });
+        let options = http_options(config);
+        let ops =
+            keel_service::http::apply(ops::router(readiness.clone()), SourcesErrors, &options);
+        let listeners = Listeners::bind(
+            config.listen,
+            router(state.clone(), readiness, config),
+            ops,
+            &options,
+        )
+        .await?;
         Ok(Self {
-            listener,
-            router: router(state.clone(), readiness),
+            listeners,
             db,
             state,
             config: config.clone(),
@@ -180,72 +155,35 @@ impl App {
     }
 
     pub fn local_addr(&self) -> SocketAddr {
-        self.listener
-            .local_addr()
-            .expect("a bound listener has an address")
+        self.listeners.api_addr()
+    }
+
+    /// The operations port (/metrics, /livez, /readyz), when one is configured.
+    pub fn ops_addr(&self) -> Option<SocketAddr> {
+        self.listeners.ops_addr()
     }
 
     pub fn db(&self) -> &PgPool {
         &self.db
     }
 
-    /// Serves until `shutdown` resolves, then finishes in-flight requests.
     /// Serves HTTP, relays the outbox (Kafka) and consumes status messages until `shutdown`;
     /// then finishes in-flight requests and messages.
-    pub async fn run(self, shutdown: CancellationToken) -> anyhow::Result<()> {
-        let transport = Transport::from_brokers(self.config.kafka_brokers.as_deref());
+    pub async fn run(self, shutdown: Shutdown) -> anyhow::Result<()> {
+        let transport = transport(&self.config);
         tracing::info!(address = %self.local_addr(), transport = transport.name(), "sources-api listening");
         let mut tasks = tokio::task::JoinSet::new();
-        if let Transport::Kafka { brokers } = &transport {
-            let relay = Relay {
-                db: self.db.clone(),
-                outbox: stream::OUTBOX,
-                producer: keel_events::kafka::producer(brokers)?,
-                batch: self.config.outbox_relay_batch,
-                status: self.relay.clone(),
-            };
-            let (brokers, partitions, replication) = (
-                brokers.clone(),
-                self.config.kafka_topic_partitions,
-                self.config.kafka_topic_replication,
-            );
-            let stop = shutdown.clone();
-            tasks.spawn(async move {
-                ensure_topics(&brokers, partitions, replication, &stop).await;
-                relay.run(stop).await;
-                Ok(())
-            });
-            tasks.spawn(report_relay_lag(self.db.clone(), shutdown.clone()));
-        }
-        if self.config.outbox_retention_hours > 0 {
-            tasks.spawn(prune_outbox(
-                self.db.clone(),
-                Duration::from_secs(self.config.outbox_retention_hours.saturating_mul(3600)),
-                matches!(transport, Transport::Kafka { .. }),
-                shutdown.clone(),
-            ));
-        }
-        let handler = Arc::new(stream::StatusHandler {
-            state: self.state.clone(),
-        });
-        let consumer = keel_events::consumer::run(
-            transport.clone(),
-            self.db.clone(),
-            stream::OUTBOX,
-            ConsumerConfig::new(&self.config.status_consumer_group, &[stream::STATUS_TOPIC]),
-            handler,
-            shutdown.clone(),
-        );
-        tasks.spawn(consumer);
-        let served = ops::serve(
-            self.listener,
-            self.router,
-            &["/api/sources/v3.1/docs/"],
-            shutdown.clone().cancelled_owned(),
-        )
-        .await
-        .context("serving HTTP");
-        shutdown.cancel();
+        relaying::spawn(
+            &mut tasks,
+            &self.config,
+            &transport,
+            &self.db,
+            &self.relay,
+            &self.state,
+            &shutdown,
+        )?;
+        let served = self.listeners.serve(&shutdown).await;
+        shutdown.trigger();
         while let Some(done) = tasks.join_next().await {
             if let Ok(Err(e)) = done {
                 tracing::error!(error = ?e, "background task failed");
@@ -256,99 +194,32 @@ impl App {
     }
 }
 
-/// Creates the topics Keel publishes to and consumes, retrying until Kafka answers.
-async fn ensure_topics(brokers: &str, partitions: i32, replication: i32, stop: &CancellationToken) {
-    let topics = [crate::events::EVENT_STREAM_TOPIC, stream::STATUS_TOPIC];
-    let mut delay = Duration::from_millis(200);
-    while !stop.is_cancelled() {
-        match keel_events::kafka::ensure_topics(brokers, &topics, partitions, replication).await {
-            Ok(()) => return,
-            Err(e) => tracing::warn!(error = %e, "cannot create topics yet"),
-        }
-        tokio::select! {
-            _ = stop.cancelled() => return,
-            _ = tokio::time::sleep(delay) => {}
-        }
-        delay = (delay * 2).min(Duration::from_secs(10));
+impl Service for App {
+    fn name(&self) -> &'static str {
+        "sources-api"
+    }
+
+    fn local_addr(&self) -> SocketAddr {
+        App::local_addr(self)
+    }
+
+    fn run(self: Box<Self>, shutdown: Shutdown) -> Running {
+        Box::pin(App::run(*self, shutdown))
     }
 }
 
-/// Ready while the relay keeps up: it must have succeeded within the last 30 seconds. The
-/// detail shows the lag: rows pending and the age of the oldest.
-async fn relay_health(
-    transport: &Transport,
-    relay: &RelayStatus,
-    db: &PgPool,
-) -> Result<String, String> {
-    if matches!(transport, Transport::Embedded) {
-        return Ok("embedded log (PostgreSQL)".to_owned());
-    }
-    let (pending, oldest) = stream::OUTBOX
-        .relay_lag(db)
-        .await
-        .map_err(|e| format!("cannot measure the relay lag: {e}"))?;
-    let lag = format!(
-        "{pending} rows pending, oldest {oldest:.1}s, {} published",
-        relay.published.load(Ordering::Relaxed)
-    );
-    // A replica waiting for the relay lock serves the API like any other; its writes wait in
-    // the outbox for the replica that relays.
-    if relay.standby.load(Ordering::Relaxed) {
-        return Ok(format!("kafka: standby, another replica relays; {lag}"));
-    }
-    let last = relay.last_success.load(Ordering::Relaxed);
-    let now = chrono::Utc::now().timestamp();
-    let failures = relay.failures.load(Ordering::Relaxed);
-    if last == 0 {
-        return Err(format!("the outbox relay has not reached Kafka yet; {lag}"));
-    }
-    if now - last > 30 {
-        return Err(format!(
-            "the outbox relay has failed for {}s ({failures} attempts); {lag}",
-            now - last
-        ));
-    }
-    Ok(format!("kafka: {lag}"))
+fn transport(config: &Config) -> Transport {
+    Transport::from_settings(config.common.kafka.clone())
 }
 
-/// Every minute, deletes outbox rows older than `retention` (see [`keel_events::Outbox::prune`]).
-async fn prune_outbox(
-    db: PgPool,
-    retention: Duration,
-    keep_unpublished: bool,
-    shutdown: CancellationToken,
-) -> anyhow::Result<()> {
-    let mut tick = tokio::time::interval(Duration::from_secs(60));
-    loop {
-        tokio::select! {
-            _ = shutdown.cancelled() => return Ok(()),
-            _ = tick.tick() => {}
-        }
-        match stream::OUTBOX.prune(&db, retention, keep_unpublished).await {
-            Ok(0) => {}
-            Ok(n) => {
-                tracing::info!(rows = n, "outbox rows past retention deleted");
-                metrics::counter!("outbox_pruned_rows_total").increment(n);
-            }
-            Err(e) => tracing::warn!(error = %e, "cannot prune the outbox"),
-        }
-    }
-}
-
-/// Publishes the relay's lag as gauges: rows pending and the age of the oldest.
-async fn report_relay_lag(db: PgPool, shutdown: CancellationToken) -> anyhow::Result<()> {
-    let mut tick = tokio::time::interval(Duration::from_secs(5));
-    loop {
-        tokio::select! {
-            _ = shutdown.cancelled() => return Ok(()),
-            _ = tick.tick() => {}
-        }
-        match stream::OUTBOX.relay_lag(&db).await {
-            Ok((pending, oldest)) => {
-                metrics::gauge!("outbox_relay_pending_rows").set(pending as f64);
-                metrics::gauge!("outbox_relay_oldest_seconds").set(oldest);
-            }
-            Err(e) => tracing::warn!(error = %e, "cannot measure the relay lag"),
-        }
+/// Without a PSK and without BYPASS_RBAC every write is refused; say so at start rather than
+/// on the first 401.
+fn warn_about_writes(config: &Config) {
+    if config.bypass_rbac {
+        tracing::warn!("BYPASS_RBAC=true: writes need no pre-shared key");
+    } else if config.psks.iter().all(|p| p.trim().is_empty()) {
+        tracing::warn!(
+            "no pre-shared key configured (SOURCES_PSKS) and BYPASS_RBAC is off: every write will be refused with 401"
+        );
     }
 }

@@ -21,14 +21,10 @@ pub fn env_prefix(application_type_name: &str) -> String {
         .replace('-', "_")
 }
 
-/// The `*_AVAILABILITY_CHECK_URL` variables of the process environment.
-pub fn urls_from_env() -> HashMap<String, String> {
-    std::env::vars()
-        .filter_map(|(k, v)| {
-            k.strip_suffix("_AVAILABILITY_CHECK_URL")
-                .filter(|_| !v.is_empty())
-                .map(|app| (app.to_owned(), v))
-        })
+/// The `*_AVAILABILITY_CHECK_URL` variables of the environment, by `<APP>`.
+pub fn urls_from_env(env: &keel_service::Env) -> HashMap<String, String> {
+    env.with_suffix("_AVAILABILITY_CHECK_URL")
+        .map(|(app, url)| (app.to_owned(), url.to_owned()))
         .collect()
 }
 

@@ -1,31 +1,25 @@
-use std::{
-    collections::HashMap,
-    net::{IpAddr, Ipv4Addr},
-};
+use std::collections::HashMap;
 
-/// sources-api configuration. Every flag can also be set by the environment variable named.
+use keel_service::{CommonArgs, CommonConfig, Env, Listen, ListenArgs};
+
+/// sources-api's port when PORT is unset (sources-api-go's).
+pub const DEFAULT_PORT: u16 = 8000;
+
+/// The `sources-api` binary's flags: the common ones and sources-api's own.
+#[derive(Debug, Clone, clap::Parser)]
+#[command(version, about = "The Platform Sources REST API.")]
+pub struct Args {
+    #[command(flatten)]
+    pub common: CommonArgs,
+    #[command(flatten)]
+    pub listen: ListenArgs,
+    #[command(flatten)]
+    pub sources: SourcesArgs,
+}
+
+/// sources-api's own flags; every one can also be set by the environment variable named.
 #[derive(Debug, Clone, clap::Args)]
-pub struct Config {
-    /// PostgreSQL URL; the database is created when missing.
-    #[arg(
-        long,
-        env = "DATABASE_URL",
-        default_value = "postgres://postgres@127.0.0.1:5432/keel"
-    )]
-    pub database_url: String,
-
-    /// Most connections the pool opens (sources-api-go uses 20).
-    #[arg(long, env = "DATABASE_MAX_CONNECTIONS", default_value_t = 20)]
-    pub database_max_connections: u32,
-
-    /// Address to listen on.
-    #[arg(long, env = "HOST", default_value_t = IpAddr::V4(Ipv4Addr::LOCALHOST))]
-    pub host: IpAddr,
-
-    /// Port to listen on; 0 picks a free one.
-    #[arg(long, env = "PORT", default_value_t = 8000)]
-    pub port: u16,
-
+pub struct SourcesArgs {
     /// Pre-shared keys accepted in `x-rh-sources-psk` for writes (comma-separated).
     #[arg(
         long = "psks",
@@ -46,15 +40,6 @@ pub struct Config {
     /// Application type names left out of the seed data (comma-separated).
     #[arg(long, env = "APPLICATION_TYPE_SKIP_LIST", value_delimiter = ',')]
     pub application_type_skip_list: Vec<String>,
-
-    /// Key that encrypts authentication passwords at rest: base64 of 32 bytes.
-    #[arg(long, env = "ENCRYPTION_KEY", hide_env_values = true)]
-    pub encryption_key: Option<String>,
-
-    /// Kafka bootstrap servers. Unset: events stay in PostgreSQL and consumers read the outbox
-    /// as a log (the embedded transport).
-    #[arg(long, env = "KAFKA_BROKERS")]
-    pub kafka_brokers: Option<String>,
 
     /// Partitions of the topics Keel creates when they are missing.
     #[arg(long, env = "KAFKA_TOPIC_PARTITIONS", default_value_t = 3)]
@@ -81,27 +66,62 @@ pub struct Config {
         default_value = "sources-api-status-worker"
     )]
     pub status_consumer_group: String,
+}
 
-    /// `<APP>_AVAILABILITY_CHECK_URL` targets by `<APP>`; read from the environment at start
-    /// and merged under these.
-    #[arg(skip)]
+/// sources-api's configuration, resolved.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub common: CommonConfig,
+    pub listen: Listen,
+    pub psks: Vec<String>,
+    pub bypass_rbac: bool,
+    pub source_type_skip_list: Vec<String>,
+    pub application_type_skip_list: Vec<String>,
+    pub kafka_topic_partitions: i32,
+    pub kafka_topic_replication: i32,
+    pub outbox_relay_batch: i64,
+    pub outbox_retention_hours: u64,
+    pub status_consumer_group: String,
+    /// `<APP>_AVAILABILITY_CHECK_URL` targets by `<APP>` (e.g. `COST_MANAGEMENT`).
     pub availability_check_urls: HashMap<String, String>,
 }
 
+impl Args {
+    /// The standalone binary's configuration: flags, then the environment's aliases.
+    pub fn resolve(self, env: &Env) -> anyhow::Result<Config> {
+        let common = self.common.resolve(env)?;
+        let listen = self.listen.resolve(DEFAULT_PORT, &common);
+        Ok(Config::new(common, listen, self.sources, env))
+    }
+}
+
 impl Config {
+    pub fn new(common: CommonConfig, listen: Listen, args: SourcesArgs, env: &Env) -> Self {
+        Self {
+            common,
+            listen,
+            psks: args.psks,
+            bypass_rbac: args.bypass_rbac,
+            source_type_skip_list: args.source_type_skip_list,
+            application_type_skip_list: args.application_type_skip_list,
+            kafka_topic_partitions: args.kafka_topic_partitions,
+            kafka_topic_replication: args.kafka_topic_replication,
+            outbox_relay_batch: args.outbox_relay_batch,
+            outbox_retention_hours: args.outbox_retention_hours,
+            status_consumer_group: args.status_consumer_group,
+            availability_check_urls: crate::availability::urls_from_env(env),
+        }
+    }
+
     /// Defaults for a database URL, listening on an ephemeral loopback port: what tests use.
     pub fn for_database(database_url: impl Into<String>) -> Self {
         Self {
-            database_url: database_url.into(),
-            database_max_connections: 5,
-            host: IpAddr::V4(Ipv4Addr::LOCALHOST),
-            port: 0,
+            common: CommonConfig::for_database(database_url),
+            listen: Listen::ephemeral(),
             psks: Vec::new(),
             bypass_rbac: false,
             source_type_skip_list: Vec::new(),
             application_type_skip_list: Vec::new(),
-            encryption_key: None,
-            kafka_brokers: None,
             kafka_topic_partitions: 3,
             kafka_topic_replication: 1,
             outbox_relay_batch: 10_000,

@@ -4,7 +4,7 @@
 
 use axum::response::{IntoResponse, Response};
 use keel_db::ListingError;
-use keel_http::HttpError;
+use keel_sources_http::HttpError;
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {

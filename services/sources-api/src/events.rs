@@ -9,7 +9,7 @@ use sqlx::PgConnection;
 
 use crate::tenant::Tenant;
 
-pub const EVENT_STREAM_TOPIC: &str = "platform.sources.event-stream";
+pub use keel_domain::sources_events::EVENT_STREAM_TOPIC;
 
 /// One event: its type (`Source.create`, …) and payload.
 #[derive(Debug, Clone, PartialEq)]

@@ -18,6 +18,8 @@ pub mod error;
 pub mod events;
 /// The OpenAPI document and the routes that serve it.
 pub mod openapi;
+/// The outbox relay, retention and the status consumer, run beside the API.
+mod relaying;
 /// One module per resource, each owning its routes.
 pub mod resources;
 /// Seed data: source types, application types and their metadata.
@@ -32,6 +34,6 @@ pub mod tenant;
 pub mod wire;
 
 pub use app::{App, MIGRATOR, OWNER, PREFIXES, openapi_document, prepare_database, router};
-pub use config::Config;
+pub use config::{Args, Config, SourcesArgs};
 /// Encryption of authentication passwords at rest (shared with the listener).
 pub use keel_crypto as crypto;

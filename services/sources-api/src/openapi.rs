@@ -1,4 +1,4 @@
-use keel_http::{ErrorDocument, ErrorObject};
+use keel_sources_http::{ErrorDocument, ErrorObject};
 use utoipa::{
     Modify, OpenApi,
     openapi::{

@@ -1,7 +1,7 @@
 use std::{collections::HashMap, sync::Arc};
 
 use axum::extract::FromRef;
-use keel_http::AuthPolicy;
+use keel_sources_http::AuthPolicy;
 use sqlx::PgPool;
 
 use keel_crypto::SecretBox;

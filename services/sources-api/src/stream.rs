@@ -27,7 +27,7 @@ pub const OUTBOX: Outbox = Outbox {
     table: "sources.outbox",
 };
 
-pub const STATUS_TOPIC: &str = "platform.sources.status";
+pub use keel_domain::sources_events::STATUS_TOPIC;
 
 #[derive(Debug, Deserialize)]
 struct StatusMessage {

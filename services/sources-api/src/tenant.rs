@@ -1,7 +1,7 @@
 use axum::extract::FromRequestParts;
 use http::request::Parts;
 use keel_domain::RequestIdentity;
-use keel_http::{Tenancy, WriteAccess};
+use keel_sources_http::{Tenancy, WriteAccess};
 use sqlx::PgPool;
 
 use crate::{error::Error, state::AppState};

@@ -10,6 +10,7 @@ use std::{
 };
 
 use hdrhistogram::Histogram;
+use keel_service::KafkaSettings;
 use tokio_util::sync::CancellationToken;
 
 use super::{ScratchDatabase, histogram};
@@ -87,16 +88,12 @@ pub async fn events(b: EventsBench) -> anyhow::Result<()> {
 
     let mut transports = vec![keel_events::Transport::Embedded];
     if let Some(brokers) = b.kafka_brokers.as_deref().filter(|s| !s.is_empty()) {
-        relay_throughput(&db, brokers, &b).await?;
+        let kafka = KafkaSettings::plain(brokers);
+        relay_throughput(&db, &kafka, &b).await?;
         if b.relay_only {
             transports.clear();
         } else {
-            transports.insert(
-                0,
-                keel_events::Transport::Kafka {
-                    brokers: brokers.to_owned(),
-                },
-            );
+            transports.insert(0, keel_events::Transport::Kafka(kafka));
         }
     }
     for transport in transports {
@@ -112,25 +109,27 @@ struct RunningRelay {
     status: Arc<keel_events::relay::RelayStatus>,
 }
 
-fn start_relay(db: &sqlx::PgPool, brokers: &str, batch: i64) -> anyhow::Result<RunningRelay> {
+fn start_relay(
+    db: &sqlx::PgPool,
+    kafka: &KafkaSettings,
+    batch: i64,
+) -> anyhow::Result<RunningRelay> {
     let stop = CancellationToken::new();
     let status = Arc::new(keel_events::relay::RelayStatus::default());
-    let relay = keel_events::Relay {
-        db: db.clone(),
-        outbox: OUTBOX,
-        producer: keel_events::kafka::producer(brokers)?,
-        batch,
-        status: status.clone(),
-    };
+    let relay = keel_events::Relay::new(db.clone(), OUTBOX, kafka, batch, status.clone())?;
     let task = tokio::spawn(relay.run(stop.clone()));
     Ok(RunningRelay { stop, task, status })
 }
 
-async fn relay_throughput(db: &sqlx::PgPool, brokers: &str, b: &EventsBench) -> anyhow::Result<()> {
+async fn relay_throughput(
+    db: &sqlx::PgPool,
+    kafka: &KafkaSettings,
+    b: &EventsBench,
+) -> anyhow::Result<()> {
     let (events, batch) = (b.events, b.relay_batch);
     let topic = format!("keel.bench.relay.{}", uuid::Uuid::new_v4().simple());
     let baseline_topic = format!("keel.bench.baseline.{}", uuid::Uuid::new_v4().simple());
-    keel_events::kafka::ensure_topics(brokers, &[topic.as_str(), baseline_topic.as_str()], 3, 1)
+    keel_events::kafka::ensure_topics(kafka, &[topic.as_str(), baseline_topic.as_str()], 3, 1)
         .await?;
     // Rows shaped like sources-api's: its five headers (the identity header base64 JSON, as
     // sent), ~500-byte payloads, 50 orgs as keys.
@@ -157,7 +156,7 @@ async fn relay_throughput(db: &sqlx::PgPool, brokers: &str, b: &EventsBench) -> 
     // The broker's own ceiling: the same messages from memory through the same producer
     // settings, no database involved.
     let rows = OUTBOX.unpublished(db, None, events).await?;
-    let producer = keel_events::kafka::producer(brokers)?;
+    let producer = keel_events::kafka::producer(kafka)?;
     let start = Instant::now();
     let mut deliveries = Vec::with_capacity(rows.len());
     for row in &rows {
@@ -185,7 +184,7 @@ async fn relay_throughput(db: &sqlx::PgPool, brokers: &str, b: &EventsBench) -> 
     }
 
     let start = Instant::now();
-    let relay = start_relay(db, brokers, batch)?;
+    let relay = start_relay(db, kafka, batch)?;
     // The relay's own counter: polling the table would compete with it for the database.
     while relay.status.published.load(Ordering::Relaxed) < events as u64 {
         tokio::time::sleep(Duration::from_millis(10)).await;
@@ -215,9 +214,7 @@ async fn relay_throughput(db: &sqlx::PgPool, brokers: &str, b: &EventsBench) -> 
     let stop = CancellationToken::new();
     let start = Instant::now();
     let consumer = tokio::spawn(keel_events::consumer::run(
-        keel_events::Transport::Kafka {
-            brokers: brokers.to_owned(),
-        },
+        keel_events::Transport::Kafka(kafka.clone()),
         db.clone(),
         OUTBOX,
         keel_events::ConsumerConfig::new(
@@ -253,9 +250,9 @@ async fn latency(
 ) -> anyhow::Result<()> {
     let topic = format!("keel.bench.latency.{}", uuid::Uuid::new_v4().simple());
     let relay = match transport {
-        keel_events::Transport::Kafka { brokers } => {
-            keel_events::kafka::ensure_topics(brokers, &[topic.as_str()], 3, 1).await?;
-            Some(start_relay(db, brokers, b.relay_batch)?)
+        keel_events::Transport::Kafka(kafka) => {
+            keel_events::kafka::ensure_topics(kafka, &[topic.as_str()], 3, 1).await?;
+            Some(start_relay(db, kafka, b.relay_batch)?)
         }
         keel_events::Transport::Embedded => None,
     };
@@ -276,7 +273,7 @@ async fn latency(
         stop.clone(),
     ));
     // Give a Kafka consumer time to join its group before measuring.
-    if matches!(transport, keel_events::Transport::Kafka { .. }) {
+    if matches!(transport, keel_events::Transport::Kafka(_)) {
         tokio::time::sleep(Duration::from_secs(5)).await;
     }
     // Writer: every 10 ms, one transaction with rate/100 events stamped with their write time.

@@ -17,13 +17,15 @@ use std::{
     time::{Duration, Instant},
 };
 
+use anyhow::Context as _;
 use anyhow::bail;
 use hdrhistogram::Histogram;
+use keel_service::{KafkaSettings, Shutdown, config::Secret};
 use serde_json::json;
 use sqlx::PgPool;
-use tokio_util::sync::CancellationToken;
 
 use super::{ScratchDatabase, histogram, latency_line, wait_until};
+use crate::stack::StackConfig;
 
 #[derive(Debug, Clone, clap::Args)]
 pub struct ListenerBench {
@@ -63,11 +65,11 @@ const PSK: &str = "keel-bench-listener";
 struct Services {
     sources_url: String,
     listener_config: listener::Config,
-    stop: CancellationToken,
+    stop: Shutdown,
     sources: tokio::task::JoinHandle<anyhow::Result<()>>,
     listener: Option<(
         String,
-        CancellationToken,
+        Shutdown,
         tokio::task::JoinHandle<anyhow::Result<()>>,
     )>,
     http: reqwest::Client,
@@ -75,27 +77,43 @@ struct Services {
 
 impl Services {
     async fn start(b: &ListenerBench, url: &str) -> anyhow::Result<Self> {
-        let key = sources_api::crypto::SecretBox::generate_key();
+        let key = Secret::new(keel_crypto::SecretBox::generate_key());
+        let kafka = b.kafka_brokers.clone().map(KafkaSettings::plain);
         let mut sources = sources_api::Config::for_database(url);
         sources.psks = vec![PSK.to_owned()];
-        sources.encryption_key = Some(key.clone());
-        sources.kafka_brokers = b.kafka_brokers.clone();
-        sources.database_max_connections = 20;
-        let app = sources_api::App::build(&sources).await?;
-        let sources_url = format!("http://{}", app.local_addr());
-        let stop = CancellationToken::new();
-        let task = tokio::spawn(app.run(stop.clone()));
-        let mut config = listener::Config::for_database(url, sources_url.clone());
-        config.sources_psk = Some(PSK.to_owned());
-        config.encryption_key = Some(key);
-        config.kafka_brokers = b.kafka_brokers.clone();
+        sources.common.encryption_key = Some(key.clone());
+        sources.common.kafka = kafka.clone();
+        sources.common.database_max_connections = 20;
+        let mut config = listener::Config::for_database(url, "");
+        config.common.encryption_key = Some(key.clone());
+        config.credential_key = Some(listener::CredentialKey::Key(key));
+        config.common.kafka = kafka;
         config.workers = b.workers;
-        config.database_max_connections = (b.workers as u32 + 8).max(20);
+        config.common.database_max_connections = (b.workers as u32 + 8).max(20);
         // Every run gets a group of its own: a Kafka group keeps its offsets across runs.
         config.consumer_group = format!("hccm-sources-bench-{}", uuid::Uuid::new_v4().simple());
+        // Built together for the wiring; the listener is stopped and built again later.
+        let stack = StackConfig {
+            sources: Some(sources),
+            listener: Some(config),
+        }
+        .build()
+        .await?;
+        let sources_url = format!(
+            "http://{}",
+            stack.sources_addr().context("sources-api built")?
+        );
+        let listener_config = stack
+            .listener_config
+            .clone()
+            .context("listener configured")?;
+        let first_listener = stack.listener.context("listener built")?;
+        let app = stack.sources.context("sources-api built")?;
+        let stop = Shutdown::default();
+        let task = tokio::spawn(app.run(stop.clone()));
         let mut services = Self {
             sources_url,
-            listener_config: config,
+            listener_config,
             stop,
             sources: task,
             listener: None,
@@ -103,14 +121,18 @@ impl Services {
                 .pool_max_idle_per_host(b.concurrency * 2)
                 .build()?,
         };
-        services.start_listener().await?;
+        services.start_listener(Some(first_listener)).await?;
         Ok(services)
     }
 
-    async fn start_listener(&mut self) -> anyhow::Result<()> {
-        let app = listener::App::build(&self.listener_config).await?;
+    /// Runs `built`, or a listener built again from the wired configuration.
+    async fn start_listener(&mut self, built: Option<listener::App>) -> anyhow::Result<()> {
+        let app = match built {
+            Some(app) => app,
+            None => Box::pin(listener::App::build(&self.listener_config)).await?,
+        };
         let base = format!("http://{}", app.local_addr());
-        let stop = self.stop.child_token();
+        let stop = self.stop.child();
         let task = tokio::spawn(app.run(stop.clone()));
         let readiness = format!("{base}/readiness");
         let http = self.http.clone();
@@ -134,7 +156,7 @@ impl Services {
 
     async fn stop_listener(&mut self) -> anyhow::Result<()> {
         if let Some((_, stop, task)) = self.listener.take() {
-            stop.cancel();
+            stop.trigger();
             task.await??;
         }
         Ok(())
@@ -160,7 +182,7 @@ impl Services {
 
     async fn stop(mut self) -> anyhow::Result<()> {
         self.stop_listener().await?;
-        self.stop.cancel();
+        self.stop.trigger();
         self.sources.await?
     }
 }
@@ -231,7 +253,7 @@ pub async fn listener(b: ListenerBench) -> anyhow::Result<()> {
         let waiting = event_rows(&db).await? - waiting_before;
         // Counted before the start: a small backlog is consumed before a later read.
         let base = services.events_consumed().await?;
-        services.start_listener().await?;
+        services.start_listener(None).await?;
         let start = Instant::now();
         let target = waiting as f64;
         let drained = wait_until(Duration::from_secs(600), || async {

@@ -5,7 +5,7 @@ pub mod providers;
 pub mod source_status;
 pub mod sources;
 
-use keel_http::{HttpError, Tenancy};
+use keel_sources_http::{HttpError, Tenancy};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, OpenApi, ToSchema};
 use utoipa_axum::router::OpenApiRouter;
@@ -20,7 +20,7 @@ pub const PREFIX: &str = "/api/cost-management/v1";
         title = "Keel listener",
         description = "Sources turned into cost-management providers: their sync state and providers, and Koku's source-status endpoint."
     ),
-    components(schemas(keel_http::ErrorDocument, keel_http::ErrorObject))
+    components(schemas(keel_sources_http::ErrorDocument, keel_sources_http::ErrorObject))
 )]
 pub struct ApiDoc;
 

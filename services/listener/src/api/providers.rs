@@ -5,7 +5,7 @@ use axum::{
     extract::{Query, State},
 };
 use chrono::{DateTime, Utc};
-use keel_http::Tenancy;
+use keel_sources_http::Tenancy;
 use serde::Serialize;
 use serde_json::{Value, json};
 use utoipa::ToSchema;
@@ -61,8 +61,8 @@ struct Row {
     params(PageParams),
     responses(
         (status = 200, description = "Providers", body = inline(Page<Provider>)),
-        (status = 400, description = "Bad paging parameters", body = keel_http::ErrorDocument),
-        (status = 401, description = "No org in the identity", body = keel_http::ErrorDocument),
+        (status = 400, description = "Bad paging parameters", body = keel_sources_http::ErrorDocument),
+        (status = 401, description = "No org in the identity", body = keel_sources_http::ErrorDocument),
     )
 )]
 async fn list(

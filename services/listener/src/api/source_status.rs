@@ -7,7 +7,7 @@ use axum::{
     extract::{Query, State},
     http::StatusCode,
 };
-use keel_http::Tenancy;
+use keel_sources_http::Tenancy;
 use serde::Deserialize;
 use serde_json::Value;
 use utoipa::IntoParams;
@@ -79,9 +79,9 @@ fn status_of(row: &store::SourceRow) -> Result<StatusBody> {
     params(SourceIdParam),
     responses(
         (status = 200, description = "The status last reported to sources-api", body = StatusBody),
-        (status = 400, description = "No or no integer source_id", body = keel_http::ErrorDocument),
-        (status = 401, description = "No org in the identity", body = keel_http::ErrorDocument),
-        (status = 404, description = "Unknown source, settings incomplete, or being deleted", body = keel_http::ErrorDocument),
+        (status = 400, description = "No or no integer source_id", body = keel_sources_http::ErrorDocument),
+        (status = 401, description = "No org in the identity", body = keel_sources_http::ErrorDocument),
+        (status = 404, description = "Unknown source, settings incomplete, or being deleted", body = keel_sources_http::ErrorDocument),
     )
 )]
 async fn get_status(
@@ -106,9 +106,9 @@ async fn get_status(
     request_body(content = Object, description = "`{\"source_id\": <id>}` (or the query parameter)", content_type = "application/json"),
     responses(
         (status = 204, description = "The check is queued"),
-        (status = 400, description = "No or no integer source_id", body = keel_http::ErrorDocument),
-        (status = 401, description = "No org in the identity", body = keel_http::ErrorDocument),
-        (status = 404, description = "Unknown source", body = keel_http::ErrorDocument),
+        (status = 400, description = "No or no integer source_id", body = keel_sources_http::ErrorDocument),
+        (status = 401, description = "No org in the identity", body = keel_sources_http::ErrorDocument),
+        (status = 404, description = "Unknown source", body = keel_sources_http::ErrorDocument),
     )
 )]
 async fn push_status(

@@ -6,7 +6,7 @@ use axum::{
     extract::{Query, State},
 };
 use chrono::{DateTime, Utc};
-use keel_http::Tenancy;
+use keel_sources_http::Tenancy;
 use serde::Serialize;
 use serde_json::Value;
 use utoipa::ToSchema;
@@ -97,8 +97,8 @@ fn redacted(authentication: Value) -> Value {
     params(PageParams),
     responses(
         (status = 200, description = "Sources with their sync state", body = inline(Page<SyncedSource>)),
-        (status = 400, description = "Bad paging parameters", body = keel_http::ErrorDocument),
-        (status = 401, description = "No org in the identity", body = keel_http::ErrorDocument),
+        (status = 400, description = "Bad paging parameters", body = keel_sources_http::ErrorDocument),
+        (status = 401, description = "No org in the identity", body = keel_sources_http::ErrorDocument),
     )
 )]
 async fn list(

@@ -2,7 +2,10 @@
 //! cost-management filter of Koku's listener. Only ids are read from payloads; everything
 //! else is fetched from the Sources REST API later, off the consuming task.
 
-use keel_domain::identity::XRhIdentity;
+use keel_domain::{
+    identity::XRhIdentity,
+    sources_events::{Action, EventType, Resource},
+};
 use keel_events::Message;
 use serde_json::Value;
 
@@ -23,30 +26,39 @@ pub enum EventKind {
 
 impl EventKind {
     pub fn parse(event_type: &str) -> Option<Self> {
-        Some(match event_type {
-            "Application.create" => Self::ApplicationCreate,
-            "Application.update" => Self::ApplicationUpdate,
-            "Application.pause" => Self::ApplicationPause,
-            "Application.unpause" => Self::ApplicationUnpause,
-            "Application.destroy" => Self::ApplicationDestroy,
-            "Authentication.create" => Self::AuthenticationCreate,
-            "Authentication.update" => Self::AuthenticationUpdate,
-            "Source.update" => Self::SourceUpdate,
+        Self::from_event_type(EventType::parse(event_type)?)
+    }
+
+    /// The events of the stream cost management follows; `None` for the others.
+    pub fn from_event_type(event: EventType) -> Option<Self> {
+        Some(match (event.resource, event.action) {
+            (Resource::Application, Action::Create) => Self::ApplicationCreate,
+            (Resource::Application, Action::Update) => Self::ApplicationUpdate,
+            (Resource::Application, Action::Pause) => Self::ApplicationPause,
+            (Resource::Application, Action::Unpause) => Self::ApplicationUnpause,
+            (Resource::Application, Action::Destroy) => Self::ApplicationDestroy,
+            (Resource::Authentication, Action::Create) => Self::AuthenticationCreate,
+            (Resource::Authentication, Action::Update) => Self::AuthenticationUpdate,
+            (Resource::Source, Action::Update) => Self::SourceUpdate,
             _ => return None,
         })
     }
 
-    pub fn as_str(self) -> &'static str {
+    pub fn event_type(self) -> EventType {
         match self {
-            Self::ApplicationCreate => "Application.create",
-            Self::ApplicationUpdate => "Application.update",
-            Self::ApplicationPause => "Application.pause",
-            Self::ApplicationUnpause => "Application.unpause",
-            Self::ApplicationDestroy => "Application.destroy",
-            Self::AuthenticationCreate => "Authentication.create",
-            Self::AuthenticationUpdate => "Authentication.update",
-            Self::SourceUpdate => "Source.update",
+            Self::ApplicationCreate => Resource::Application.create(),
+            Self::ApplicationUpdate => Resource::Application.update(),
+            Self::ApplicationPause => Resource::Application.pause(),
+            Self::ApplicationUnpause => Resource::Application.unpause(),
+            Self::ApplicationDestroy => Resource::Application.destroy(),
+            Self::AuthenticationCreate => Resource::Authentication.create(),
+            Self::AuthenticationUpdate => Resource::Authentication.update(),
+            Self::SourceUpdate => Resource::Source.update(),
         }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        self.event_type().as_str()
     }
 
     /// Events that may start following a source not seen before (Koku's `create_source_event`);

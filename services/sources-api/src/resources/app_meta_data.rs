@@ -1,7 +1,7 @@
 use axum::{Json, extract::State};
 use chrono::{DateTime, Utc};
 use keel_db::{Column, Scope, Table};
-use keel_http::{Collection, ErrorDocument, ListParams, ListQueryDoc, PathId};
+use keel_sources_http::{Collection, ErrorDocument, ListParams, ListQueryDoc, PathId};
 use serde::Serialize;
 use serde_json::Value;
 use utoipa::ToSchema;

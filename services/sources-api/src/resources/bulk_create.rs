@@ -3,7 +3,7 @@
 
 use axum::{Json, extract::State, http::StatusCode};
 use keel_domain::AvailabilityStatus;
-use keel_http::{ErrorDocument, StrictJson};
+use keel_sources_http::{ErrorDocument, StrictJson};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use sqlx::PgConnection;

@@ -4,7 +4,7 @@ use axum::{Json, extract::State, http::StatusCode};
 use chrono::{DateTime, Utc};
 use keel_db::{Column, Scope, Table};
 use keel_domain::AvailabilityStatus;
-use keel_http::{Collection, ErrorDocument, ListParams, ListQueryDoc, PathId, StrictJson};
+use keel_sources_http::{Collection, ErrorDocument, ListParams, ListQueryDoc, PathId, StrictJson};
 use regex::Regex;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};

@@ -8,7 +8,7 @@ use axum::{
     routing::get,
 };
 use keel_db::{Column, Listing, Scope, Table};
-use keel_http::{AuthPolicy, Collection, ListParams, PathId};
+use keel_sources_http::{AuthPolicy, Collection, ListParams, PathId};
 use serde::{Deserialize, Serialize};
 
 use crate::{

@@ -14,7 +14,7 @@ pub mod source_types;
 pub mod sources;
 
 use keel_db::{Listing, Scope, Table};
-use keel_http::{Collection, ListParams};
+use keel_sources_http::{Collection, ListParams};
 use sqlx::{FromRow, postgres::PgRow};
 use utoipa_axum::router::OpenApiRouter;
 

@@ -1,7 +1,7 @@
 use axum::{Json, body::Bytes, extract::State, http::StatusCode};
 use chrono::{DateTime, Utc};
 use keel_db::{Column, Scope, Subresource, Table};
-use keel_http::{
+use keel_sources_http::{
     Collection, ErrorDocument, ListParams, ListQueryDoc, PathId, StrictJson, decode_strict,
 };
 use serde::{Deserialize, Serialize};

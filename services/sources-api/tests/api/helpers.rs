@@ -1,10 +1,10 @@
 use base64::{Engine as _, engine::general_purpose::STANDARD};
 use keel_db::testing::TestDatabase;
+use keel_service::{Shutdown, config::Secret};
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 use sources_api::{App, Config, OWNER};
 use sqlx::PgPool;
-use tokio_util::sync::CancellationToken;
 
 pub const PSK: &str = "test-psk";
 pub const PREFIX: &str = "/api/sources/v3.1";
@@ -22,7 +22,7 @@ pub struct TestApp {
     pub client: reqwest::Client,
     pub database_url: String,
     pub encryption_key: String,
-    stop: CancellationToken,
+    stop: Shutdown,
     server: Option<tokio::task::JoinHandle<anyhow::Result<()>>>,
     /// Dropped last: removes the database.
     database: Option<TestDatabase>,
@@ -85,7 +85,8 @@ impl TestApp {
             .expect("a test database (is PostgreSQL running?)");
         let mut config = Config::for_database(database.url.clone());
         config.psks = vec![PSK.to_owned(), "other-psk".to_owned()];
-        config.encryption_key = Some(sources_api::crypto::SecretBox::generate_key());
+        config.common.encryption_key =
+            Some(Secret::new(sources_api::crypto::SecretBox::generate_key()));
         configure(&mut config);
         Self::start(config, database).await
     }
@@ -94,14 +95,19 @@ impl TestApp {
         let app = App::build(&config).await.expect("app builds");
         let base = format!("http://{}", app.local_addr());
         let db = app.db().clone();
-        let stop = CancellationToken::new();
+        let stop = Shutdown::default();
         let server = tokio::spawn(app.run(stop.clone()));
         Self {
             base,
             db,
             client: reqwest::Client::new(),
-            database_url: config.database_url.clone(),
-            encryption_key: config.encryption_key.clone().unwrap_or_default(),
+            database_url: config.common.database_url.clone(),
+            encryption_key: config
+                .common
+                .encryption_key
+                .as_ref()
+                .map(|k| k.expose().to_owned())
+                .unwrap_or_default(),
             stop,
             server: Some(server),
             database: Some(database),
@@ -110,13 +116,13 @@ impl TestApp {
 
     /// Stops the server and starts a new one on the same database (e.g. to re-run seeding).
     pub async fn restart(mut self, configure: impl FnOnce(&mut Config)) -> Self {
-        self.stop.cancel();
+        self.stop.trigger();
         if let Some(server) = self.server.take() {
             server.await.unwrap().unwrap();
         }
         let mut config = Config::for_database(self.database_url.clone());
         config.psks = vec![PSK.to_owned()];
-        config.encryption_key = Some(self.encryption_key.clone());
+        config.common.encryption_key = Some(Secret::new(self.encryption_key.clone()));
         configure(&mut config);
         let database = self.database.take().expect("the app owns its database");
         Self::start(config, database).await
@@ -271,7 +277,7 @@ fn is_ops(path: &str) -> bool {
 
 impl Drop for TestApp {
     fn drop(&mut self) {
-        self.stop.cancel();
+        self.stop.trigger();
     }
 }
 

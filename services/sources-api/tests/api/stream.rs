@@ -7,7 +7,8 @@ use std::{
     time::Duration,
 };
 
-use keel_events::{ConsumerConfig, Handler, Message, Outcome, Transport};
+use keel_events::{ConsumerConfig, Handler, KafkaSettings, Message, Outcome, Transport};
+use keel_service::{Shutdown, config::Secret};
 use rdkafka::{
     ClientConfig,
     message::{Header, OwnedHeaders},
@@ -37,10 +38,14 @@ const BOTH: [Via; 2] = [Via::Kafka, Via::Embedded];
 impl Via {
     fn transport(self) -> Transport {
         match self {
-            Self::Kafka => Transport::Kafka { brokers: brokers() },
+            Self::Kafka => Transport::Kafka(kafka()),
             Self::Embedded => Transport::Embedded,
         }
     }
+}
+
+fn kafka() -> KafkaSettings {
+    KafkaSettings::plain(brokers())
 }
 
 fn unique(prefix: &str) -> String {
@@ -51,7 +56,7 @@ async fn spawn(via: Via) -> TestApp {
     TestApp::spawn_with(|c| {
         c.status_consumer_group = unique("status");
         if via == Via::Kafka {
-            c.kafka_brokers = Some(brokers());
+            c.common.kafka = Some(kafka());
         }
     })
     .await
@@ -302,7 +307,7 @@ async fn a_late_commit_holds_back_later_events_and_is_never_skipped() {
             c.status_consumer_group = unique("status");
             c.outbox_relay_batch = 3;
             if via == Via::Kafka {
-                c.kafka_brokers = Some(brokers());
+                c.common.kafka = Some(kafka());
             }
         })
         .await;
@@ -467,12 +472,12 @@ async fn a_second_replica_is_ready_as_the_relays_standby() {
 
     let mut config = sources_api::Config::for_database(app.database_url.clone());
     config.psks = vec![crate::helpers::PSK.to_owned()];
-    config.encryption_key = Some(app.encryption_key.clone());
-    config.kafka_brokers = Some(brokers());
+    config.common.encryption_key = Some(Secret::new(app.encryption_key.clone()));
+    config.common.kafka = Some(kafka());
     config.status_consumer_group = unique("status");
     let second = sources_api::App::build(&config).await.unwrap();
     let base = format!("http://{}", second.local_addr());
-    let stop = CancellationToken::new();
+    let stop = Shutdown::default();
     let run = tokio::spawn(second.run(stop.clone()));
 
     let mut last = (0, Value::Null);
@@ -496,7 +501,7 @@ async fn a_second_replica_is_ready_as_the_relays_standby() {
     assert!(detail.starts_with("kafka: standby"), "{detail}");
     // The replica relaying is still the first one: its lock is the only relay lock.
     assert_eq!(lock_holders(&app, 1, 1, &[]).await.len(), 1);
-    stop.cancel();
+    stop.trigger();
     run.await.unwrap().unwrap();
 }
 
@@ -572,7 +577,7 @@ async fn publish(
 ) {
     match via {
         Via::Kafka => {
-            keel_events::kafka::ensure_topics(&brokers(), &[topic], 3, 1)
+            keel_events::kafka::ensure_topics(&kafka(), &[topic], 3, 1)
                 .await
                 .unwrap();
             let producer: FutureProducer = ClientConfig::new()
@@ -752,7 +757,7 @@ async fn dead_letters_and_retries<H: Handler + AsRef<Picky>>(via: Via, handler: 
 async fn two_consumers_in_one_group_split_the_partitions() {
     let app = spawn(Via::Kafka).await;
     let topic = unique("keel-split");
-    keel_events::kafka::ensure_topics(&brokers(), &[topic.as_str()], 3, 1)
+    keel_events::kafka::ensure_topics(&kafka(), &[topic.as_str()], 3, 1)
         .await
         .unwrap();
     let group = unique("group");
@@ -1009,7 +1014,7 @@ async fn the_relay_survives_a_broker_restart_without_losing_events() {
     let brokers = broker.brokers();
     let app = TestApp::spawn_with(|c| {
         c.status_consumer_group = unique("status");
-        c.kafka_brokers = Some(brokers.clone());
+        c.common.kafka = Some(KafkaSettings::plain(brokers.clone()));
     })
     .await;
     let org = unique("org");
@@ -1038,9 +1043,7 @@ async fn the_relay_survives_a_broker_restart_without_losing_events() {
     broker.up().await;
     wait_published(&app).await;
 
-    let transport = Transport::Kafka {
-        brokers: brokers.clone(),
-    };
+    let transport = Transport::Kafka(KafkaSettings::plain(brokers.clone()));
     let got = collect_from(
         &app,
         transport,

@@ -3,13 +3,9 @@ use axum::{
     response::{IntoResponse, Response},
 };
 use http::StatusCode;
+use keel_service::http::ErrorFormat;
 use serde::Serialize;
 use utoipa::ToSchema;
-
-tokio::task_local! {
-    /// The caller's `x-rh-insights-request-id`, echoed in 500 bodies as sources-api-go does.
-    pub static REQUEST_ID: Option<String>;
-}
 
 /// `{"errors":[{"detail":"…","status":"400"}]}`: the Sources API error document.
 #[derive(Debug, Clone, Serialize, ToSchema)]
@@ -64,10 +60,35 @@ impl HttpError {
     }
 }
 
+/// The Sources error document for errors the service kit answers itself (panics, timeouts,
+/// oversized bodies), and echo's `{"message":…}` for unknown routes and methods, as
+/// sources-api-go answers them.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct SourcesErrors;
+
+impl ErrorFormat for SourcesErrors {
+    fn error(&self, status: StatusCode, message: &str) -> Response {
+        HttpError::new(status, message).into_response()
+    }
+
+    fn not_found(&self) -> Response {
+        echo(StatusCode::NOT_FOUND, "Not Found")
+    }
+
+    fn method_not_allowed(&self) -> Response {
+        echo(StatusCode::METHOD_NOT_ALLOWED, "Method Not Allowed")
+    }
+}
+
+fn echo(status: StatusCode, message: &str) -> Response {
+    (status, Json(serde_json::json!({ "message": message }))).into_response()
+}
+
 impl IntoResponse for HttpError {
     fn into_response(self) -> Response {
         let request_id = if self.status.is_server_error() {
-            REQUEST_ID.try_with(Clone::clone).ok().flatten()
+            // The caller's `x-rh-insights-request-id`, echoed in 500s as sources-api-go does.
+            keel_service::http::current_request_id()
         } else {
             None
         };

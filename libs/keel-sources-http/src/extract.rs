@@ -64,9 +64,13 @@ where
     type Rejection = HttpError;
 
     async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
-        let body = Bytes::from_request(req, state)
-            .await
-            .map_err(|e| HttpError::bad_request(format!("cannot read body: {e}")))?;
+        let body = Bytes::from_request(req, state).await.map_err(|e| {
+            if e.status() == http::StatusCode::PAYLOAD_TOO_LARGE {
+                HttpError::new(e.status(), "request body too large")
+            } else {
+                HttpError::bad_request(format!("cannot read body: {e}"))
+            }
+        })?;
         decode_strict(&body).map(Self)
     }
 }

@@ -15,6 +15,7 @@ use axum::{
     response::{IntoResponse, Response},
 };
 use keel_db::testing::TestDatabase;
+use keel_service::{KafkaSettings, Shutdown, config::Secret};
 use serde_json::{Value, json};
 use sqlx::{
     PgPool,
@@ -69,7 +70,7 @@ pub struct Stack {
     pub http: reqwest::Client,
     pub proxy: Option<Proxy>,
     config: listener::Config,
-    stop: CancellationToken,
+    stop: Shutdown,
     sources_task: Option<JoinHandle<anyhow::Result<()>>>,
     running: Option<Running>,
     _database: TestDatabase,
@@ -77,7 +78,7 @@ pub struct Stack {
 
 /// A running listener.
 struct Running {
-    stop: CancellationToken,
+    stop: Shutdown,
     task: JoinHandle<anyhow::Result<()>>,
 }
 
@@ -99,38 +100,40 @@ impl Stack {
         )
         .await
         .expect("a test database (is PostgreSQL running?)");
-        let key = sources_api::crypto::SecretBox::generate_key();
+        let key = Secret::new(keel_crypto::SecretBox::generate_key());
+        let kafka = options.kafka.then(|| KafkaSettings::plain(kafka_brokers()));
         let mut sources_config = sources_api::Config::for_database(database.url.clone());
-        sources_config.psks = vec![PSK.to_owned()];
-        sources_config.encryption_key = Some(key.clone());
+        sources_config.common.encryption_key = Some(key.clone());
+        sources_config.common.kafka = kafka.clone();
         let group = format!("hccm-sources-{}", uuid::Uuid::new_v4().simple());
         if options.kafka {
-            sources_config.kafka_brokers = Some(kafka_brokers());
             sources_config.status_consumer_group = format!("{group}-status");
         }
-        let sources = sources_api::App::build(&sources_config)
-            .await
-            .expect("sources-api builds");
-        let sources_url = format!("http://{}", sources.local_addr());
-        let stop = CancellationToken::new();
-        let sources_task = tokio::spawn(sources.run(stop.clone()));
-        let proxy = if options.proxy {
-            Some(Proxy::start(sources_url.clone(), stop.clone()).await)
-        } else {
-            None
-        };
-        let upstream = proxy
-            .as_ref()
-            .map_or(sources_url.clone(), |p| p.url.clone());
-        let mut config = listener::Config::for_database(database.url.clone(), upstream);
-        config.sources_psk = Some(PSK.to_owned());
-        config.encryption_key = Some(key);
+        let mut config = listener::Config::for_database(database.url.clone(), "");
+        config.sources_psk = Some(Secret::new(PSK));
+        config.credential_key = Some(listener::CredentialKey::Key(key));
+        config.common.kafka = kafka;
         if options.kafka {
-            config.kafka_brokers = Some(kafka_brokers());
             // Other tests share the broker's topic: a group of our own starts at its beginning.
             config.consumer_group = group;
         }
         (options.tune)(&mut config);
+        // The same wiring as `keel up`; the listener may then go through the proxy instead.
+        keel::stack::link(&mut sources_config, &mut config);
+        let sources = sources_api::App::build(&sources_config)
+            .await
+            .expect("sources-api builds");
+        let sources_url = format!("http://{}", sources.local_addr());
+        let stop = Shutdown::default();
+        let sources_task = tokio::spawn(sources.run(stop.clone()));
+        let proxy = if options.proxy {
+            Some(Proxy::start(sources_url.clone(), stop.token().clone()).await)
+        } else {
+            None
+        };
+        config.sources_api_url = proxy
+            .as_ref()
+            .map_or(sources_url.clone(), |p| p.url.clone());
         let connect = PgConnectOptions::from_str(&database.url)
             .unwrap()
             .options([("search_path", "cost,sources,keel_events")]);
@@ -164,7 +167,7 @@ impl Stack {
             .await
             .expect("listener builds");
         self.listener = format!("http://{}", app.local_addr());
-        let stop = self.stop.child_token();
+        let stop = self.stop.child();
         let task = tokio::spawn(app.run(stop.clone()));
         self.running = Some(Running { stop, task });
         // Ready means consuming: sources-api named the cost-management application type.
@@ -193,10 +196,10 @@ impl Stack {
 
     pub async fn stop(mut self) {
         if let Some(running) = self.running.take() {
-            running.stop.cancel();
+            running.stop.trigger();
             running.task.await.unwrap().unwrap();
         }
-        self.stop.cancel();
+        self.stop.trigger();
         if let Some(task) = self.sources_task.take() {
             task.await.unwrap().unwrap();
         }

@@ -1,13 +1,4 @@
-//! End to end: sources are created through sources-api's REST API, their events reach the
-//! listener (embedded log, or Kafka on the tansu broker), and the listener builds providers in
-//! tenant schemas and reports the status back through the same REST API. Real PostgreSQL,
-//! real HTTP.
-
-mod lifecycle;
-mod ordering;
-mod resilience;
-mod stack;
-mod types;
+//! The listener's OpenAPI document, generated from the code, against the checked-in file.
 
 use serde_json::Value;
 

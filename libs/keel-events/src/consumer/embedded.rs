@@ -1,0 +1,202 @@
+//! Embedded-log members: the outbox read as a log, one task per topic (one partition each),
+//! holding an advisory lock per (group, topic) and storing the group's position in
+//! `keel_events.consumer_positions` after each batch.
+
+use std::{sync::Arc, time::Duration};
+
+use sqlx::PgPool;
+use tokio_util::sync::CancellationToken;
+
+use super::{BATCH, ConsumerConfig, Handler, settle_batch};
+use crate::{
+    message::Message,
+    outbox::{Outbox, OutboxRow, Position},
+};
+
+async fn load_position(
+    db: impl sqlx::PgExecutor<'_>,
+    group: &str,
+    topic: &str,
+) -> Result<Position, sqlx::Error> {
+    let stored: Option<(i64, i64)> = sqlx::query_as(
+        "SELECT txid, outbox_id FROM keel_events.consumer_positions WHERE group_id = $1 AND topic = $2",
+    )
+    .bind(group)
+    .bind(topic)
+    .fetch_optional(db)
+    .await?;
+    // A new group reads from the beginning, like `auto.offset.reset=earliest`.
+    Ok(stored.map_or(Position::default(), |(txid, id)| Position { txid, id }))
+}
+
+async fn store_position(
+    db: &PgPool,
+    group: &str,
+    topic: &str,
+    p: Position,
+) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "INSERT INTO keel_events.consumer_positions (group_id, topic, txid, outbox_id) \
+         VALUES ($1, $2, $3, $4) ON CONFLICT (group_id, topic) DO UPDATE \
+         SET txid = excluded.txid, outbox_id = excluded.outbox_id, updated_at = now()",
+    )
+    .bind(group)
+    .bind(topic)
+    .bind(p.txid)
+    .bind(p.id)
+    .execute(db)
+    .await?;
+    Ok(())
+}
+
+/// Takes `pg_advisory_lock(group, topic)` on a dedicated connection, held for as long as the
+/// returned connection lives; `None` on shutdown.
+async fn hold_member_lock(
+    db: &PgPool,
+    group: &str,
+    topic: &str,
+    shutdown: &CancellationToken,
+) -> Option<sqlx::PgConnection> {
+    loop {
+        let attempt = async {
+            let mut conn = db.acquire().await?;
+            let got: bool =
+                sqlx::query_scalar("SELECT pg_try_advisory_lock(hashtext($1), hashtext($2))")
+                    .bind(group)
+                    .bind(topic)
+                    .fetch_one(&mut *conn)
+                    .await?;
+            // Detached: the connection closes when dropped, which releases the lock, instead
+            // of going back to the pool still holding it.
+            Ok::<_, sqlx::Error>(got.then(|| conn.detach()))
+        };
+        match attempt.await {
+            Ok(Some(conn)) => return Some(conn),
+            Ok(None) => {}
+            Err(e) => tracing::warn!(error = %e, "cannot take the group lock"),
+        }
+        tokio::select! {
+            _ = shutdown.cancelled() => return None,
+            _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+        }
+    }
+}
+
+/// One member's run over one topic of the log, reading on its lock connection (set to walk the
+/// outbox's indexes); returns on shutdown, or with the error that broke that connection.
+async fn read_topic<H: Handler>(
+    conn: &mut sqlx::PgConnection,
+    db: &PgPool,
+    outbox: Outbox,
+    topic: &str,
+    config: &ConsumerConfig,
+    handler: &H,
+    shutdown: &CancellationToken,
+) -> Result<(), sqlx::Error> {
+    crate::outbox::walk_indexes(conn).await?;
+    let mut position = load_position(&mut *conn, &config.group, topic).await?;
+    let lag = metrics::gauge!(
+        "events_consumer_lag",
+        "group" => config.group.clone(),
+        "topic" => topic.to_owned(),
+        "partition" => "0"
+    );
+    let mut lag_measured: Option<std::time::Instant> = None;
+    while !shutdown.is_cancelled() {
+        let rows = outbox
+            .read(&mut *conn, topic, position, BATCH as i64)
+            .await?;
+        // A batch shorter than asked for is the whole backlog; a full one is counted, at most
+        // once per interval (the count walks the backlog's index entries).
+        if rows.len() < BATCH {
+            lag.set(rows.len() as f64);
+        } else if lag_measured.is_none_or(|at| at.elapsed() >= config.lag_interval) {
+            lag.set(outbox.backlog(&mut *conn, topic, position).await? as f64);
+            lag_measured = Some(std::time::Instant::now());
+        }
+        if rows.is_empty() {
+            tokio::select! {
+                _ = shutdown.cancelled() => break,
+                _ = tokio::time::sleep(config.poll_interval) => {}
+            }
+            continue;
+        }
+        let read = rows.len();
+        let positions: Vec<Position> = rows.iter().map(OutboxRow::position).collect();
+        let messages: Vec<Message> = rows
+            .into_iter()
+            .map(|row| Message {
+                topic: row.topic,
+                partition: 0,
+                offset: row.id,
+                key: Some(row.key.into_bytes()),
+                headers: row
+                    .headers
+                    .0
+                    .into_iter()
+                    .map(|[k, v]| (k, v.into_bytes()))
+                    .collect(),
+                payload: row.payload.into_bytes(),
+            })
+            .collect();
+        let settled = settle_batch(handler, db, config, &messages, shutdown).await;
+        let Some(&last) = settled.checked_sub(1).and_then(|i| positions.get(i)) else {
+            break;
+        };
+        position = last;
+        // Committed after each batch: a restart repeats at most the batch in hand.
+        while let Err(e) = store_position(db, &config.group, topic, position).await {
+            tracing::warn!(error = %e, "cannot store the consumer position; retrying");
+            tokio::select! {
+                _ = shutdown.cancelled() => return Ok(()),
+                _ = tokio::time::sleep(Duration::from_millis(500)) => {}
+            }
+        }
+        if settled < read {
+            break;
+        }
+    }
+    Ok(())
+}
+
+pub(super) async fn run<H: Handler>(
+    db: PgPool,
+    outbox: Outbox,
+    config: ConsumerConfig,
+    handler: Arc<H>,
+    shutdown: CancellationToken,
+) -> anyhow::Result<()> {
+    // Each topic is one partition of the log, read by its own task.
+    let mut tasks = tokio::task::JoinSet::new();
+    let config = Arc::new(config);
+    for topic in config.topics.clone() {
+        let (db, handler, config, shutdown) = (
+            db.clone(),
+            handler.clone(),
+            config.clone(),
+            shutdown.clone(),
+        );
+        tasks.spawn(async move {
+            // A lost lock connection (the database restarted, say) ends a run; the member then
+            // takes the lock again and goes on from the stored position.
+            while !shutdown.is_cancelled() {
+                let Some(mut conn) = hold_member_lock(&db, &config.group, &topic, &shutdown).await
+                else {
+                    return;
+                };
+                if let Err(e) =
+                    read_topic(&mut conn, &db, outbox, &topic, &config, &*handler, &shutdown).await
+                {
+                    tracing::warn!(error = %e, %topic, "reading the log failed; taking the lock again");
+                    tokio::select! {
+                        _ = shutdown.cancelled() => {}
+                        _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+                    }
+                }
+            }
+        });
+    }
+    while tasks.join_next().await.is_some() {}
+    tracing::info!("consumer stopped");
+    Ok(())
+}

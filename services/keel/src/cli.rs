@@ -1,0 +1,211 @@
+//! The `keel` command line: `up`, `migrate`, `bench`.
+
+use std::{
+    fs,
+    io::Write as _,
+    net::{IpAddr, Ipv4Addr},
+    os::unix::fs::OpenOptionsExt as _,
+    path::{Path, PathBuf},
+};
+
+use anyhow::Context as _;
+use clap::{Parser, Subcommand};
+use keel_service::{CommonArgs, Env, Listen, Shutdown, config::Secret};
+
+use crate::{
+    bench,
+    stack::{ServiceName, StackConfig},
+};
+
+#[derive(Parser)]
+#[command(
+    version,
+    about = "Keel: Platform Sources and cost-management data sources, in one process"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run Keel's services in one process on loopback until SIGTERM or Ctrl-C.
+    Up(Box<UpArgs>),
+    /// Create the database if needed, run every service's migrations and apply seed data.
+    Migrate {
+        #[command(flatten)]
+        common: CommonArgs,
+    },
+    /// Measure a running service: throughput and latency percentiles.
+    #[command(subcommand)]
+    Bench(Bench),
+}
+
+#[derive(Debug, clap::Args)]
+struct UpArgs {
+    /// Services to run (comma-separated): all of them by default. Leave the listener out to
+    /// serve sources-api to another listener (Koku's) without joining its consumer group.
+    #[arg(
+        long,
+        env = "KEEL_SERVICES",
+        value_enum,
+        value_delimiter = ',',
+        default_values_t = ServiceName::ALL
+    )]
+    services: Vec<ServiceName>,
+    /// Where Keel keeps local state (the generated encryption key).
+    #[arg(long, env = "KEEL_DATA_DIR", default_value = ".keel")]
+    data_dir: PathBuf,
+    /// Address every service listens on.
+    #[arg(long, env = "HOST", default_value_t = IpAddr::V4(Ipv4Addr::LOCALHOST))]
+    host: IpAddr,
+    /// sources-api's port (0 picks a free one).
+    #[arg(long, env = "PORT", default_value_t = sources_api::config::DEFAULT_PORT)]
+    port: u16,
+    /// The listener's port.
+    #[arg(long, env = "LISTENER_PORT", default_value_t = listener::config::DEFAULT_PORT)]
+    listener_port: u16,
+    #[command(flatten)]
+    common: CommonArgs,
+    #[command(flatten)]
+    sources: sources_api::SourcesArgs,
+    #[command(flatten)]
+    listener: listener::ListenerArgs,
+}
+
+#[derive(Subcommand)]
+enum Bench {
+    /// POST and GET /sources against a running sources-api, beside pgbench inserts.
+    Sources(bench::SourcesBench),
+    /// The event stream: relay throughput and publish-to-consume latency, both transports.
+    Events(bench::EventsBench),
+    /// Sources created through the REST API until linked by the listener: sources/s,
+    /// create-to-provider latency, events/s, tenant schema clone time.
+    Listener(bench::ListenerBench),
+}
+
+/// Parses the command line and runs it.
+pub async fn run() -> anyhow::Result<()> {
+    keel_service::tls::install_crypto_provider();
+    // Each command's future is boxed: together they would make one very large future.
+    match Cli::parse().command {
+        Command::Up(args) => Box::pin(up(*args)).await,
+        Command::Bench(Bench::Sources(b)) => Box::pin(bench::run(b)).await,
+        Command::Bench(Bench::Events(b)) => Box::pin(bench::events(b)).await,
+        Command::Bench(Bench::Listener(b)) => Box::pin(bench::listener(b)).await,
+        Command::Migrate { common } => {
+            let env = Env::process();
+            let common = common.resolve(&env)?;
+            let sources = sources_api::Config::new(
+                common.clone(),
+                Listen::ephemeral(),
+                default_sources_args(),
+                &env,
+            );
+            Box::pin(sources_api::prepare_database(&sources))
+                .await?
+                .close()
+                .await;
+            let listener = listener::Config::for_database(common.database_url.clone(), "");
+            Box::pin(listener::prepare_database(&listener))
+                .await?
+                .close()
+                .await;
+            tracing::info!("database ready");
+            Ok(())
+        }
+    }
+}
+
+fn default_sources_args() -> sources_api::SourcesArgs {
+    #[derive(Parser)]
+    struct Only {
+        #[command(flatten)]
+        sources: sources_api::SourcesArgs,
+    }
+    Only::parse_from(["keel"]).sources
+}
+
+/// The stack `keel up` runs: the chosen services on loopback, sharing the common settings.
+fn up_stack(args: UpArgs, env: &Env) -> anyhow::Result<(StackConfig, Shutdown)> {
+    let mut common = args.common.resolve(env)?;
+    if common.encryption_key.is_none() {
+        common.encryption_key = Some(Secret::new(local_encryption_key(&args.data_dir)?));
+    }
+    let listen = |port| Listen {
+        host: args.host,
+        port,
+        metrics_port: None,
+    };
+    let runs = |s| args.services.contains(&s);
+    if runs(ServiceName::SourcesApi)
+        && runs(ServiceName::Listener)
+        && args.listener.sources_api_url.is_some()
+    {
+        anyhow::bail!(
+            "SOURCES_API_URL names another sources-api while Keel's runs in this process; \
+             leave sources-api out (--services listener) to use that one"
+        );
+    }
+    let shutdown = Shutdown::on_signals(common.drain)?;
+    let stack = StackConfig {
+        sources: runs(ServiceName::SourcesApi).then(|| {
+            sources_api::Config::new(common.clone(), listen(args.port), args.sources, env)
+        }),
+        listener: runs(ServiceName::Listener).then(|| {
+            args.listener
+                .into_config(common.clone(), listen(args.listener_port), env)
+        }),
+    };
+    Ok((stack, shutdown))
+}
+
+async fn up(args: UpArgs) -> anyhow::Result<()> {
+    let (stack, shutdown) = up_stack(args, &Env::process())?;
+    let stack = tokio::select! {
+        built = stack.build() => built?,
+        _ = shutdown.triggered() => return Ok(()),
+    };
+    // Printed for the person at the terminal; the logs carry the same.
+    #[expect(clippy::print_stdout)]
+    {
+        println!("Keel is up.");
+        if let Some(addr) = stack.sources_addr() {
+            let base = format!("http://{addr}");
+            println!("  sources-api   {base}/api/sources/v3.1/sources");
+            println!("  API docs      {base}/api/sources/v3.1/docs/");
+            println!("  OpenAPI       {base}/api/sources/v3.1/openapi.json");
+            println!("  health        {base}/health  {base}/readiness  {base}/metrics");
+        }
+        if let Some(addr) = stack.listener_addr() {
+            let base = format!("http://{addr}");
+            println!("  listener      {base}/api/cost-management/v1/sources/");
+            println!("  listener ops  {base}/health  {base}/readiness  {base}/metrics");
+        }
+        println!("Press Ctrl-C to stop.");
+    }
+    stack.run(shutdown).await
+}
+
+/// The key in `<data_dir>/encryption.key`, created (mode 0600) on first use, so `keel up`
+/// works with nothing configured and keeps reading what it wrote earlier.
+fn local_encryption_key(data_dir: &Path) -> anyhow::Result<String> {
+    let path = data_dir.join("encryption.key");
+    if let Ok(key) = fs::read_to_string(&path) {
+        return Ok(key.trim().to_owned());
+    }
+    fs::create_dir_all(data_dir).with_context(|| format!("creating {}", data_dir.display()))?;
+    let key = keel_crypto::SecretBox::generate_key();
+    fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(&path)
+        .and_then(|mut f| f.write_all(key.as_bytes()))
+        .with_context(|| format!("writing {}", path.display()))?;
+    tracing::warn!(
+        path = %path.display(),
+        "ENCRYPTION_KEY is not set: generated a new key for stored secrets and saved it; keep this file, or set ENCRYPTION_KEY"
+    );
+    Ok(key)
+}
