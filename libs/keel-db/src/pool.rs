@@ -7,13 +7,30 @@ use sqlx::{
     postgres::{PgConnectOptions, PgConnection, PgPoolOptions},
 };
 
-/// A service that owns a PostgreSQL schema and the migrations that build it.
+/// A set of migrations and the PostgreSQL schema it builds: a service's own schema, or a
+/// library's tables inside a service's schema (the event outbox).
 #[derive(Debug, Clone, Copy)]
 pub struct Owner {
     /// The schema the owner's tables live in; also its pool's `search_path`.
     pub schema: &'static str,
     pub migrator: &'static Migrator,
+    /// The table, inside `schema`, that records which of these migrations ran: a library
+    /// migrating into another owner's schema keeps a history of its own.
+    pub history: &'static str,
 }
+
+impl Owner {
+    /// A service's own schema, its history in `<schema>._sqlx_migrations`.
+    pub const fn new(schema: &'static str, migrator: &'static Migrator) -> Self {
+        Self {
+            schema,
+            migrator,
+            history: DEFAULT_HISTORY,
+        }
+    }
+}
+
+const DEFAULT_HISTORY: &str = "_sqlx_migrations";
 
 /// Creates the database named in `url` when it does not exist yet, connecting to the server's
 /// `postgres` database to do so.
@@ -72,14 +89,23 @@ pub async fn connect(url: &str, schema: &str, max_connections: u32) -> anyhow::R
 }
 
 /// Runs the owner's migrations inside its schema, keeping the owner's migration history in
-/// `<schema>._sqlx_migrations` so owners never see each other's history.
+/// `<schema>.<history>` so owners never see each other's history.
 pub async fn migrate(url: &str, owner: Owner) -> anyhow::Result<()> {
-    migrate_schema(url, owner.schema, owner.migrator).await
+    migrate_into(url, owner.schema, owner.migrator, owner.history).await
 }
 
 /// Runs `migrator` inside `schema` (created when missing), with its history in
 /// `<schema>._sqlx_migrations`: for schemas named at run time, such as one per tenant.
 pub async fn migrate_schema(url: &str, schema: &str, migrator: &Migrator) -> anyhow::Result<()> {
+    migrate_into(url, schema, migrator, DEFAULT_HISTORY).await
+}
+
+async fn migrate_into(
+    url: &str,
+    schema: &str,
+    migrator: &Migrator,
+    history: &str,
+) -> anyhow::Result<()> {
     let mut conn = PgConnection::connect_with(&owner_options(url, schema)?)
         .await
         .context("cannot connect to PostgreSQL")?;
@@ -93,7 +119,7 @@ pub async fn migrate_schema(url: &str, schema: &str, migrator: &Migrator) -> any
         migrations: migrator.migrations.clone(),
         ..Migrator::DEFAULT
     };
-    run.dangerous_set_table_name(format!("{}._sqlx_migrations", quote_ident(schema)));
+    run.dangerous_set_table_name(format!("{}.{}", quote_ident(schema), quote_ident(history)));
     run.run(&mut conn)
         .await
         .with_context(|| format!("migrating schema {schema}"))?;

@@ -30,6 +30,7 @@ fn template_name(owners: &[Owner]) -> (String, i64) {
     let mut hasher = DefaultHasher::new();
     for owner in owners {
         owner.schema.hash(&mut hasher);
+        owner.history.hash(&mut hasher);
         for m in owner.migrator.iter() {
             m.version.hash(&mut hasher);
             m.checksum.hash(&mut hasher);

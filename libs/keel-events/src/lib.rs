@@ -27,16 +27,13 @@ use sqlx::migrate::Migrator;
 
 pub use consumer::{ConsumerConfig, Handler, Outcome};
 pub use message::Message;
-pub use outbox::Outbox;
+pub use outbox::{NewMessage, OUTBOX_MIGRATOR, Outbox};
 pub use relay::Relay;
 
 /// Consumer positions and dead letters, in schema `keel_events`.
 pub static MIGRATOR: Migrator = sqlx::migrate!("../../migrations/events");
 
-pub const OWNER: Owner = Owner {
-    schema: "keel_events",
-    migrator: &MIGRATOR,
-};
+pub const OWNER: Owner = Owner::new("keel_events", &MIGRATOR);
 
 pub use keel_service::KafkaSettings;
 

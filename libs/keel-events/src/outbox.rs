@@ -27,10 +27,42 @@ impl OutboxRow {
     }
 }
 
-/// An outbox table (e.g. `sources.outbox`) with the columns of the sources migrations.
+/// The outbox table of one schema, built by this library's migrations (`migrations/outbox`).
 #[derive(Debug, Clone, Copy)]
 pub struct Outbox {
+    /// The schema the outbox lives in (the owning service's).
+    pub schema: &'static str,
+    /// `<schema>.outbox`.
     pub table: &'static str,
+}
+
+/// The outbox's migrations, applied to each schema that has an outbox.
+pub static OUTBOX_MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../../migrations/outbox");
+
+/// A message to append: written as a row, read back as a [`crate::Message`].
+#[derive(Debug, Clone, Copy)]
+pub struct NewMessage<'a> {
+    pub topic: &'a str,
+    /// Names the kind of message in the `event_type` column (for operators and retention).
+    pub event_type: &'a str,
+    /// Messages with one key stay in one partition, in order.
+    pub key: &'a str,
+    /// In the order they are sent.
+    pub headers: &'a [(String, String)],
+    /// JSON text, kept byte for byte.
+    pub payload: &'a str,
+}
+
+/// SQL expressions for the columns of messages appended by [`Outbox::append_from`].
+#[derive(Debug, Clone, Copy)]
+pub struct AppendColumns<'a> {
+    pub topic: &'a str,
+    pub event_type: &'a str,
+    pub key: &'a str,
+    /// A `jsonb` of `[[name, value], ...]`.
+    pub headers: &'a str,
+    /// A `json` value.
+    pub payload: &'a str,
 }
 
 /// Rows one retention statement deletes: short transactions, no long lock on the table.
@@ -54,7 +86,31 @@ pub async fn walk_indexes(conn: &mut PgConnection) -> Result<(), sqlx::Error> {
     Ok(())
 }
 
+/// `[[name, value], ...]`, as the headers column holds them.
+pub fn headers_json(headers: &[(String, String)]) -> sqlx::types::Json<Vec<[String; 2]>> {
+    sqlx::types::Json(
+        headers
+            .iter()
+            .map(|(k, v)| [k.clone(), v.clone()])
+            .collect(),
+    )
+}
+
 impl Outbox {
+    /// The outbox of `schema` (a `const`, so a service can name its outbox once).
+    pub const fn new(schema: &'static str, table: &'static str) -> Self {
+        Self { schema, table }
+    }
+
+    /// The migrations that build this outbox, with a history of their own in its schema.
+    pub const fn owner(&self) -> keel_db::Owner {
+        keel_db::Owner {
+            schema: self.schema,
+            migrator: &OUTBOX_MIGRATOR,
+            history: "_keel_outbox_migrations",
+        }
+    }
+
     /// Final rows of `topic` after `after`, in (txid, id) order (index (topic, txid, id)).
     pub async fn read(
         &self,
@@ -192,37 +248,45 @@ impl Outbox {
         sqlx::query_as(AssertSqlSafe(sql)).fetch_one(db).await
     }
 
-    /// Appends a message; for the embedded log this is publishing. Runs in the caller's
-    /// transaction so the message commits with the change it describes.
+    /// Appends `messages`, in order, in one statement, inside the caller's transaction so they
+    /// commit with the change they describe. For the embedded log this is publishing.
     pub async fn append(
         &self,
         conn: &mut PgConnection,
-        topic: &str,
-        key: &str,
-        headers: &[(String, String)],
-        payload: &str,
-    ) -> Result<i64, sqlx::Error> {
-        let sql = format!(
-            "INSERT INTO {} (topic, event_type, key, headers, payload) \
-             VALUES ($1, $2, $3, $4, $5::json) RETURNING id",
+        messages: &[NewMessage<'_>],
+    ) -> Result<(), sqlx::Error> {
+        if messages.is_empty() {
+            return Ok(());
+        }
+        let mut insert = sqlx::QueryBuilder::new(format!(
+            "INSERT INTO {} (topic, event_type, key, headers, payload) ",
             self.table
-        );
-        let event_type = headers
-            .iter()
-            .find(|(k, _)| k == "event_type")
-            .map(|(_, v)| v.clone())
-            .unwrap_or_default();
-        let headers: Vec<[String; 2]> = headers
-            .iter()
-            .map(|(k, v)| [k.clone(), v.clone()])
-            .collect();
-        sqlx::query_scalar(AssertSqlSafe(sql))
-            .bind(topic)
-            .bind(event_type)
-            .bind(key)
-            .bind(sqlx::types::Json(headers))
-            .bind(payload)
-            .fetch_one(conn)
-            .await
+        ));
+        insert.push_values(messages, |mut row, m| {
+            row.push_bind(m.topic)
+                .push_bind(m.event_type)
+                .push_bind(m.key)
+                .push_bind(headers_json(m.headers))
+                .push_bind(m.payload)
+                .push_unseparated("::json");
+        });
+        insert.build().execute(conn).await?;
+        Ok(())
+    }
+
+    /// The SQL of a data-modifying CTE appending one message per row of `from` (an earlier CTE
+    /// of the same statement), so a writer can insert its change and the message announcing it
+    /// in one round trip. Each column is an SQL expression: a parameter, or one over `from`.
+    pub fn append_from(&self, from: &str, columns: AppendColumns<'_>) -> String {
+        format!(
+            "INSERT INTO {} (topic, event_type, key, headers, payload) \
+             SELECT {}, {}, {}, {}, {} FROM {from}",
+            self.table,
+            columns.topic,
+            columns.event_type,
+            columns.key,
+            columns.headers,
+            columns.payload
+        )
     }
 }

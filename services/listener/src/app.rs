@@ -33,21 +33,13 @@ pub static MIGRATOR: Migrator = sqlx::migrate!("../../migrations/listener");
 pub static TENANT_MIGRATOR: Migrator = sqlx::migrate!("../../migrations/tenant");
 
 /// The listener owns the `cost` schema.
-pub const OWNER: Owner = Owner {
-    schema: "cost",
-    migrator: &MIGRATOR,
-};
+pub const OWNER: Owner = Owner::new("cost", &MIGRATOR);
 
 /// The template tenants are cloned from.
-pub const TEMPLATE: Owner = Owner {
-    schema: TEMPLATE_SCHEMA,
-    migrator: &TENANT_MIGRATOR,
-};
+pub const TEMPLATE: Owner = Owner::new(TEMPLATE_SCHEMA, &TENANT_MIGRATOR);
 
 /// The outbox the embedded transport reads (sources-api's, in the same database).
-pub const OUTBOX: keel_events::Outbox = keel_events::Outbox {
-    table: "sources.outbox",
-};
+pub const OUTBOX: keel_events::Outbox = keel_events::Outbox::new("sources", "sources.outbox");
 
 const DOCS_PATH: &str = "/api/cost-management/v1/docs";
 

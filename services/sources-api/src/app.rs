@@ -22,10 +22,7 @@ use crate::{
 pub static MIGRATOR: Migrator = sqlx::migrate!("../../migrations/sources");
 
 /// sources-api owns the `sources` schema.
-pub const OWNER: Owner = Owner {
-    schema: "sources",
-    migrator: &MIGRATOR,
-};
+pub const OWNER: Owner = Owner::new("sources", &MIGRATOR);
 
 /// Every prefix the API is served under, with identical handlers (as sources-api-go does).
 pub const PREFIXES: [&str; 7] = [
@@ -84,11 +81,13 @@ pub fn router(state: AppState, readiness: ops::Readiness, config: &Config) -> Ro
     keel_service::http::apply(app, SourcesErrors, &http_options(config))
 }
 
-/// Creates the database if needed, migrates the `sources` schema and applies the seeds.
+/// Creates the database if needed, migrates the `sources` schema (with keel-events' outbox in
+/// it) and the event library's own, and applies the seeds.
 pub async fn prepare_database(config: &Config) -> anyhow::Result<PgPool> {
     let url = &config.common.database_url;
     keel_db::ensure_database(url).await?;
     keel_db::migrate(url, OWNER).await?;
+    keel_db::migrate(url, crate::store::OUTBOX.owner()).await?;
     keel_db::migrate(url, keel_events::OWNER).await?;
     let db = keel_db::connect(url, OWNER.schema, config.common.database_max_connections).await?;
     let seeds = seed::Seeds::parse(seed::SEEDS_YAML)?.skipping(

@@ -5,7 +5,11 @@ use std::{collections::HashMap, time::Duration};
 
 use serde_json::json;
 
-use crate::{state::AppState, tenant::Tenant};
+use crate::{
+    error::Result,
+    state::AppState,
+    store::{Tenant, applications},
+};
 
 const PER_CALL: Duration = Duration::from_secs(10);
 const OVERALL: Duration = Duration::from_secs(20);
@@ -34,15 +38,8 @@ pub async fn request_checks(
     tenant: &Tenant,
     source_id: i64,
     skip_cost_management: bool,
-) -> Result<(), sqlx::Error> {
-    let app_types: Vec<String> = sqlx::query_scalar(
-        "SELECT at.name FROM applications a JOIN application_types at ON at.id = a.application_type_id \
-         WHERE a.source_id = $1 AND a.tenant_id = $2 ORDER BY a.id",
-    )
-    .bind(source_id)
-    .bind(tenant.id)
-    .fetch_all(&state.db)
-    .await?;
+) -> Result<()> {
+    let app_types = applications::type_names_of_source(&state.db, tenant, source_id).await?;
     let targets: Vec<String> = app_types
         .iter()
         .filter(|name| !(skip_cost_management && name.as_str() == COST_MANAGEMENT))

@@ -14,23 +14,23 @@ pub mod config;
 pub mod domain;
 /// The service's error type and its one `IntoResponse`.
 pub mod error;
-/// The event outbox: events written in the same transaction as their change.
-pub mod events;
+/// The caller's tenant as handlers take it.
+pub mod extract;
 /// The OpenAPI document and the routes that serve it.
 pub mod openapi;
 /// The outbox relay, retention and the status consumer, run beside the API.
 mod relaying;
-/// One module per resource, each owning its routes.
+/// One module per resource, each with its handlers and routes.
 pub mod resources;
 /// Seed data: source types, application types and their metadata.
 pub mod seed;
 /// Shared state handed to every handler.
 pub mod state;
-/// The outbox on the event stream, and the availability status consumer.
+/// Persistence: one module per resource, behind tenant-scoped accessors.
+pub mod store;
+/// The availability status consumer.
 pub mod stream;
-/// The tenant of a request, found or created from its identity.
-pub mod tenant;
-/// Wire formats: ids as strings, whole-second RFC 3339 timestamps.
+/// Wire formats: each resource's JSON shapes, ids as strings, whole-second timestamps.
 pub mod wire;
 
 pub use app::{App, MIGRATOR, OWNER, PREFIXES, openapi_document, prepare_database, router};

@@ -39,7 +39,7 @@ pub fn spawn(
         let stop = shutdown.clone();
         tasks.spawn(async move {
             // The test broker never creates topics on its own; keep asking until it answers.
-            let topics = [crate::events::EVENT_STREAM_TOPIC, stream::STATUS_TOPIC];
+            let topics = [stream::EVENT_STREAM_TOPIC, stream::STATUS_TOPIC];
             let policy = retry::backoff(Duration::from_millis(200), Duration::from_secs(10));
             retry::until_ok("creating topics", policy, &stop, || {
                 keel_events::kafka::ensure_topics(&kafka, &topics, partitions, replication)

@@ -1,12 +1,11 @@
 use std::{collections::HashMap, sync::Arc};
 
 use axum::extract::FromRef;
+use keel_crypto::SecretBox;
 use keel_sources_http::AuthPolicy;
 use sqlx::PgPool;
 
-use keel_crypto::SecretBox;
-
-use crate::tenant::TenantCache;
+use crate::store::TenantCache;
 
 /// What every handler can reach.
 #[derive(Clone)]

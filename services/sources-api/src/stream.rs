@@ -1,33 +1,27 @@
 //! sources-api on the event stream: the outbox it writes, and the consumer of
 //! `platform.sources.status` through which applications report availability (reference §3.5).
 
-use chrono::Utc;
 use keel_domain::{
     AvailabilityStatus,
     identity::{IdentityHeaders, RequestIdentity},
+    sources_events::AVAILABILITY_STATUS,
 };
-use keel_events::{Handler, Message, Outbox, Outcome};
+use keel_events::{Handler, Message, Outcome};
 use serde::Deserialize;
-use serde_json::{Value, json};
-use sqlx::PgConnection;
+use serde_json::Value;
+
+pub use crate::store::OUTBOX;
+pub use keel_domain::sources_events::{EVENT_STREAM_TOPIC, STATUS_TOPIC};
 
 use crate::{
     domain::parse_flexible_id,
-    events::{self, Event},
-    resources::{
-        application_authentications::ApplicationAuthenticationRow, applications::ApplicationRow,
-        authentications::AuthenticationRow, endpoints::EndpointRow, sources::SourceRow,
-    },
     state::AppState,
-    tenant::{self, Tenant},
+    store::{
+        Write,
+        status::{self, Reported},
+        tenants,
+    },
 };
-
-/// The outbox every sources-api write records its events in.
-pub const OUTBOX: Outbox = Outbox {
-    table: "sources.outbox",
-};
-
-pub use keel_domain::sources_events::STATUS_TOPIC;
 
 #[derive(Debug, Deserialize)]
 struct StatusMessage {
@@ -48,7 +42,7 @@ pub struct StatusHandler {
 
 impl Handler for StatusHandler {
     async fn handle(&self, message: &Message) -> Outcome {
-        if message.header("event_type") != Some("availability_status") {
+        if message.header("event_type") != Some(AVAILABILITY_STATUS) {
             return Outcome::Done;
         }
         let identity = match RequestIdentity::from_headers(IdentityHeaders {
@@ -76,210 +70,30 @@ impl Handler for StatusHandler {
         let Some(resource_id) = parse_flexible_id(&body.resource_id) else {
             return Outcome::Fail(format!("invalid resource_id {}", body.resource_id));
         };
-        let kind = match body.resource_type.to_ascii_lowercase().as_str() {
-            "source" => Kind::Source,
-            "application" => Kind::Application,
-            "endpoint" => Kind::Endpoint,
-            "authentication" => Kind::Authentication,
-            other => return Outcome::Fail(format!("invalid resource_type {other:?}")),
+        let Some(kind) = Reported::parse(&body.resource_type) else {
+            return Outcome::Fail(format!(
+                "invalid resource_type {:?}",
+                body.resource_type.to_ascii_lowercase()
+            ));
         };
         let tenant =
-            match tenant::get_or_create(&self.state.db, &self.state.tenants, identity).await {
+            match tenants::get_or_create(&self.state.db, &self.state.tenants, identity).await {
                 Ok(t) => t,
                 Err(e) => return Outcome::Retry(e.to_string()),
             };
-        match apply(&self.state, &tenant, kind, resource_id, status, body.error).await {
-            Ok(Some(())) => Outcome::Done,
-            Ok(None) => Outcome::Fail(format!(
+        let applied = async {
+            let mut w = Write::begin(&self.state.db, &tenant).await?;
+            let found = status::apply(&mut w, kind, resource_id, status, body.error).await?;
+            w.commit().await?;
+            Ok::<_, crate::error::Error>(found)
+        };
+        match applied.await {
+            Ok(true) => Outcome::Done,
+            Ok(false) => Outcome::Fail(format!(
                 "{} {resource_id} not found in the tenant",
-                kind.name()
+                kind.resource().as_str()
             )),
             Err(e) => Outcome::Retry(e.to_string()),
         }
     }
-}
-
-#[derive(Debug, Clone, Copy)]
-enum Kind {
-    Source,
-    Application,
-    Endpoint,
-    Authentication,
-}
-
-impl Kind {
-    fn name(self) -> &'static str {
-        match self {
-            Self::Source => "Source",
-            Self::Application => "Application",
-            Self::Endpoint => "Endpoint",
-            Self::Authentication => "Authentication",
-        }
-    }
-
-    fn table(self) -> &'static str {
-        match self {
-            Self::Source => "sources",
-            Self::Application => "applications",
-            Self::Endpoint => "endpoints",
-            Self::Authentication => "authentications",
-        }
-    }
-}
-
-async fn apply(
-    state: &AppState,
-    tenant: &Tenant,
-    kind: Kind,
-    id: i64,
-    status: Option<AvailabilityStatus>,
-    error: Option<String>,
-) -> Result<Option<()>, sqlx::Error> {
-    let mut tx = state.db.begin().await?;
-    let now = Utc::now();
-    let available = status == Some(AvailabilityStatus::Available);
-    // Sources have no error column.
-    let error_sql = match kind {
-        Kind::Source => "",
-        _ => ", availability_status_error = $5",
-    };
-    let sql = format!(
-        "UPDATE {} SET availability_status = COALESCE($3, availability_status), \
-           last_checked_at = $4, \
-           last_available_at = CASE WHEN $6 THEN $4 ELSE last_available_at END{error_sql} \
-         WHERE id = $1 AND tenant_id = $2 \
-         RETURNING (SELECT availability_status FROM {} WHERE id = $1) AS previous, \
-           {} AS source_id",
-        kind.table(),
-        kind.table(),
-        match kind {
-            Kind::Source => "id",
-            _ => "source_id",
-        }
-    );
-    let updated: Option<(Option<String>, i64)> = sqlx::query_as(sqlx::AssertSqlSafe(sql))
-        .bind(id)
-        .bind(tenant.id)
-        .bind(status.map(AvailabilityStatus::as_str))
-        .bind(now)
-        .bind(&error)
-        .bind(available)
-        .fetch_optional(&mut *tx)
-        .await?;
-    let Some((previous, source_id)) = updated else {
-        return Ok(None);
-    };
-    // An application's changed status becomes its source's status, as with the REST PATCH.
-    if let (Kind::Application, Some(status)) = (kind, status)
-        && previous.as_deref() != Some(status.as_str())
-    {
-        sqlx::query(
-            "UPDATE sources SET availability_status = $2, last_checked_at = $3, \
-               last_available_at = CASE WHEN $4 THEN $3 ELSE last_available_at END \
-             WHERE id = $1",
-        )
-        .bind(source_id)
-        .bind(status.as_str())
-        .bind(now)
-        .bind(available)
-        .execute(&mut *tx)
-        .await?;
-    }
-    let resource_event = resource_event(&mut tx, tenant, kind, id).await?;
-    let mut fields = vec!["availability_status"];
-    if !matches!(kind, Kind::Source) {
-        fields.push("availability_status_error");
-    }
-    fields.extend(["last_available_at", "last_checked_at"]);
-    let updated = json!({ kind.name(): { id.to_string(): fields } });
-    let records = records_update(&mut tx, tenant, source_id, updated).await?;
-    events::record(
-        &mut tx,
-        tenant,
-        &[
-            Event::new(format!("{}.update", kind.name()), resource_event),
-            Event::new("Records.update", records),
-        ],
-    )
-    .await?;
-    tx.commit().await?;
-    metrics::counter!("sources_status_updates_total", "resource_type" => kind.name()).increment(1);
-    Ok(Some(()))
-}
-
-async fn resource_event(
-    conn: &mut PgConnection,
-    tenant: &Tenant,
-    kind: Kind,
-    id: i64,
-) -> Result<Value, sqlx::Error> {
-    Ok(match kind {
-        Kind::Source => sqlx::query_as::<_, SourceRow>("SELECT * FROM sources WHERE id = $1")
-            .bind(id)
-            .fetch_one(conn)
-            .await?
-            .to_event(tenant),
-        Kind::Application => {
-            sqlx::query_as::<_, ApplicationRow>("SELECT * FROM applications WHERE id = $1")
-                .bind(id)
-                .fetch_one(conn)
-                .await?
-                .to_event(tenant)
-        }
-        Kind::Endpoint => sqlx::query_as::<_, EndpointRow>("SELECT * FROM endpoints WHERE id = $1")
-            .bind(id)
-            .fetch_one(conn)
-            .await?
-            .to_event(tenant),
-        Kind::Authentication => {
-            sqlx::query_as::<_, AuthenticationRow>("SELECT * FROM authentications WHERE id = $1")
-                .bind(id)
-                .fetch_one(conn)
-                .await?
-                .to_event(tenant)
-        }
-    })
-}
-
-/// The `Records.update` payload: the whole source with its children, and what changed.
-async fn records_update(
-    conn: &mut PgConnection,
-    tenant: &Tenant,
-    source_id: i64,
-    updated: Value,
-) -> Result<Value, sqlx::Error> {
-    let source: SourceRow = sqlx::query_as("SELECT * FROM sources WHERE id = $1")
-        .bind(source_id)
-        .fetch_one(&mut *conn)
-        .await?;
-    let apps: Vec<ApplicationRow> =
-        sqlx::query_as("SELECT * FROM applications WHERE source_id = $1 ORDER BY id")
-            .bind(source_id)
-            .fetch_all(&mut *conn)
-            .await?;
-    let links: Vec<ApplicationAuthenticationRow> = sqlx::query_as(
-        "SELECT l.* FROM application_authentications l JOIN applications a ON a.id = l.application_id \
-         WHERE a.source_id = $1 ORDER BY l.id",
-    )
-    .bind(source_id)
-    .fetch_all(&mut *conn)
-    .await?;
-    let auths: Vec<AuthenticationRow> =
-        sqlx::query_as("SELECT * FROM authentications WHERE source_id = $1 ORDER BY id")
-            .bind(source_id)
-            .fetch_all(&mut *conn)
-            .await?;
-    let endpoints: Vec<EndpointRow> =
-        sqlx::query_as("SELECT * FROM endpoints WHERE source_id = $1 ORDER BY id")
-            .bind(source_id)
-            .fetch_all(&mut *conn)
-            .await?;
-    Ok(json!({
-        "applications": apps.iter().map(|a| a.to_event(tenant)).collect::<Vec<_>>(),
-        "application_authentications": links.iter().map(|l| l.to_event(tenant)).collect::<Vec<_>>(),
-        "authentications": auths.iter().map(|a| a.to_event(tenant)).collect::<Vec<_>>(),
-        "endpoints": endpoints.iter().map(|e| e.to_event(tenant)).collect::<Vec<_>>(),
-        "source": source.to_event(tenant),
-        "updated": updated,
-    }))
 }

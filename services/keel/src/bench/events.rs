@@ -75,9 +75,7 @@ fn now_micros() -> i64 {
         .map_or(0, |d| d.as_micros() as i64)
 }
 
-const OUTBOX: keel_events::Outbox = keel_events::Outbox {
-    table: "sources.outbox",
-};
+const OUTBOX: keel_events::Outbox = keel_events::Outbox::new("sources", "sources.outbox");
 
 pub async fn events(b: EventsBench) -> anyhow::Result<()> {
     let scratch = ScratchDatabase::create(&b.database_url, "keel_bench_events").await?;

@@ -1,5 +1,9 @@
 //! What a request means once parsed: validated values with sources-api-go's messages.
 
+/// Authentications: what a create request must name.
+pub mod authentication;
+/// Endpoints: hosts, schemes, ports and statuses.
+pub mod endpoint;
 /// Sources: creation and edits.
 pub mod source;
 

@@ -1,178 +1,26 @@
 use axum::{Json, extract::State, http::StatusCode};
-use chrono::{DateTime, Utc};
-use keel_db::{Column, Scope, Table};
+use keel_domain::sources_events::Resource;
 use keel_sources_http::{Collection, ErrorDocument, ListParams, ListQueryDoc, PathId, StrictJson};
-use serde::{Deserialize, Serialize};
-use serde_json::{Value, json};
-use sqlx::PgConnection;
-use utoipa::ToSchema;
+use serde_json::Value;
 use utoipa_axum::{router::OpenApiRouter, routes};
 
+use super::collection;
 use crate::{
     domain::{go_value, parse_flexible_id},
-    error::{Error, Result, constraint},
-    events::{self, Event, opt_event_time, tenant_field},
-    resources::authentications::{self, Authentication},
+    error::{Error, Result},
+    extract::Writer,
     state::AppState,
-    tenant::{Tenant, Writer},
-    wire,
+    store::{
+        Tenant, Write, application_authentications,
+        authentications::{self, AuthenticationFilter},
+    },
+    wire::{
+        application_authentications::{
+            ApplicationAuthentication, ApplicationAuthenticationCreateRequest,
+        },
+        authentications::Authentication,
+    },
 };
-
-pub static TABLE: Table = Table {
-    name: "application_authentications",
-    columns: &[
-        Column::int("id"),
-        Column::timestamp("created_at"),
-        Column::timestamp("updated_at"),
-        Column::timestamp("paused_at"),
-        Column::int("application_id"),
-        Column::int("authentication_id"),
-    ],
-    subresources: &[],
-};
-
-#[derive(Debug, Clone, sqlx::FromRow)]
-pub(crate) struct ApplicationAuthenticationRow {
-    pub id: i64,
-    pub created_at: DateTime<Utc>,
-    pub updated_at: DateTime<Utc>,
-    pub paused_at: Option<DateTime<Utc>>,
-    pub application_id: i64,
-    pub authentication_id: i64,
-}
-
-impl ApplicationAuthenticationRow {
-    pub fn to_event(&self, tenant: &Tenant) -> Value {
-        json!({
-            "id": self.id,
-            "created_at": events::event_time(self.created_at),
-            "updated_at": events::event_time(self.updated_at),
-            "paused_at": opt_event_time(self.paused_at),
-            "application_id": self.application_id,
-            "authentication_id": self.authentication_id,
-            "tenant": tenant_field(tenant),
-        })
-    }
-}
-
-/// A link between an application and an authentication it uses.
-#[derive(Debug, Serialize, ToSchema)]
-pub struct ApplicationAuthentication {
-    #[schema(pattern = r"^\d+$")]
-    pub id: String,
-    pub created_at: String,
-    pub updated_at: String,
-    #[schema(pattern = r"^\d+$")]
-    pub application_id: String,
-    #[schema(pattern = r"^\d+$")]
-    pub authentication_id: String,
-}
-
-impl From<ApplicationAuthenticationRow> for ApplicationAuthentication {
-    fn from(r: ApplicationAuthenticationRow) -> Self {
-        Self {
-            id: wire::id(r.id),
-            created_at: wire::timestamp(r.created_at),
-            updated_at: wire::timestamp(r.updated_at),
-            application_id: wire::id(r.application_id),
-            authentication_id: wire::id(r.authentication_id),
-        }
-    }
-}
-
-/// Link an authentication to an application. Ids may be numbers or numeric strings.
-#[derive(Debug, Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct ApplicationAuthenticationCreateRequest {
-    #[schema(value_type = Option<String>, pattern = r"^\d+$")]
-    pub application_id: Option<Value>,
-    #[schema(value_type = Option<String>, pattern = r"^\d+$")]
-    pub authentication_id: Option<Value>,
-}
-
-async fn fetch(
-    state: &AppState,
-    scopes: Vec<Scope>,
-    params: &ListParams,
-) -> Result<Collection<ApplicationAuthentication>> {
-    super::collection::<ApplicationAuthenticationRow, ApplicationAuthentication>(
-        state, &TABLE, "t.*", scopes, params,
-    )
-    .await
-}
-
-async fn find(
-    conn: &mut PgConnection,
-    tenant: &Tenant,
-    id: i64,
-) -> Result<ApplicationAuthenticationRow> {
-    sqlx::query_as("SELECT * FROM application_authentications WHERE id = $1 AND tenant_id = $2")
-        .bind(id)
-        .bind(tenant.id)
-        .fetch_optional(conn)
-        .await?
-        .ok_or_else(|| Error::not_found("application authentication"))
-}
-
-/// Links an application and an authentication of the tenant; shared with bulk create.
-pub(crate) async fn insert(
-    conn: &mut PgConnection,
-    tenant: &Tenant,
-    application_id: i64,
-    authentication_id: i64,
-) -> Result<ApplicationAuthenticationRow> {
-    let (app, auth): (bool, bool) = sqlx::query_as(
-        "SELECT EXISTS (SELECT 1 FROM applications WHERE id = $1 AND tenant_id = $3), \
-                EXISTS (SELECT 1 FROM authentications WHERE id = $2 AND tenant_id = $3)",
-    )
-    .bind(application_id)
-    .bind(authentication_id)
-    .bind(tenant.id)
-    .fetch_one(&mut *conn)
-    .await?;
-    if !app {
-        return Err(Error::validation("application not found"));
-    }
-    if !auth {
-        return Err(Error::validation("authentication not found"));
-    }
-    sqlx::query_as(
-        "INSERT INTO application_authentications (tenant_id, application_id, authentication_id) \
-         VALUES ($1, $2, $3) RETURNING *",
-    )
-    .bind(tenant.id)
-    .bind(application_id)
-    .bind(authentication_id)
-    .fetch_one(conn)
-    .await
-    .map_err(|e| match constraint(&e) {
-        Some("application_authentications_unique") => Error::bad_request(format_args!(
-            "ApplicationAuthentication already exists for application id = {application_id} and authentication id = {authentication_id}"
-        )),
-        _ => e.into(),
-    })
-}
-
-/// Deletes an application's links and returns their destroy events.
-pub(crate) async fn delete_for_application(
-    conn: &mut PgConnection,
-    tenant: &Tenant,
-    application_id: i64,
-) -> Result<Vec<Event>> {
-    let mut rows: Vec<ApplicationAuthenticationRow> = sqlx::query_as(
-        "DELETE FROM application_authentications WHERE application_id = $1 AND tenant_id = $2 \
-         RETURNING *",
-    )
-    .bind(application_id)
-    .bind(tenant.id)
-    .fetch_all(conn)
-    .await?;
-    rows.sort_by_key(|r| r.id);
-    Ok(rows
-        .iter()
-        .map(|r| Event::new("ApplicationAuthentication.destroy", r.to_event(tenant)))
-        .collect())
-}
 
 /// List application authentications.
 #[utoipa::path(get, path = "/application_authentications", tag = "application_authentications",
@@ -184,13 +32,8 @@ async fn list(
     tenant: Tenant,
     params: ListParams,
 ) -> Result<Json<Collection<ApplicationAuthentication>>> {
-    fetch(
-        &state,
-        vec![Scope::eq("t.tenant_id = ", tenant.id)],
-        &params,
-    )
-    .await
-    .map(Json)
+    let page = application_authentications::list(&state.db, &tenant, &params.query).await?;
+    Ok(Json(collection(page, &params)))
 }
 
 /// Get an application authentication.
@@ -203,10 +46,8 @@ async fn get(
     State(state): State<AppState>,
     tenant: Tenant,
 ) -> Result<Json<ApplicationAuthentication>> {
-    let mut conn = state.db.acquire().await?;
-    find(&mut conn, &tenant, id.get())
-        .await
-        .map(|r| Json(r.into()))
+    let row = application_authentications::find(&state.db, &tenant, id.get()).await?;
+    Ok(Json(row.into()))
 }
 
 /// Link an authentication to an application.
@@ -229,18 +70,14 @@ async fn create(
     };
     let application_id = id(&req.application_id, "application_id")?;
     let authentication_id = id(&req.authentication_id, "authentication_id")?;
-    let mut tx = state.db.begin().await?;
-    let row = insert(&mut tx, &tenant, application_id, authentication_id).await?;
-    events::record(
-        &mut tx,
-        &tenant,
-        &[Event::new(
-            "ApplicationAuthentication.create",
-            row.to_event(&tenant),
-        )],
-    )
-    .await?;
-    tx.commit().await?;
+    let mut w = Write::begin(&state.db, &tenant).await?;
+    let row =
+        application_authentications::insert(&mut w, application_id, authentication_id).await?;
+    w.announce(
+        Resource::ApplicationAuthentication.create(),
+        row.to_event(&tenant),
+    );
+    w.commit().await?;
     Ok((StatusCode::CREATED, Json(row.into())))
 }
 
@@ -255,22 +92,9 @@ async fn delete(
     State(state): State<AppState>,
     Writer(tenant): Writer,
 ) -> Result<StatusCode> {
-    let mut tx = state.db.begin().await?;
-    let row = find(&mut tx, &tenant, id.get()).await?;
-    sqlx::query("DELETE FROM application_authentications WHERE id = $1")
-        .bind(row.id)
-        .execute(&mut *tx)
-        .await?;
-    events::record(
-        &mut tx,
-        &tenant,
-        &[Event::new(
-            "ApplicationAuthentication.destroy",
-            row.to_event(&tenant),
-        )],
-    )
-    .await?;
-    tx.commit().await?;
+    let mut w = Write::begin(&state.db, &tenant).await?;
+    application_authentications::delete(&mut w, id.get()).await?;
+    w.commit().await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -286,16 +110,10 @@ async fn list_authentications(
     tenant: Tenant,
     params: ListParams,
 ) -> Result<Json<Collection<Authentication>>> {
-    let mut conn = state.db.acquire().await?;
-    let link = find(&mut conn, &tenant, id.get()).await?;
-    drop(conn);
-    let scopes = vec![
-        Scope::eq("t.tenant_id = ", tenant.id),
-        Scope::eq("t.id = ", link.authentication_id),
-    ];
-    authentications::fetch(&state, scopes, &params)
-        .await
-        .map(Json)
+    let link = application_authentications::find(&state.db, &tenant, id.get()).await?;
+    let filter = AuthenticationFilter::One(link.authentication_id);
+    let page = authentications::list(&state.db, &tenant, filter, &params.query).await?;
+    Ok(Json(collection(page, &params)))
 }
 
 pub fn router() -> OpenApiRouter<AppState> {

@@ -1,92 +1,17 @@
 use axum::{Json, extract::State};
-use chrono::{DateTime, Utc};
-use keel_db::{Column, Scope, Table};
 use keel_sources_http::{Collection, ErrorDocument, ListParams, ListQueryDoc, PathId};
-use serde::Serialize;
-use serde_json::Value;
-use utoipa::ToSchema;
 use utoipa_axum::{router::OpenApiRouter, routes};
 
+use super::collection;
 use crate::{
-    error::{Error, Result},
-    resources::sources::{self, Source},
+    error::Result,
     state::AppState,
-    tenant::Tenant,
-    wire,
+    store::{
+        Tenant, catalogue,
+        sources::{self, SourceFilter},
+    },
+    wire::{catalogue::ApplicationType, sources::Source},
 };
-
-pub static TABLE: Table = Table {
-    name: "application_types",
-    columns: &[
-        Column::int("id"),
-        Column::timestamp("created_at"),
-        Column::timestamp("updated_at"),
-        Column::text("name"),
-        Column::text("display_name"),
-        Column::json("dependent_applications"),
-        Column::json("supported_source_types"),
-        Column::json("supported_authentication_types"),
-        Column::text("resource_ownership"),
-    ],
-    subresources: &[],
-};
-
-#[derive(Debug, sqlx::FromRow)]
-pub(crate) struct ApplicationTypeRow {
-    id: i64,
-    created_at: DateTime<Utc>,
-    updated_at: DateTime<Utc>,
-    name: String,
-    display_name: String,
-    dependent_applications: Value,
-    supported_source_types: Value,
-    supported_authentication_types: Value,
-}
-
-/// An application that sources can be attached to, e.g. `/insights/platform/cost-management`.
-#[derive(Debug, Serialize, ToSchema)]
-pub struct ApplicationType {
-    #[schema(pattern = r"^\d+$")]
-    pub id: String,
-    pub created_at: String,
-    pub updated_at: String,
-    pub name: String,
-    pub display_name: String,
-    /// Always an array.
-    pub dependent_applications: Value,
-    /// Names of the source types this application supports.
-    pub supported_source_types: Value,
-    /// Authentication types per source type name.
-    pub supported_authentication_types: Value,
-}
-
-impl From<ApplicationTypeRow> for ApplicationType {
-    fn from(r: ApplicationTypeRow) -> Self {
-        Self {
-            id: wire::id(r.id),
-            created_at: wire::timestamp(r.created_at),
-            updated_at: wire::timestamp(r.updated_at),
-            name: r.name,
-            display_name: r.display_name,
-            dependent_applications: match r.dependent_applications {
-                Value::Array(_) => r.dependent_applications,
-                _ => Value::Array(Vec::new()),
-            },
-            supported_source_types: r.supported_source_types,
-            supported_authentication_types: r.supported_authentication_types,
-        }
-    }
-}
-
-/// Lists application types through `listing`; also serves `/sources/{id}/application_types`.
-pub(crate) async fn fetch(
-    state: &AppState,
-    scopes: Vec<Scope>,
-    params: &ListParams,
-) -> Result<Collection<ApplicationType>> {
-    super::collection::<ApplicationTypeRow, ApplicationType>(state, &TABLE, "t.*", scopes, params)
-        .await
-}
 
 /// List application types.
 #[utoipa::path(get, path = "/application_types", tag = "application_types", params(ListQueryDoc),
@@ -95,7 +20,8 @@ async fn list(
     State(state): State<AppState>,
     params: ListParams,
 ) -> Result<Json<Collection<ApplicationType>>> {
-    fetch(&state, vec![], &params).await.map(Json)
+    let page = catalogue::application_types(&state.db, None, &params.query).await?;
+    Ok(Json(collection(page, &params)))
 }
 
 /// Get an application type.
@@ -104,21 +30,8 @@ async fn list(
     responses((status = 200, body = ApplicationType), (status = 400, body = ErrorDocument),
         (status = 404, body = ErrorDocument)))]
 async fn get(PathId(id): PathId, State(state): State<AppState>) -> Result<Json<ApplicationType>> {
-    let row: ApplicationTypeRow = sqlx::query_as("SELECT * FROM application_types WHERE id = $1")
-        .bind(id.get())
-        .fetch_optional(&state.db)
-        .await?
-        .ok_or_else(|| Error::not_found("application type"))?;
+    let row = catalogue::application_type(&state.db, id.get()).await?;
     Ok(Json(row.into()))
-}
-
-pub(crate) async fn exists(db: &sqlx::PgPool, id: i64) -> Result<bool> {
-    Ok(
-        sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM application_types WHERE id = $1)")
-            .bind(id)
-            .fetch_one(db)
-            .await?,
-    )
 }
 
 /// List the tenant's sources that have an application of this type.
@@ -133,17 +46,10 @@ async fn list_sources(
     tenant: Tenant,
     params: ListParams,
 ) -> Result<Json<Collection<Source>>> {
-    if !exists(&state.db, id.get()).await? {
-        return Err(Error::not_found("application type"));
-    }
-    let scope = Scope::around(
-        "t.id IN (SELECT a.source_id FROM applications a WHERE a.application_type_id = ",
-        id.get(),
-        ")",
-    );
-    sources::list_scoped(&state, &tenant, scope, &params)
-        .await
-        .map(Json)
+    catalogue::ensure_application_type(&state.db, id.get()).await?;
+    let filter = SourceFilter::WithApplicationType(id.get());
+    let page = sources::list(&state.db, &tenant, filter, &params.query).await?;
+    Ok(Json(collection(page, &params)))
 }
 
 pub fn router() -> OpenApiRouter<AppState> {

@@ -2,30 +2,35 @@
 //! transaction, linked by name. Everything is created or nothing is.
 
 use axum::{Json, extract::State, http::StatusCode};
-use keel_domain::AvailabilityStatus;
+use keel_domain::{AvailabilityStatus, sources_events::Resource};
 use keel_sources_http::{ErrorDocument, StrictJson};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
-use sqlx::PgConnection;
 use utoipa::ToSchema;
 use utoipa_axum::{router::OpenApiRouter, routes};
 
+use super::{authentications::new_authentication, endpoints};
 use crate::{
     domain::{
         parse_flexible_id,
         source::{NewSource, NewSourceFields},
     },
     error::{Error, Result},
-    events::{self, Event},
-    resources::{
-        application_authentications,
-        applications::{self, Application, ApplicationRow},
-        authentications::{self, Authentication, AuthenticationCreateRequest},
-        endpoints::{self, Endpoint, EndpointCreateRequest, EndpointRow},
-        sources::{self, Source, SourceRow},
-    },
+    extract::Writer,
     state::AppState,
-    tenant::Writer,
+    store::{
+        Event, Write, application_authentications,
+        applications::{self, ApplicationRow, NewApplication},
+        authentications, catalogue,
+        endpoints::EndpointRow,
+        sources::{self, SourceRow},
+    },
+    wire::{
+        applications::Application,
+        authentications::{Authentication, AuthenticationCreateRequest},
+        endpoints::{Endpoint, EndpointCreateRequest},
+        sources::Source,
+    },
 };
 
 #[derive(Debug, Default, Deserialize, ToSchema)]
@@ -126,16 +131,12 @@ struct Created {
     type_name: String,
 }
 
-async fn source_type(conn: &mut PgConnection, s: &BulkSource) -> Result<(i64, String)> {
+async fn source_type(w: &mut Write<'_>, s: &BulkSource) -> Result<(i64, String)> {
     if let Some(raw) = s.source_type_id.as_ref().filter(|v| !v.is_null()) {
         let id = parse_flexible_id(raw)
             .ok_or_else(|| Error::validation("the source type id is not valid"))?;
-        let name: Option<String> =
-            sqlx::query_scalar("SELECT name FROM source_types WHERE id = $1")
-                .bind(id)
-                .fetch_optional(&mut *conn)
-                .await?;
-        return name
+        return catalogue::source_type_name(w, id)
+            .await?
             .map(|n| (id, n))
             .ok_or_else(|| Error::validation("source type id not found"));
     }
@@ -144,46 +145,90 @@ async fn source_type(conn: &mut PgConnection, s: &BulkSource) -> Result<(i64, St
             "no source type present, need either [source_type_name] or [source_type_id]",
         ));
     };
-    let id: Option<i64> = sqlx::query_scalar("SELECT id FROM source_types WHERE name = $1")
-        .bind(name)
-        .fetch_optional(&mut *conn)
-        .await?;
-    id.map(|id| (id, name.to_owned())).ok_or_else(|| {
-        Error::bad_request(format_args!("invalid source_type_name for lookup: {name}"))
-    })
+    catalogue::source_type_id(w, name)
+        .await?
+        .map(|id| (id, name.to_owned()))
+        .ok_or_else(|| {
+            Error::bad_request(format_args!("invalid source_type_name for lookup: {name}"))
+        })
 }
 
-async fn application_type(conn: &mut PgConnection, a: &BulkApplication) -> Result<(i64, String)> {
+async fn application_type(w: &mut Write<'_>, a: &BulkApplication) -> Result<(i64, String)> {
+    let missing = || {
+        Error::bad_request(
+            "no application type present, need either [application_type_name] or [application_type_id]",
+        )
+    };
     if let Some(raw) = a.application_type_id.as_ref().filter(|v| !v.is_null()) {
-        let id = parse_flexible_id(raw).ok_or_else(|| {
-            Error::bad_request("no application type present, need either [application_type_name] or [application_type_id]")
-        })?;
-        let name: Option<String> =
-            sqlx::query_scalar("SELECT name FROM application_types WHERE id = $1")
-                .bind(id)
-                .fetch_optional(&mut *conn)
-                .await?;
-        return name
+        let id = parse_flexible_id(raw).ok_or_else(missing)?;
+        return catalogue::application_type_name(w, id)
+            .await?
             .map(|n| (id, n))
             .ok_or_else(|| Error::bad_request(format_args!("invalid application type id {id}")));
     }
-    let Some(name) = a.application_type_name.as_deref().filter(|n| !n.is_empty()) else {
-        return Err(Error::bad_request(
-            "no application type present, need either [application_type_name] or [application_type_id]",
-        ));
+    let name = a
+        .application_type_name
+        .as_deref()
+        .filter(|n| !n.is_empty())
+        .ok_or_else(missing)?;
+    catalogue::application_type_like(w, name)
+        .await?
+        .ok_or_else(|| {
+            Error::bad_request(format_args!(
+                "failed to lookup application_type_name {name}"
+            ))
+        })
+}
+
+/// The resource an authentication names: an existing resource's id (numeric `resource_name`
+/// or `resource_id`), else for `source` the first source of the request, for `application`
+/// the application whose type name contains `resource_name`, for `endpoint` the endpoint
+/// whose host contains it.
+fn authentication_resource(
+    a: &BulkAuthentication,
+    created: &[Created],
+    apps: &[(ApplicationRow, String)],
+    endpoints: &[EndpointRow],
+) -> Result<i64> {
+    let unlinked = || {
+        Error::bad_request(
+            "failed to link up all authentications - check to make sure the names match up",
+        )
     };
-    // Matched with LIKE %name%, so "cost-management" finds /insights/platform/cost-management.
-    let found: Option<(i64, String)> = sqlx::query_as(
-        "SELECT id, name FROM application_types WHERE name LIKE '%' || $1 || '%' ORDER BY id LIMIT 1",
-    )
-    .bind(name)
-    .fetch_optional(&mut *conn)
-    .await?;
-    found.ok_or_else(|| {
-        Error::bad_request(format_args!(
-            "failed to lookup application_type_name {name}"
-        ))
-    })
+    let name = a.resource_name.clone().unwrap_or_default();
+    if let Some(id) = name
+        .parse::<i64>()
+        .ok()
+        .or(a.resource_id.as_ref().and_then(parse_flexible_id))
+    {
+        return Ok(id);
+    }
+    let kind = a
+        .resource_type
+        .as_deref()
+        .unwrap_or_default()
+        .to_ascii_lowercase();
+    match kind.as_str() {
+        "source" => created.first().map(|c| c.source.id).ok_or_else(unlinked),
+        "application" => apps
+            .iter()
+            .find(|(_, type_name)| !name.is_empty() && type_name.contains(name.as_str()))
+            .map(|(row, _)| row.id)
+            .ok_or_else(unlinked),
+        "endpoint" => endpoints
+            .iter()
+            .find(|e| {
+                !name.is_empty()
+                    && e.host
+                        .as_deref()
+                        .unwrap_or_default()
+                        .to_lowercase()
+                        .contains(&name.to_lowercase())
+            })
+            .map(|e| e.id)
+            .ok_or_else(unlinked),
+        _ => Err(unlinked()),
+    }
 }
 
 /// Bulk create sources with their applications, endpoints and authentications.
@@ -196,11 +241,11 @@ async fn bulk_create(
     Writer(tenant): Writer,
     StrictJson(req): StrictJson<BulkCreateRequest>,
 ) -> Result<(StatusCode, Json<BulkCreateResponse>)> {
-    let mut tx = state.db.begin().await?;
+    let mut w = Write::begin(&state.db, &tenant).await?;
 
     let mut created: Vec<Created> = Vec::new();
     for s in &req.sources {
-        let (type_id, type_name) = source_type(&mut tx, s).await?;
+        let (type_id, type_name) = source_type(&mut w, s).await?;
         let source = NewSource::parse(NewSourceFields {
             name: s.name.as_deref(),
             version: s.version.clone(),
@@ -211,7 +256,7 @@ async fn bulk_create(
             source_type_id: Some(&Value::from(type_id)),
         })
         .map_err(Error::validation)?;
-        let row = sources::insert(&mut tx, &tenant, &source).await?;
+        let row = sources::insert(&mut w, &source).await?;
         created.push(Created {
             source: row,
             type_name,
@@ -220,7 +265,7 @@ async fn bulk_create(
 
     let mut apps: Vec<(ApplicationRow, String)> = Vec::new();
     for a in &req.applications {
-        let (type_id, type_name) = application_type(&mut tx, a).await?;
+        let (type_id, type_name) = application_type(&mut w, a).await?;
         let Some(parent) = created
             .iter()
             .find(|c| Some(c.source.name.as_str()) == a.source_name.as_deref())
@@ -232,15 +277,15 @@ async fn bulk_create(
         let forced = FORCED_AVAILABLE
             .contains(&(parent.type_name.as_str(), type_name.as_str()))
             .then_some(AvailabilityStatus::Available);
-        let row = applications::insert(
-            &mut tx,
-            &tenant,
-            parent.source.id,
-            type_id,
-            a.extra.clone(),
-            forced,
-            || Error::bad_request("the application type is not compatible with the source type"),
-        )
+        let new = NewApplication {
+            source_id: parent.source.id,
+            application_type_id: type_id,
+            extra: a.extra.clone(),
+            availability_status: forced,
+        };
+        let row = applications::insert(&mut w, new, || {
+            Error::bad_request("the application type is not compatible with the source type")
+        })
         .await?;
         apps.push((row, type_name));
     }
@@ -254,73 +299,27 @@ async fn bulk_create(
             Some(c) => Some(Value::from(c.source.id)),
             None => e.source_id.clone(),
         };
-        let row = endpoints::insert(
-            &mut tx,
-            &tenant,
-            EndpointCreateRequest {
-                default: e.default,
-                receptor_node: e.receptor_node,
-                role: e.role,
-                scheme: e.scheme,
-                host: e.host,
-                port: e.port,
-                path: e.path,
-                verify_ssl: e.verify_ssl,
-                certificate_authority: e.certificate_authority,
-                availability_status: e.availability_status,
-                source_id,
-            },
-        )
-        .await?;
-        endpoint_rows.push(row);
+        let request = EndpointCreateRequest {
+            default: e.default,
+            receptor_node: e.receptor_node,
+            role: e.role,
+            scheme: e.scheme,
+            host: e.host,
+            port: e.port,
+            path: e.path,
+            verify_ssl: e.verify_ssl,
+            certificate_authority: e.certificate_authority,
+            availability_status: e.availability_status,
+            source_id,
+        };
+        endpoint_rows.push(endpoints::insert(&mut w, request).await?);
     }
 
-    let unlinked = || {
-        Error::bad_request(
-            "failed to link up all authentications - check to make sure the names match up",
-        )
-    };
     let mut auth_rows = Vec::new();
     let mut links = Vec::new();
     for a in req.authentications {
-        let kind = a
-            .resource_type
-            .as_deref()
-            .unwrap_or_default()
-            .to_ascii_lowercase();
-        let name = a.resource_name.clone().unwrap_or_default();
-        // A numeric resource_name (or resource_id) names an existing resource.
-        let resource_id: i64 = match name
-            .parse::<i64>()
-            .ok()
-            .or(a.resource_id.as_ref().and_then(parse_flexible_id))
-        {
-            Some(id) => id,
-            None => match kind.as_str() {
-                "source" => created.first().map(|c| c.source.id).ok_or_else(unlinked)?,
-                "application" => {
-                    let needle = name.as_str();
-                    apps.iter()
-                        .find(|(_, type_name)| !needle.is_empty() && type_name.contains(needle))
-                        .map(|(row, _)| row.id)
-                        .ok_or_else(unlinked)?
-                }
-                "endpoint" => endpoint_rows
-                    .iter()
-                    .find(|e| {
-                        !name.is_empty()
-                            && e.host
-                                .as_deref()
-                                .unwrap_or_default()
-                                .to_lowercase()
-                                .contains(&name.to_lowercase())
-                    })
-                    .map(|e| e.id)
-                    .ok_or_else(unlinked)?,
-                _ => return Err(unlinked()),
-            },
-        };
-        let request = AuthenticationCreateRequest {
+        let resource_id = authentication_resource(&a, &created, &apps, &endpoint_rows)?;
+        let new = new_authentication(AuthenticationCreateRequest {
             name: a.name,
             authtype: a.authtype,
             username: a.username,
@@ -329,45 +328,43 @@ async fn bulk_create(
             availability_status_error: a.availability_status_error,
             resource_type: a.resource_type,
             resource_id: Some(Value::from(resource_id)),
-        };
-        let new = authentications::validate_create(&request)?;
-        let row = authentications::insert(&mut tx, &state.secrets, &tenant, &new, request).await?;
-        if new.resource_type == "Application" {
-            links.push(
-                application_authentications::insert(&mut tx, &tenant, resource_id, row.id).await?,
-            );
+        })?;
+        let for_application = new.resource_type == "Application";
+        let row = authentications::insert(&mut w, &state.secrets, new).await?;
+        if for_application {
+            links.push(application_authentications::insert(&mut w, resource_id, row.id).await?);
         }
         auth_rows.push(row);
     }
 
     // Events in sources-api-go's order: sources, endpoints, applications, links, authentications.
-    let mut events = Vec::new();
-    events.extend(
+    let t = &tenant;
+    w.announce_all(
         created
             .iter()
-            .map(|c| Event::new("Source.create", c.source.to_event(&tenant))),
+            .map(|c| Event::new(Resource::Source.create(), c.source.to_event(t)))
+            .chain(
+                endpoint_rows
+                    .iter()
+                    .map(|e| Event::new(Resource::Endpoint.create(), e.to_event(t))),
+            )
+            .chain(
+                apps.iter()
+                    .map(|(a, _)| Event::new(Resource::Application.create(), a.to_event(t))),
+            )
+            .chain(
+                links.iter().map(|l| {
+                    Event::new(Resource::ApplicationAuthentication.create(), l.to_event(t))
+                }),
+            )
+            .chain(
+                auth_rows
+                    .iter()
+                    .map(|a| Event::new(Resource::Authentication.create(), a.to_event(t))),
+            )
+            .collect::<Vec<_>>(),
     );
-    events.extend(
-        endpoint_rows
-            .iter()
-            .map(|e| Event::new("Endpoint.create", e.to_event(&tenant))),
-    );
-    events.extend(
-        apps.iter()
-            .map(|(a, _)| Event::new("Application.create", a.to_event(&tenant))),
-    );
-    events.extend(
-        links
-            .iter()
-            .map(|l| Event::new("ApplicationAuthentication.create", l.to_event(&tenant))),
-    );
-    events.extend(
-        auth_rows
-            .iter()
-            .map(|a| Event::new("Authentication.create", a.to_event(&tenant))),
-    );
-    events::record(&mut tx, &tenant, &events).await?;
-    tx.commit().await?;
+    w.commit().await?;
 
     Ok((
         StatusCode::CREATED,

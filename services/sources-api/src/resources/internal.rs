@@ -7,18 +7,15 @@ use axum::{
     http::{HeaderMap, request::Parts},
     routing::get,
 };
-use keel_db::{Column, Listing, Scope, Table};
 use keel_sources_http::{AuthPolicy, Collection, ListParams, PathId};
 use serde::{Deserialize, Serialize};
 
 use crate::{
     error::{Error, Result},
-    resources::{
-        authentications::{self, InternalAuthentication},
-        secrets::{self, Secret},
-    },
+    extract::Writer,
     state::AppState,
-    tenant::Writer,
+    store::{authentications, secrets, sources},
+    wire::{authentications::InternalAuthentication, secrets::Secret},
 };
 
 pub const PREFIXES: [&str; 2] = ["/internal/v1.0", "/internal/v2.0"];
@@ -49,13 +46,10 @@ async fn get_authentication(
     Writer(tenant): Writer,
     Query(query): Query<ExposeQuery>,
 ) -> Result<Json<InternalAuthentication>> {
-    let mut conn = state.db.acquire().await?;
-    let row = authentications::find(&mut conn, &tenant, id.get()).await?;
-    let password = if query.expose.as_deref() == Some("password") {
-        authentications::password(&mut conn, &state.secrets, tenant.id, row.id).await?
-    } else {
-        None
-    };
+    let expose = query.expose.as_deref() == Some("password");
+    let (row, password) =
+        authentications::find_with_password(&state.db, &state.secrets, &tenant, id.get(), expose)
+            .await?;
     tracing::info!(
         authentication_id = row.id,
         exposed = password.is_some(),
@@ -79,27 +73,12 @@ async fn get_secret(
     State(state): State<AppState>,
     Writer(tenant): Writer,
 ) -> Result<Json<InternalSecret>> {
-    let mut conn = state.db.acquire().await?;
-    let row = secrets::find(&mut conn, &tenant, id.get()).await?;
-    let password = secrets::password(&mut conn, &state.secrets, tenant.id, row.id).await?;
+    let (row, password) =
+        secrets::find_with_password(&state.db, &state.secrets, &tenant, id.get()).await?;
     Ok(Json(InternalSecret {
         secret: row.into(),
         password,
     }))
-}
-
-static SOURCES: Table = Table {
-    name: "sources",
-    columns: &[Column::int("id"), Column::text("availability_status")],
-    subresources: &[],
-};
-
-#[derive(Debug, sqlx::FromRow)]
-struct InternalSourceRow {
-    id: i64,
-    availability_status: String,
-    tenant: Option<String>,
-    org_id: Option<String>,
 }
 
 /// The compact cross-tenant view of a source.
@@ -122,22 +101,7 @@ async fn list_sources(
     let skip_empty = headers
         .get("x-rh-sources-skip-empty-sources")
         .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"true"));
-    let mut scopes = Vec::new();
-    if skip_empty {
-        scopes.push(Scope::raw(
-            "EXISTS (SELECT 1 FROM applications a WHERE a.source_id = t.id)",
-        ));
-    }
-    let page = Listing {
-        table: &SOURCES,
-        select: "t.id, t.availability_status, \
-                 (SELECT external_tenant FROM tenants WHERE id = t.tenant_id) AS tenant, \
-                 (SELECT org_id FROM tenants WHERE id = t.tenant_id) AS org_id",
-        scopes,
-        query: &params.query,
-    }
-    .fetch::<InternalSourceRow>(&state.db)
-    .await?;
+    let page = sources::list_across_tenants(&state.db, skip_empty, &params.query).await?;
     let data = page
         .rows
         .into_iter()

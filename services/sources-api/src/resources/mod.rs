@@ -1,4 +1,6 @@
-//! One module per resource; each owns its routes, wire types and SQL.
+//! The HTTP routes: one module per resource, each with its handlers and router. Handlers
+//! parse the request into domain values, call the store, and answer in the wire types; no
+//! SQL lives here (a test checks it).
 
 pub mod app_meta_data;
 pub mod application_authentications;
@@ -13,36 +15,19 @@ pub mod secrets;
 pub mod source_types;
 pub mod sources;
 
-use keel_db::{Listing, Scope, Table};
+use keel_db::Page;
 use keel_sources_http::{Collection, ListParams};
-use sqlx::{FromRow, postgres::PgRow};
 use utoipa_axum::router::OpenApiRouter;
 
-use crate::{error::Result, state::AppState};
+use crate::state::AppState;
 
-/// One page of `table` within `scopes`, each row turned into its wire type: every list route
-/// of every resource goes through here.
-pub(crate) async fn collection<Row, Out>(
-    state: &AppState,
-    table: &'static Table,
-    select: &'static str,
-    scopes: Vec<Scope>,
+/// A page of rows as the collection envelope of their wire type.
+pub(crate) fn collection<Row, Out: From<Row>>(
+    page: Page<Row>,
     params: &ListParams,
-) -> Result<Collection<Out>>
-where
-    Row: for<'r> FromRow<'r, PgRow> + Send + Unpin,
-    Out: From<Row>,
-{
-    let page = Listing {
-        table,
-        select,
-        scopes,
-        query: &params.query,
-    }
-    .fetch::<Row>(&state.db)
-    .await?;
+) -> Collection<Out> {
     let data = page.rows.into_iter().map(Out::from).collect();
-    Ok(Collection::new(data, page.count, params))
+    Collection::new(data, page.count, params)
 }
 
 /// Every resource route, relative to a version prefix.

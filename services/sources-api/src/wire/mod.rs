@@ -1,3 +1,15 @@
+//! Wire formats: the JSON shapes of each resource (answers and requests), ids as strings,
+//! whole-second RFC 3339 timestamps, empty fields omitted.
+
+pub mod application_authentications;
+pub mod applications;
+pub mod authentications;
+pub mod catalogue;
+pub mod endpoints;
+pub mod rhc_connections;
+pub mod secrets;
+pub mod sources;
+
 use chrono::{DateTime, SecondsFormat, Utc};
 
 /// Timestamps as sources-api-go writes them: RFC 3339, whole seconds, `Z`.

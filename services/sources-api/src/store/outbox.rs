@@ -1,27 +1,29 @@
-//! The event outbox. Every write that sources-api-go announces on
-//! `platform.sources.event-stream` records its events here, in the same transaction as the
-//! change: a failed write leaves no event and a committed one always has its events. A relay
-//! moves the rows to Kafka.
+//! The events every write announces on `platform.sources.event-stream`, appended to the
+//! outbox in the write's own transaction, with sources-api-go's headers, key and payload
+//! conventions.
 
 use chrono::{DateTime, Utc};
+use keel_domain::sources_events::{EVENT_STREAM_TOPIC, EventType};
+use keel_events::{NewMessage, Outbox, outbox::AppendColumns};
 use serde_json::Value;
 use sqlx::PgConnection;
 
-use crate::tenant::Tenant;
+use super::Tenant;
 
-pub use keel_domain::sources_events::EVENT_STREAM_TOPIC;
+/// sources-api's outbox (`sources.outbox`, built by keel-events' migrations).
+pub const OUTBOX: Outbox = Outbox::new("sources", "sources.outbox");
 
 /// One event: its type (`Source.create`, …) and payload.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Event {
-    pub event_type: String,
+    pub event_type: EventType,
     pub payload: Value,
 }
 
 impl Event {
-    pub fn new(event_type: impl Into<String>, payload: Value) -> Self {
+    pub fn new(event_type: EventType, payload: Value) -> Self {
         Self {
-            event_type: event_type.into(),
+            event_type,
             payload,
         }
     }
@@ -52,7 +54,7 @@ pub fn key(tenant: &Tenant) -> String {
 }
 
 /// Headers in sources-api-go's order; account and org are the tenant's stored values.
-pub fn headers(tenant: &Tenant, event_type: &str) -> Vec<(String, String)> {
+pub fn headers(tenant: &Tenant, event_type: EventType) -> Vec<(String, String)> {
     let mut headers = Vec::with_capacity(5);
     if let Some(account) = tenant.external_tenant.as_ref().filter(|v| !v.is_empty()) {
         headers.push(("x-rh-sources-account-number".to_owned(), account.clone()));
@@ -61,28 +63,35 @@ pub fn headers(tenant: &Tenant, event_type: &str) -> Vec<(String, String)> {
         headers.push(("x-rh-sources-org-id".to_owned(), org.clone()));
     }
     headers.push(("x-rh-identity".to_owned(), tenant.identity.header.clone()));
-    headers.push(("event_type".to_owned(), event_type.to_owned()));
+    headers.push(("event_type".to_owned(), event_type.as_str().to_owned()));
     headers.push(("encoding".to_owned(), "json".to_owned()));
     headers
 }
 
-/// The id written into the payload of a row that does not exist yet; [`NEW_ROW_ID_SQL`]
-/// replaces it with the id the insert assigns, in the same statement.
+/// The id written into the payload of a row that does not exist yet;
+/// [`append_for_inserted`] replaces it with the id the insert assigns, in the same statement.
 pub const PENDING_ID: i64 = i64::MIN;
 
-/// SQL that turns a payload rendered with [`PENDING_ID`] (bound as `$payload`) into the
-/// payload of the inserted row `s`: `replace(<payload>, '"id":<PENDING_ID>', '"id":' || s.id)`.
-pub fn with_inserted_id(payload_param: &str) -> String {
-    format!("replace({payload_param}, '\"id\":{PENDING_ID}', '\"id\":' || s.id)::json")
-}
-
-/// The headers column value for one event.
-pub fn headers_json(tenant: &Tenant, event_type: &str) -> sqlx::types::Json<Vec<[String; 2]>> {
-    sqlx::types::Json(
-        headers(tenant, event_type)
-            .into_iter()
-            .map(|(k, v)| [k, v])
-            .collect(),
+/// The SQL of a CTE appending the event of each row inserted by the CTE `s`: parameters
+/// `topic`, `event_type`, `key`, `headers` and `payload` (rendered with [`PENDING_ID`] as its
+/// id, replaced by `s.id`) name the statement's parameters.
+pub fn append_for_inserted(
+    topic: &str,
+    event_type: &str,
+    key: &str,
+    headers: &str,
+    payload: &str,
+) -> String {
+    let payload = format!("replace({payload}, '\"id\":{PENDING_ID}', '\"id\":' || s.id)::json");
+    OUTBOX.append_from(
+        "s",
+        AppendColumns {
+            topic,
+            event_type,
+            key,
+            headers,
+            payload: &payload,
+        },
     )
 }
 
@@ -96,40 +105,34 @@ pub async fn record(
         return Ok(());
     }
     let key = key(tenant);
-    let mut qb =
-        sqlx::QueryBuilder::new("INSERT INTO outbox (topic, event_type, key, headers, payload) ");
-    qb.push_values(events, |mut row, event| {
-        row.push_bind(EVENT_STREAM_TOPIC)
-            .push_bind(event.event_type.clone())
-            .push_bind(key.clone())
-            .push_bind(headers_json(tenant, &event.event_type))
-            .push_bind(event.payload.to_string())
-            .push_unseparated("::json");
-    });
-    qb.build().execute(conn).await?;
+    let rendered: Vec<(Vec<(String, String)>, String)> = events
+        .iter()
+        .map(|e| (headers(tenant, e.event_type), e.payload.to_string()))
+        .collect();
+    let messages: Vec<NewMessage<'_>> = events
+        .iter()
+        .zip(&rendered)
+        .map(|(e, (headers, payload))| NewMessage {
+            topic: EVENT_STREAM_TOPIC,
+            event_type: e.event_type.as_str(),
+            key: &key,
+            headers,
+            payload,
+        })
+        .collect();
+    OUTBOX.append(conn, &messages).await?;
     metrics::counter!("sources_events_recorded_total").increment(events.len() as u64);
     Ok(())
 }
 
 #[cfg(test)]
 mod tests {
-    use keel_domain::RequestIdentity;
+    use keel_domain::sources_events::Resource;
 
     use super::*;
 
     fn tenant(account: Option<&str>, org: Option<&str>) -> Tenant {
-        Tenant {
-            id: 1,
-            external_tenant: account.map(str::to_owned),
-            org_id: org.map(str::to_owned),
-            identity: RequestIdentity {
-                header: "eyJ9".into(),
-                account_number: None,
-                org_id: None,
-                user_id: None,
-                identity: Default::default(),
-            },
-        }
+        Tenant::for_tests(account, org, "eyJ9")
     }
 
     #[test]
@@ -141,12 +144,14 @@ mod tests {
 
     #[test]
     fn headers_are_in_sources_api_go_order() {
-        let names: Vec<String> = headers(&tenant(Some("a"), Some("o")), "Source.create")
-            .into_iter()
-            .map(|(k, _)| k)
-            .collect();
+        let names = |t: &Tenant| -> Vec<String> {
+            headers(t, Resource::Source.create())
+                .into_iter()
+                .map(|(k, _)| k)
+                .collect()
+        };
         assert_eq!(
-            names,
+            names(&tenant(Some("a"), Some("o"))),
             [
                 "x-rh-sources-account-number",
                 "x-rh-sources-org-id",
@@ -155,12 +160,8 @@ mod tests {
                 "encoding"
             ]
         );
-        let only_org: Vec<String> = headers(&tenant(None, Some("o")), "x")
-            .into_iter()
-            .map(|(k, _)| k)
-            .collect();
         assert_eq!(
-            only_org,
+            names(&tenant(None, Some("o"))),
             [
                 "x-rh-sources-org-id",
                 "x-rh-identity",

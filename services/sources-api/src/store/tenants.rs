@@ -1,28 +1,37 @@
-use axum::extract::FromRequestParts;
-use http::request::Parts;
+//! Tenants, found or created from the caller's identity as sources-api-go does: an unknown
+//! tenant sees empty lists, not an error.
+
 use keel_domain::RequestIdentity;
-use keel_sources_http::{Tenancy, WriteAccess};
 use sqlx::PgPool;
 
-use crate::{error::Error, state::AppState};
+use crate::error::Error;
 
-/// The caller's tenant, created on first use as sources-api-go does: an unknown tenant sees
-/// empty lists, not an error.
+/// The tenant a request or a message acts for. Only [`get_or_create`] makes one, and its id
+/// stays inside the store: every tenant-scoped query takes a `&Tenant`.
 #[derive(Debug, Clone)]
 pub struct Tenant {
-    pub id: i64,
+    id: i64,
+    /// The EBS account number, if the tenant has one.
     pub external_tenant: Option<String>,
     pub org_id: Option<String>,
     pub identity: RequestIdentity,
 }
 
-/// A tenant allowed to write (PSK checked before the tenant is created, so a refused write
-/// changes nothing).
-#[derive(Debug, Clone)]
-pub struct Writer(pub Tenant);
+impl Tenant {
+    /// For the store's queries only.
+    pub(super) fn id(&self) -> i64 {
+        self.id
+    }
+
+    /// The associated data sealed secrets are bound to: a secret copied to another tenant's
+    /// row does not decrypt.
+    pub(super) fn seal_binding(&self) -> [u8; 8] {
+        self.id.to_be_bytes()
+    }
+}
 
 #[derive(Debug, Clone, sqlx::FromRow)]
-pub(crate) struct TenantRow {
+struct TenantRow {
     id: i64,
     external_tenant: Option<String>,
     org_id: Option<String>,
@@ -127,22 +136,21 @@ fn tenant(row: TenantRow, identity: RequestIdentity) -> Tenant {
     }
 }
 
-impl FromRequestParts<AppState> for Tenant {
-    type Rejection = Error;
-
-    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Error> {
-        let Tenancy(identity) = Tenancy::from_request_parts(parts, state).await?;
-        get_or_create(&state.db, &state.tenants, identity).await
-    }
-}
-
-impl FromRequestParts<AppState> for Writer {
-    type Rejection = Error;
-
-    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Error> {
-        let WriteAccess(identity) = WriteAccess::from_request_parts(parts, state).await?;
-        get_or_create(&state.db, &state.tenants, identity)
-            .await
-            .map(Self)
+#[cfg(test)]
+impl Tenant {
+    /// A tenant without a database, for unit tests of payloads and headers.
+    pub(crate) fn for_tests(account: Option<&str>, org: Option<&str>, header: &str) -> Self {
+        Self {
+            id: 1,
+            external_tenant: account.map(str::to_owned),
+            org_id: org.map(str::to_owned),
+            identity: RequestIdentity {
+                header: header.to_owned(),
+                account_number: None,
+                org_id: None,
+                user_id: None,
+                identity: Default::default(),
+            },
+        }
     }
 }

@@ -1,0 +1,252 @@
+//! The relay: transaction order, never skipping a late commit, one relay per outbox, broker
+//! restarts, and retention.
+
+use std::time::Duration;
+
+use keel_events::{KafkaSettings, Transport};
+
+use crate::harness::{BOTH, Harness, Via, first_names, names, unique};
+
+#[tokio::test]
+async fn a_late_commit_holds_back_later_messages_and_is_never_skipped() {
+    for via in BOTH {
+        // Batches of 3 rows: the relay pipelines several while the late row waits.
+        let h = Harness::start_with(via, 3, (via == Via::Kafka).then(crate::harness::kafka)).await;
+        let key = unique("key");
+        // A transaction takes its txid with this row, then stays open while later ones commit.
+        let mut held = h.db.begin().await.unwrap();
+        h.append(&mut held, &key, r#"{"name":"late"}"#).await;
+        let after = names("after", 10);
+        h.write_names(&key, &after).await;
+        if via == Via::Kafka {
+            tokio::time::sleep(Duration::from_secs(1)).await;
+            let published: i64 =
+                sqlx::query_scalar("SELECT count(*) FROM outbox WHERE published_at IS NOT NULL")
+                    .fetch_one(&h.db)
+                    .await
+                    .unwrap();
+            assert_eq!(
+                published, 0,
+                "rows after an open transaction are not final: publishing them could skip its row"
+            );
+        }
+        held.commit().await.unwrap();
+        h.delivered().await;
+        let got = h.collect(&unique("group"), &key, 11).await;
+        let want: Vec<String> = std::iter::once("late".to_owned()).chain(after).collect();
+        assert_eq!(
+            first_names(&got),
+            want,
+            "{via:?}: every message, in transaction order"
+        );
+        h.stop().await;
+    }
+}
+
+#[tokio::test]
+async fn the_relay_takes_its_lock_again_after_losing_its_connection() {
+    let h = Harness::start(Via::Kafka).await;
+    let key = unique("key");
+    h.write_names(&key, &["before".to_owned()]).await;
+    h.wait_published().await;
+    // One relay per database: its lock is the only one-key advisory lock.
+    let cut = h.cut_lock_holders(1, 1).await;
+    // Fails (times out) unless the relay takes its lock again on a new session.
+    h.lock_holders(1, 1, &cut).await;
+    h.write_names(&key, &["after".to_owned()]).await;
+    h.wait_published().await;
+    let got = h.collect(&unique("group"), &key, 2).await;
+    assert_eq!(first_names(&got), ["before", "after"]);
+    h.stop().await;
+}
+
+#[tokio::test]
+async fn a_second_relay_on_the_same_outbox_waits_as_standby() {
+    let h = Harness::start(Via::Kafka).await;
+    let key = unique("key");
+    h.write_names(&key, &["first".to_owned()]).await;
+    h.wait_published().await;
+    let status = std::sync::Arc::new(keel_events::relay::RelayStatus::default());
+    let second = keel_events::Relay::new(
+        h.db.clone(),
+        crate::harness::OUTBOX,
+        &crate::harness::kafka(),
+        100,
+        status.clone(),
+    )
+    .unwrap();
+    let stop = tokio_util::sync::CancellationToken::new();
+    let run = tokio::spawn(second.run(stop.clone()));
+    for _ in 0..100 {
+        if status.standby.load(std::sync::atomic::Ordering::Relaxed) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(
+        status.standby.load(std::sync::atomic::Ordering::Relaxed),
+        "the second relay knows it waits"
+    );
+    assert_eq!(h.lock_holders(1, 1, &[]).await.len(), 1, "one relay lock");
+    h.write_names(&key, &["second".to_owned()]).await;
+    h.wait_published().await;
+    let got = h.collect(&unique("group"), &key, 2).await;
+    assert_eq!(got.len(), 2, "published once, by the first relay");
+    stop.cancel();
+    run.await.unwrap();
+    h.stop().await;
+}
+
+/// A tansu of this test's own, to stop and start.
+struct OwnBroker {
+    dir: std::path::PathBuf,
+    port: u16,
+    child: Option<tokio::process::Child>,
+}
+
+impl OwnBroker {
+    async fn start() -> Self {
+        let dir = std::env::temp_dir().join(unique("tansu"));
+        std::fs::create_dir_all(&dir).unwrap();
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let mut broker = Self {
+            dir,
+            port,
+            child: None,
+        };
+        broker.up().await;
+        broker
+    }
+
+    fn kafka(&self) -> KafkaSettings {
+        KafkaSettings::plain(format!("127.0.0.1:{}", self.port))
+    }
+
+    async fn up(&mut self) {
+        let bin = std::env::var("TANSU_BIN")
+            .expect("TANSU_BIN is not set: run the tests through scripts/test");
+        let url = format!("tcp://127.0.0.1:{}", self.port);
+        let child = tokio::process::Command::new(bin)
+            .current_dir(&self.dir)
+            .args([
+                "broker",
+                "--listener-url",
+                &url,
+                "--advertised-listener-url",
+                &url,
+            ])
+            .args(["--storage-engine", "sqlite://tansu.db"])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .kill_on_drop(true)
+            .spawn()
+            .expect("tansu starts");
+        self.child = Some(child);
+        for _ in 0..100 {
+            if tokio::net::TcpStream::connect(("127.0.0.1", self.port))
+                .await
+                .is_ok()
+            {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        panic!("tansu did not listen");
+    }
+
+    async fn down(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            child.kill().await.unwrap();
+        }
+    }
+}
+
+impl Drop for OwnBroker {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+#[tokio::test]
+async fn the_relay_survives_a_broker_restart_without_losing_messages() {
+    let mut broker = OwnBroker::start().await;
+    let h = Harness::start_with(Via::Kafka, 10_000, Some(broker.kafka())).await;
+    let key = unique("key");
+    let before = names("before", 20);
+    h.write_names(&key, &before).await;
+    h.wait_published().await;
+
+    broker.down().await;
+    // Writers keep committing while Kafka is down: the messages wait in the outbox.
+    let during = names("during", 20);
+    h.write_names(&key, &during).await;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert!(
+        h.pending().await > 0,
+        "nothing can be acknowledged while the broker is down"
+    );
+
+    broker.up().await;
+    h.wait_published().await;
+    let got = h
+        .collect_from(
+            Transport::Kafka(broker.kafka()),
+            &unique("group"),
+            &key,
+            40,
+            None,
+        )
+        .await;
+    let first_seen = first_names(&got);
+    eprintln!(
+        "duplicates after the broker restart: {}",
+        got.len() - first_seen.len()
+    );
+    let want: Vec<String> = before.into_iter().chain(during).collect();
+    assert_eq!(
+        first_seen, want,
+        "no message lost across the restart, in order"
+    );
+    h.stop().await;
+}
+
+#[tokio::test]
+async fn retention_deletes_old_rows_but_never_unpublished_ones_under_kafka() {
+    // No relay: the test decides what counts as published.
+    let h = Harness::start_with(Via::Embedded, 10_000, None).await;
+    h.write_names(&unique("key"), &names("s", 4)).await;
+    let ids: Vec<i64> = sqlx::query_scalar("SELECT id FROM outbox ORDER BY id")
+        .fetch_all(&h.db)
+        .await
+        .unwrap();
+    assert_eq!(ids.len(), 4);
+    // Two rows eight days old, one of them published; two recent ones, one published.
+    sqlx::query("UPDATE outbox SET created_at = now() - interval '8 days' WHERE id = ANY($1)")
+        .bind(&ids[..2])
+        .execute(&h.db)
+        .await
+        .unwrap();
+    sqlx::query("UPDATE outbox SET published_at = now() WHERE id = ANY($1)")
+        .bind([ids[0], ids[2]])
+        .execute(&h.db)
+        .await
+        .unwrap();
+    let week = Duration::from_secs(7 * 24 * 3600);
+    let left = || async {
+        sqlx::query_scalar::<_, i64>("SELECT id FROM outbox ORDER BY id")
+            .fetch_all(&h.db)
+            .await
+            .unwrap()
+    };
+    let outbox = crate::harness::OUTBOX;
+    // Kafka: only what the relay already published goes.
+    assert_eq!(outbox.prune(&h.db, week, true).await.unwrap(), 1);
+    assert_eq!(left().await, ids[1..]);
+    // Embedded log: age alone decides, as Kafka's log retention does.
+    assert_eq!(outbox.prune(&h.db, week, false).await.unwrap(), 1);
+    assert_eq!(left().await, ids[2..]);
+}

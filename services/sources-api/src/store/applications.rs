@@ -1,0 +1,284 @@
+//! Applications: the `applications` table, its events, pausing, and the cascade of a delete.
+
+use chrono::{DateTime, Utc};
+use keel_db::{Column, Page, Scope, Subresource, Table};
+use keel_domain::{
+    AvailabilityStatus,
+    listing::ListQuery,
+    sources_events::{EventType, Resource},
+};
+use serde_json::{Value, json};
+use sqlx::{PgConnection, PgPool};
+
+use super::{
+    Event, Tenant, Write, application_authentications, authentications, by_id, catalogue,
+    outbox::{event_time, opt_event_time, tenant_field},
+    sources,
+};
+use crate::error::{Error, Result, constraint};
+
+pub static TABLE: Table = Table {
+    name: "applications",
+    columns: &[
+        Column::int("id"),
+        Column::timestamp("created_at"),
+        Column::timestamp("updated_at"),
+        Column::timestamp("paused_at"),
+        Column::text("availability_status"),
+        Column::timestamp("last_checked_at"),
+        Column::timestamp("last_available_at"),
+        Column::text("availability_status_error"),
+        Column::json("extra"),
+        Column::int("source_id"),
+        Column::int("application_type_id"),
+    ],
+    subresources: &[Subresource {
+        name: "application_type",
+        table: &catalogue::APPLICATION_TYPES,
+        foreign_key: "application_type_id",
+    }],
+};
+
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct ApplicationRow {
+    pub id: i64,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+    pub paused_at: Option<DateTime<Utc>>,
+    pub availability_status: String,
+    pub last_checked_at: Option<DateTime<Utc>>,
+    pub last_available_at: Option<DateTime<Utc>>,
+    pub availability_status_error: Option<String>,
+    pub extra: Value,
+    pub superkey_data: Option<Value>,
+    pub source_id: i64,
+    pub application_type_id: i64,
+}
+
+impl ApplicationRow {
+    /// The `Application.*` event payload: integer ids, explicit nulls.
+    pub fn to_event(&self, tenant: &Tenant) -> Value {
+        json!({
+            "id": self.id,
+            "created_at": event_time(self.created_at),
+            "updated_at": event_time(self.updated_at),
+            "paused_at": opt_event_time(self.paused_at),
+            "availability_status": self.availability_status,
+            "last_checked_at": opt_event_time(self.last_checked_at),
+            "last_available_at": opt_event_time(self.last_available_at),
+            "availability_status_error": self.availability_status_error,
+            "extra": self.extra,
+            "superkey_data": self.superkey_data,
+            "source_id": self.source_id,
+            "application_type_id": self.application_type_id,
+            "tenant": tenant_field(tenant),
+        })
+    }
+}
+
+/// An application to create, its ids parsed.
+#[derive(Debug, Clone)]
+pub struct NewApplication {
+    pub source_id: i64,
+    pub application_type_id: i64,
+    pub extra: Option<Value>,
+    /// `None`: `in_progress`.
+    pub availability_status: Option<AvailabilityStatus>,
+}
+
+/// What an edit sets; `None` keeps the stored value.
+#[derive(Debug, Clone, Default)]
+pub struct ApplicationEdit {
+    pub extra: Option<Value>,
+    pub superkey_data: Option<Value>,
+    pub availability_status: Option<AvailabilityStatus>,
+    pub availability_status_error: Option<String>,
+    pub last_checked_at: Option<DateTime<Utc>>,
+    pub last_available_at: Option<DateTime<Utc>>,
+}
+
+pub async fn list(
+    db: &PgPool,
+    tenant: &Tenant,
+    of_source: Option<i64>,
+    query: &ListQuery,
+) -> Result<Page<ApplicationRow>> {
+    let scopes = of_source
+        .map(|id| vec![Scope::eq("t.source_id = ", id)])
+        .unwrap_or_default();
+    super::tenant_page(db, tenant, &TABLE, "t.*", scopes, query).await
+}
+
+async fn fetch(conn: &mut PgConnection, tenant: &Tenant, id: i64) -> Result<ApplicationRow> {
+    sqlx::query_as("SELECT * FROM applications WHERE id = $1 AND tenant_id = $2")
+        .bind(id)
+        .bind(tenant.id())
+        .fetch_optional(conn)
+        .await?
+        .ok_or_else(|| Error::not_found("application"))
+}
+
+/// The tenant's application `id`, or 404.
+pub async fn find(db: &PgPool, tenant: &Tenant, id: i64) -> Result<ApplicationRow> {
+    fetch(&mut *db.acquire().await?, tenant, id).await
+}
+
+/// The tenant's application `id` as the write sees it, or 404.
+pub async fn find_in(w: &mut Write<'_>, id: i64) -> Result<ApplicationRow> {
+    let tenant = w.tenant();
+    fetch(w.conn(), tenant, id).await
+}
+
+/// Inserts an application after the checks sources-api-go makes (`incompatible` is the
+/// message when the source's type does not support the application type); announces nothing.
+pub async fn insert(
+    w: &mut Write<'_>,
+    new: NewApplication,
+    incompatible: impl FnOnce() -> Error,
+) -> Result<ApplicationRow> {
+    let tenant = w.tenant();
+    if !sources::exists(w.conn(), tenant, new.source_id).await? {
+        return Err(Error::validation("source id not found"));
+    }
+    if !catalogue::supports(w.conn(), new.application_type_id, new.source_id).await? {
+        return Err(incompatible());
+    }
+    let extra = new
+        .extra
+        .filter(|e| !e.is_null())
+        .unwrap_or_else(|| json!({}));
+    let (source_id, type_id) = (new.source_id, new.application_type_id);
+    sqlx::query_as(
+        "INSERT INTO applications (tenant_id, source_id, application_type_id, extra, availability_status) \
+         VALUES ($1, $2, $3, $4, COALESCE($5, 'in_progress')) RETURNING *",
+    )
+    .bind(tenant.id())
+    .bind(source_id)
+    .bind(type_id)
+    .bind(&extra)
+    .bind(new.availability_status.map(AvailabilityStatus::as_str))
+    .fetch_one(w.conn())
+    .await
+    .map_err(|e| match constraint(&e) {
+        Some("applications_app_type_id_source_id_tenant_id_idx") => Error::bad_request(format_args!(
+            "Application of application type = {type_id} already exists for the source id = {source_id}"
+        )),
+        _ => e.into(),
+    })
+}
+
+/// Applies an edit, lets the source follow a changed status, and announces
+/// `Application.update`.
+pub async fn update(
+    w: &mut Write<'_>,
+    current: &ApplicationRow,
+    edit: &ApplicationEdit,
+) -> Result<ApplicationRow> {
+    let tenant = w.tenant();
+    let row: ApplicationRow = sqlx::query_as(
+        "UPDATE applications SET extra = COALESCE($3, extra), \
+           superkey_data = COALESCE($4, superkey_data), \
+           availability_status = COALESCE($5, availability_status), \
+           availability_status_error = COALESCE($6, availability_status_error), \
+           last_checked_at = COALESCE($7, last_checked_at), \
+           last_available_at = COALESCE($8, last_available_at) \
+         WHERE id = $1 AND tenant_id = $2 RETURNING *",
+    )
+    .bind(current.id)
+    .bind(tenant.id())
+    .bind(&edit.extra)
+    .bind(&edit.superkey_data)
+    .bind(edit.availability_status.map(AvailabilityStatus::as_str))
+    .bind(&edit.availability_status_error)
+    .bind(edit.last_checked_at)
+    .bind(edit.last_available_at)
+    .fetch_optional(w.conn())
+    .await?
+    .ok_or_else(|| Error::not_found("application"))?;
+    sources::adopt_application_status(w.conn(), &row, &current.availability_status).await?;
+    w.announce(Resource::Application.update(), row.to_event(tenant));
+    Ok(row)
+}
+
+/// Deletes an application with its links and authentications, announcing them in
+/// sources-api-go's order: links, the application, its authentications.
+pub async fn delete(w: &mut Write<'_>, id: i64) -> Result<()> {
+    let tenant = w.tenant();
+    let app = fetch(w.conn(), tenant, id).await?;
+    let links = application_authentications::delete_for_application(w, app.id).await?;
+    let auths = authentications::delete_for_resource(w, "Application", app.id).await?;
+    sqlx::query("DELETE FROM applications WHERE id = $1")
+        .bind(app.id)
+        .execute(w.conn())
+        .await?;
+    w.announce_all(links);
+    w.announce(Resource::Application.destroy(), app.to_event(tenant));
+    w.announce_all(auths);
+    Ok(())
+}
+
+/// Deletes the applications of a source (its cascade) and returns them.
+pub(super) async fn delete_for_source(
+    w: &mut Write<'_>,
+    source_id: i64,
+) -> Result<Vec<ApplicationRow>> {
+    Ok(
+        sqlx::query_as("DELETE FROM applications WHERE source_id = $1 RETURNING *")
+            .bind(source_id)
+            .fetch_all(w.conn())
+            .await?,
+    )
+}
+
+/// Which applications a pause concerns.
+#[derive(Debug, Clone, Copy)]
+pub enum Paused {
+    One(i64),
+    OfSource(i64),
+}
+
+/// Sets or clears `paused_at` and announces one event per application, in id order. Pausing
+/// one application that does not exist is a 404.
+pub async fn set_paused(w: &mut Write<'_>, which: Paused, paused: bool) -> Result<()> {
+    let tenant = w.tenant();
+    let (column, id) = match which {
+        Paused::One(id) => ("id", id),
+        Paused::OfSource(id) => ("source_id", id),
+    };
+    let sql = format!(
+        "UPDATE applications SET paused_at = CASE WHEN $2 THEN now() ELSE NULL END \
+         WHERE tenant_id = $3 AND {column} = $1 RETURNING *"
+    );
+    let rows: Vec<ApplicationRow> = sqlx::query_as(sqlx::AssertSqlSafe(sql))
+        .bind(id)
+        .bind(paused)
+        .bind(tenant.id())
+        .fetch_all(w.conn())
+        .await?;
+    if rows.is_empty() && matches!(which, Paused::One(_)) {
+        return Err(Error::not_found("application"));
+    }
+    let event_type = EventType::paused(Resource::Application, paused);
+    w.announce_all(
+        by_id(rows, |r| r.id)
+            .iter()
+            .map(|r| Event::new(event_type, r.to_event(tenant))),
+    );
+    Ok(())
+}
+
+/// The application type names of a source's applications, in id order.
+pub async fn type_names_of_source(
+    db: &PgPool,
+    tenant: &Tenant,
+    source_id: i64,
+) -> Result<Vec<String>> {
+    Ok(sqlx::query_scalar(
+        "SELECT at.name FROM applications a JOIN application_types at ON at.id = a.application_type_id \
+         WHERE a.source_id = $1 AND a.tenant_id = $2 ORDER BY a.id",
+    )
+    .bind(source_id)
+    .bind(tenant.id())
+    .fetch_all(db)
+    .await?)
+}

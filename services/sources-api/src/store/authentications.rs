@@ -1,0 +1,332 @@
+//! Authentications: the `authentications` table (passwords sealed, never selected but by the
+//! internal API), its events, and deletes by resource.
+
+use chrono::{DateTime, SecondsFormat, Utc};
+use keel_crypto::SecretBox;
+use keel_db::{Column, Page, Scope, Table};
+use keel_domain::{AvailabilityStatus, listing::ListQuery, sources_events::Resource};
+use serde_json::{Value, json};
+use sqlx::{PgConnection, PgPool};
+
+use super::{
+    Event, Tenant, Write, by_id,
+    outbox::{opt_event_time, tenant_field},
+};
+use crate::error::{Error, Result};
+
+pub static TABLE: Table = Table {
+    name: "authentications",
+    columns: &[
+        Column::int("id"),
+        Column::text("name"),
+        Column::text("authtype"),
+        Column::text("username"),
+        Column::text("availability_status"),
+        Column::timestamp("last_checked_at"),
+        Column::timestamp("last_available_at"),
+        Column::text("availability_status_error"),
+        Column::int("source_id"),
+        Column::text("resource_type"),
+        Column::int("resource_id"),
+    ],
+    subresources: &[],
+};
+
+/// Every column but the sealed password, which only the internal API reads.
+const COLUMNS: &str = "t.id, t.tenant_id, t.source_id, t.resource_type, t.resource_id, t.name, \
+    t.authtype, t.username, t.extra, t.version, t.availability_status, \
+    t.availability_status_error, t.last_checked_at, t.last_available_at, t.created_at, \
+    t.updated_at";
+
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct AuthenticationRow {
+    pub id: i64,
+    pub source_id: i64,
+    pub resource_type: String,
+    pub resource_id: i64,
+    pub name: Option<String>,
+    pub authtype: Option<String>,
+    pub username: Option<String>,
+    pub extra: Option<Value>,
+    pub version: Option<String>,
+    pub availability_status: Option<String>,
+    pub availability_status_error: Option<String>,
+    pub last_checked_at: Option<DateTime<Utc>>,
+    pub last_available_at: Option<DateTime<Utc>>,
+    pub created_at: DateTime<Utc>,
+}
+
+impl AuthenticationRow {
+    /// The `Authentication.*` payload: the id is a string, the other ids integers.
+    pub fn to_event(&self, tenant: &Tenant) -> Value {
+        json!({
+            "id": self.id.to_string(),
+            "created_at": self.created_at.to_rfc3339_opts(SecondsFormat::AutoSi, true),
+            "name": self.name.clone().unwrap_or_default(),
+            "authtype": self.authtype.clone().unwrap_or_default(),
+            "username": self.username.clone().unwrap_or_default(),
+            "extra": self.extra,
+            "version": self.version.clone().unwrap_or_default(),
+            "availability_status": self.availability_status.clone().unwrap_or_default(),
+            "last_checked_at": opt_event_time(self.last_checked_at),
+            "last_available_at": opt_event_time(self.last_available_at),
+            "availability_status_error": self.availability_status_error,
+            "resource_type": self.resource_type,
+            "resource_id": self.resource_id,
+            "source_id": self.source_id,
+            "tenant": tenant_field(tenant),
+        })
+    }
+}
+
+/// Which of a tenant's authentications a list shows.
+#[derive(Debug, Clone, Copy)]
+pub enum AuthenticationFilter {
+    All,
+    OfSource(i64),
+    OfApplication(i64),
+    OfEndpoint(i64),
+    One(i64),
+}
+
+/// An authentication to create: its resource, and the fields sent.
+#[derive(Debug, Clone, Default)]
+pub struct NewAuthentication {
+    /// `Source`, `Endpoint`, `Application` or `Authentication`.
+    pub resource_type: String,
+    pub resource_id: i64,
+    pub name: Option<String>,
+    pub authtype: Option<String>,
+    pub username: Option<String>,
+    pub password: Option<String>,
+    pub extra: Option<Value>,
+    pub availability_status_error: Option<String>,
+}
+
+/// What an edit sets; `None` keeps the stored value.
+#[derive(Debug, Clone, Default)]
+pub struct AuthenticationEdit {
+    pub name: Option<String>,
+    pub authtype: Option<String>,
+    pub username: Option<String>,
+    pub password: Option<String>,
+    pub extra: Option<Value>,
+    pub availability_status: Option<AvailabilityStatus>,
+    pub availability_status_error: Option<String>,
+    pub last_checked_at: Option<DateTime<Utc>>,
+    pub last_available_at: Option<DateTime<Utc>>,
+}
+
+pub async fn list(
+    db: &PgPool,
+    tenant: &Tenant,
+    filter: AuthenticationFilter,
+    query: &ListQuery,
+) -> Result<Page<AuthenticationRow>> {
+    let scopes = match filter {
+        AuthenticationFilter::All => vec![],
+        AuthenticationFilter::OfSource(id) => vec![Scope::eq("t.source_id = ", id)],
+        AuthenticationFilter::OfApplication(id) => vec![Scope::eq(
+            "t.resource_type = 'Application' AND t.resource_id = ",
+            id,
+        )],
+        AuthenticationFilter::OfEndpoint(id) => vec![Scope::eq(
+            "t.resource_type = 'Endpoint' AND t.resource_id = ",
+            id,
+        )],
+        AuthenticationFilter::One(id) => vec![Scope::eq("t.id = ", id)],
+    };
+    super::tenant_page(db, tenant, &TABLE, COLUMNS, scopes, query).await
+}
+
+async fn fetch(conn: &mut PgConnection, tenant: &Tenant, id: i64) -> Result<AuthenticationRow> {
+    sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        "SELECT {COLUMNS} FROM authentications t WHERE t.id = $1 AND t.tenant_id = $2"
+    )))
+    .bind(id)
+    .bind(tenant.id())
+    .fetch_optional(conn)
+    .await?
+    .ok_or_else(|| Error::not_found("authentication"))
+}
+
+/// The tenant's authentication `id`, or 404.
+pub async fn find(db: &PgPool, tenant: &Tenant, id: i64) -> Result<AuthenticationRow> {
+    fetch(&mut *db.acquire().await?, tenant, id).await
+}
+
+/// The tenant's authentication `id` as the write sees it, or 404.
+pub async fn find_in(w: &mut Write<'_>, id: i64) -> Result<AuthenticationRow> {
+    let tenant = w.tenant();
+    fetch(w.conn(), tenant, id).await
+}
+
+/// The source a resource belongs to, within the tenant.
+async fn resource_source_id(
+    conn: &mut PgConnection,
+    tenant: &Tenant,
+    resource_type: &str,
+    resource_id: i64,
+) -> Result<i64> {
+    let sql = match resource_type {
+        "Source" => "SELECT id FROM sources WHERE id = $1 AND tenant_id = $2",
+        "Application" => "SELECT source_id FROM applications WHERE id = $1 AND tenant_id = $2",
+        "Endpoint" => "SELECT source_id FROM endpoints WHERE id = $1 AND tenant_id = $2",
+        _ => "SELECT source_id FROM authentications WHERE id = $1 AND tenant_id = $2",
+    };
+    let found: Option<i64> = sqlx::query_scalar(sql)
+        .bind(resource_id)
+        .bind(tenant.id())
+        .fetch_optional(conn)
+        .await?;
+    found.ok_or_else(|| {
+        Error::bad_request(format_args!(
+            "resource not found with type [{resource_type}], id [{resource_id}]"
+        ))
+    })
+}
+
+/// Inserts an authentication (its password sealed to the tenant); announces nothing.
+pub async fn insert(
+    w: &mut Write<'_>,
+    secrets: &SecretBox,
+    new: NewAuthentication,
+) -> Result<AuthenticationRow> {
+    let tenant = w.tenant();
+    let source_id =
+        resource_source_id(w.conn(), tenant, &new.resource_type, new.resource_id).await?;
+    let sealed = new
+        .password
+        .as_deref()
+        .map(|p| secrets.seal(p, &tenant.seal_binding()));
+    Ok(sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        "INSERT INTO authentications AS t (tenant_id, source_id, resource_type, resource_id, \
+           name, authtype, username, password_encrypted, extra, availability_status_error) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) RETURNING {COLUMNS}"
+    )))
+    .bind(tenant.id())
+    .bind(source_id)
+    .bind(&new.resource_type)
+    .bind(new.resource_id)
+    .bind(&new.name)
+    .bind(&new.authtype)
+    .bind(&new.username)
+    .bind(&sealed)
+    .bind(&new.extra)
+    .bind(&new.availability_status_error)
+    .fetch_one(w.conn())
+    .await?)
+}
+
+/// Applies an edit and announces `Authentication.update`.
+pub async fn update(
+    w: &mut Write<'_>,
+    secrets: &SecretBox,
+    id: i64,
+    edit: AuthenticationEdit,
+) -> Result<AuthenticationRow> {
+    let tenant = w.tenant();
+    let sealed = edit
+        .password
+        .as_deref()
+        .map(|p| secrets.seal(p, &tenant.seal_binding()));
+    let row: AuthenticationRow = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        "UPDATE authentications AS t SET name = COALESCE($3, name), authtype = COALESCE($4, authtype), \
+           username = COALESCE($5, username), password_encrypted = COALESCE($6, password_encrypted), \
+           extra = COALESCE($7, extra), availability_status = COALESCE($8, availability_status), \
+           availability_status_error = COALESCE($9, availability_status_error), \
+           last_checked_at = COALESCE($10, last_checked_at), \
+           last_available_at = COALESCE($11, last_available_at) \
+         WHERE t.id = $1 AND t.tenant_id = $2 RETURNING {COLUMNS}"
+    )))
+    .bind(id)
+    .bind(tenant.id())
+    .bind(&edit.name)
+    .bind(&edit.authtype)
+    .bind(&edit.username)
+    .bind(&sealed)
+    .bind(&edit.extra)
+    .bind(edit.availability_status.map(AvailabilityStatus::as_str))
+    .bind(&edit.availability_status_error)
+    .bind(edit.last_checked_at)
+    .bind(edit.last_available_at)
+    .fetch_optional(w.conn())
+    .await?
+    .ok_or_else(|| Error::not_found("authentication"))?;
+    w.announce(Resource::Authentication.update(), row.to_event(tenant));
+    Ok(row)
+}
+
+/// Deletes one authentication and announces `Authentication.destroy`.
+pub async fn delete(w: &mut Write<'_>, id: i64) -> Result<()> {
+    let tenant = w.tenant();
+    let row = fetch(w.conn(), tenant, id).await?;
+    sqlx::query("DELETE FROM authentications WHERE id = $1")
+        .bind(row.id)
+        .execute(w.conn())
+        .await?;
+    w.announce(Resource::Authentication.destroy(), row.to_event(tenant));
+    Ok(())
+}
+
+/// Deletes the authentications of one resource and returns their destroy events, in id order.
+pub(super) async fn delete_for_resource(
+    w: &mut Write<'_>,
+    resource_type: &str,
+    resource_id: i64,
+) -> Result<Vec<Event>> {
+    let tenant = w.tenant();
+    let rows: Vec<AuthenticationRow> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        "DELETE FROM authentications AS t WHERE t.tenant_id = $1 AND t.resource_type = $2 \
+           AND t.resource_id = $3 RETURNING {COLUMNS}"
+    )))
+    .bind(tenant.id())
+    .bind(resource_type)
+    .bind(resource_id)
+    .fetch_all(w.conn())
+    .await?;
+    Ok(by_id(rows, |r| r.id)
+        .iter()
+        .map(|r| Event::new(Resource::Authentication.destroy(), r.to_event(tenant)))
+        .collect())
+}
+
+/// Deletes every authentication of a source (its cascade) and returns them.
+pub(super) async fn delete_for_source(
+    w: &mut Write<'_>,
+    source_id: i64,
+) -> Result<Vec<AuthenticationRow>> {
+    Ok(sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        "DELETE FROM authentications t WHERE t.source_id = $1 RETURNING {COLUMNS}"
+    )))
+    .bind(source_id)
+    .fetch_all(w.conn())
+    .await?)
+}
+
+/// The authentication with its password, for the internal API only.
+pub async fn find_with_password(
+    db: &PgPool,
+    secrets: &SecretBox,
+    tenant: &Tenant,
+    id: i64,
+    with_password: bool,
+) -> Result<(AuthenticationRow, Option<String>)> {
+    let mut conn = db.acquire().await?;
+    let row = fetch(&mut conn, tenant, id).await?;
+    if !with_password {
+        return Ok((row, None));
+    }
+    let sealed: Option<Vec<u8>> = sqlx::query_scalar(
+        "SELECT password_encrypted FROM authentications WHERE id = $1 AND tenant_id = $2",
+    )
+    .bind(id)
+    .bind(tenant.id())
+    .fetch_one(&mut *conn)
+    .await?;
+    let password = sealed
+        .map(|s| secrets.open(&s, &tenant.seal_binding()))
+        .transpose()
+        .map_err(Error::Internal)?;
+    Ok((row, password))
+}

@@ -1,0 +1,117 @@
+//! sources-api's persistence. One module per resource owns its table (with the columns a list
+//! may filter and sort on), its row type, the payload its events carry, and its queries.
+//!
+//! Every query of a tenant's rows takes a [`Tenant`], which only [`tenants::get_or_create`]
+//! makes and whose id nothing outside this module can read: a query without its tenant cannot
+//! be written by accident, as svix's `secure_find` guarantees. Writes go through a [`Write`]:
+//! one tenant's transaction whose announced events are appended to the outbox when it
+//! commits, so a change and its events commit together or not at all.
+
+pub mod application_authentications;
+pub mod applications;
+pub mod authentications;
+pub mod catalogue;
+pub mod endpoints;
+pub mod outbox;
+pub mod rhc_connections;
+pub mod secrets;
+pub mod sources;
+pub mod status;
+pub mod tenants;
+
+use keel_db::{Listing, Page, Scope, Table};
+use keel_domain::{listing::ListQuery, sources_events::EventType};
+use serde_json::Value;
+use sqlx::{FromRow, PgConnection, PgPool, Postgres, Transaction, postgres::PgRow};
+
+pub use outbox::{Event, OUTBOX};
+pub use tenants::{Tenant, TenantCache};
+
+use crate::error::Result;
+
+/// One tenant's transaction and the events it announces. Dropped without [`Write::commit`],
+/// it rolls back and announces nothing.
+pub struct Write<'t> {
+    tx: Transaction<'static, Postgres>,
+    tenant: &'t Tenant,
+    events: Vec<Event>,
+}
+
+impl<'t> Write<'t> {
+    pub async fn begin(db: &PgPool, tenant: &'t Tenant) -> Result<Self> {
+        Ok(Self {
+            tx: db.begin().await?,
+            tenant,
+            events: Vec::new(),
+        })
+    }
+
+    pub fn tenant(&self) -> &'t Tenant {
+        self.tenant
+    }
+
+    /// The transaction, for the store's queries only.
+    pub(in crate::store) fn conn(&mut self) -> &mut PgConnection {
+        &mut self.tx
+    }
+
+    /// Announces an event; events are recorded in the order announced.
+    pub fn announce(&mut self, event_type: EventType, payload: Value) {
+        self.events.push(Event::new(event_type, payload));
+    }
+
+    pub fn announce_all(&mut self, events: impl IntoIterator<Item = Event>) {
+        self.events.extend(events);
+    }
+
+    /// Records the announced events in the outbox and commits, together.
+    pub async fn commit(mut self) -> Result<()> {
+        outbox::record(&mut self.tx, self.tenant, &self.events).await?;
+        self.tx.commit().await?;
+        Ok(())
+    }
+}
+
+/// One page of the tenant's rows of `table` within `scopes`: every list of a tenant's
+/// resource goes through here, the tenant condition first.
+async fn tenant_page<Row>(
+    db: &PgPool,
+    tenant: &Tenant,
+    table: &'static Table,
+    select: &'static str,
+    mut scopes: Vec<Scope>,
+    query: &ListQuery,
+) -> Result<Page<Row>>
+where
+    Row: for<'r> FromRow<'r, PgRow> + Send + Unpin,
+{
+    scopes.insert(0, Scope::eq("t.tenant_id = ", tenant.id()));
+    page(db, table, select, scopes, query).await
+}
+
+/// One page of a table shared by every tenant (the catalogue), or across tenants.
+async fn page<Row>(
+    db: &PgPool,
+    table: &'static Table,
+    select: &'static str,
+    scopes: Vec<Scope>,
+    query: &ListQuery,
+) -> Result<Page<Row>>
+where
+    Row: for<'r> FromRow<'r, PgRow> + Send + Unpin,
+{
+    Ok(Listing {
+        table,
+        select,
+        scopes,
+        query,
+    }
+    .fetch::<Row>(db)
+    .await?)
+}
+
+/// Rows sorted by id: a cascade's events go out in id order, as sources-api-go sends them.
+fn by_id<T>(mut rows: Vec<T>, id: impl Fn(&T) -> i64) -> Vec<T> {
+    rows.sort_by_key(|r| id(r));
+    rows
+}

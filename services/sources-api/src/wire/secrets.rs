@@ -1,0 +1,46 @@
+//! Secrets on the wire; the password is never in an answer but the internal API's.
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use utoipa::ToSchema;
+
+use crate::{store::secrets::SecretRow, wire};
+
+/// A secret; its password is never returned here.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Secret {
+    #[schema(pattern = r"^\d+$")]
+    pub id: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    pub authtype: String,
+    pub username: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub extra: Option<Value>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub user_id: Option<String>,
+}
+
+/// Create or edit a secret.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SecretRequest {
+    pub name: Option<String>,
+    pub authtype: Option<String>,
+    pub username: Option<String>,
+    pub password: Option<String>,
+    pub extra: Option<Value>,
+}
+
+impl From<SecretRow> for Secret {
+    fn from(r: SecretRow) -> Self {
+        Self {
+            id: wire::id(r.id),
+            name: wire::non_empty(r.name),
+            authtype: r.authtype.unwrap_or_default(),
+            username: r.username.unwrap_or_default(),
+            extra: r.extra.filter(|e| !e.is_null()),
+            user_id: r.user_id,
+        }
+    }
+}
