@@ -22,32 +22,17 @@ use crate::{
     },
 };
 
-/// List application authentications.
-#[utoipa::path(get, path = "/application_authentications", tag = "application_authentications",
-    params(ListQueryDoc),
-    responses((status = 200, body = Collection<ApplicationAuthentication>),
-        (status = 400, body = ErrorDocument), (status = 401, body = ErrorDocument)))]
-async fn list(
-    State(state): State<AppState>,
-    tenant: Tenant,
-    params: ListParams,
-) -> Result<Json<Collection<ApplicationAuthentication>>> {
-    let page = application_authentications::list(&state.db, &tenant, &params.query).await?;
-    Ok(Json(collection(page, &params)))
+tenant_list! {
+    /// List application authentications.
+    list: "/application_authentications", "application_authentications",
+        ApplicationAuthentication, application_authentications::list
 }
 
-/// Get an application authentication.
-#[utoipa::path(get, path = "/application_authentications/{id}", tag = "application_authentications",
-    params(("id" = String, Path, description = "Application authentication id")),
-    responses((status = 200, body = ApplicationAuthentication), (status = 400, body = ErrorDocument),
-        (status = 401, body = ErrorDocument), (status = 404, body = ErrorDocument)))]
-async fn get(
-    PathId(id): PathId,
-    State(state): State<AppState>,
-    tenant: Tenant,
-) -> Result<Json<ApplicationAuthentication>> {
-    let row = application_authentications::find(&state.db, &tenant, id.get()).await?;
-    Ok(Json(row.into()))
+tenant_get! {
+    /// Get an application authentication.
+    get: "/application_authentications/{id}", "application_authentications",
+        "Application authentication id", ApplicationAuthentication,
+        application_authentications::find
 }
 
 /// Link an authentication to an application.
@@ -81,21 +66,10 @@ async fn create(
     Ok((StatusCode::CREATED, Json(row.into())))
 }
 
-/// Unlink an authentication from an application.
-#[utoipa::path(delete, path = "/application_authentications/{id}", tag = "application_authentications",
-    params(("id" = String, Path, description = "Application authentication id")),
-    security(("psk" = [])),
-    responses((status = 204), (status = 400, body = ErrorDocument),
-        (status = 401, body = ErrorDocument), (status = 404, body = ErrorDocument)))]
-async fn delete(
-    PathId(id): PathId,
-    State(state): State<AppState>,
-    Writer(tenant): Writer,
-) -> Result<StatusCode> {
-    let mut w = Write::begin(&state.db, &tenant).await?;
-    application_authentications::delete(&mut w, id.get()).await?;
-    w.commit().await?;
-    Ok(StatusCode::NO_CONTENT)
+tenant_delete! {
+    /// Unlink an authentication from an application.
+    delete: "/application_authentications/{id}", "application_authentications",
+        "Application authentication id", application_authentications::delete
 }
 
 /// The authentication an application authentication links to.

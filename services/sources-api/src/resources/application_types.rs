@@ -7,7 +7,7 @@ use crate::{
     error::Result,
     state::AppState,
     store::{
-        Tenant, catalogue,
+        catalogue,
         sources::{self, SourceFilter},
     },
     wire::{catalogue::ApplicationType, sources::Source},
@@ -34,22 +34,12 @@ async fn get(PathId(id): PathId, State(state): State<AppState>) -> Result<Json<A
     Ok(Json(row.into()))
 }
 
-/// List the tenant's sources that have an application of this type.
-#[utoipa::path(get, path = "/application_types/{application_type_id}/sources",
-    tag = "application_types",
-    params(("application_type_id" = String, Path, description = "Application type id"), ListQueryDoc),
-    responses((status = 200, body = Collection<Source>), (status = 400, body = ErrorDocument),
-        (status = 401, body = ErrorDocument), (status = 404, body = ErrorDocument)))]
-async fn list_sources(
-    PathId(id): PathId,
-    State(state): State<AppState>,
-    tenant: Tenant,
-    params: ListParams,
-) -> Result<Json<Collection<Source>>> {
-    catalogue::ensure_application_type(&state.db, id.get()).await?;
-    let filter = SourceFilter::WithApplicationType(id.get());
-    let page = sources::list(&state.db, &tenant, filter, &params.query).await?;
-    Ok(Json(collection(page, &params)))
+tenant_sub_list! {
+    /// List the tenant's sources that have an application of this type.
+    list_sources: "/application_types/{application_type_id}/sources", "application_types",
+        "application_type_id", "Application type id", Source,
+        |db, _tenant, id| catalogue::ensure_application_type(db, id) => sources::list,
+        SourceFilter::WithApplicationType(id)
 }
 
 pub fn router() -> OpenApiRouter<AppState> {

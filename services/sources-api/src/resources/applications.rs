@@ -1,9 +1,7 @@
 use axum::{Json, body::Bytes, extract::State, http::StatusCode};
 use chrono::Utc;
 use keel_domain::{AvailabilityStatus, sources_events::Resource};
-use keel_sources_http::{
-    Collection, ErrorDocument, ListParams, ListQueryDoc, PathId, StrictJson, decode_strict,
-};
+use keel_sources_http::{Collection, ErrorDocument, ListParams, PathId, StrictJson, decode_strict};
 use serde_json::Value;
 use utoipa_axum::{router::OpenApiRouter, routes};
 
@@ -15,7 +13,7 @@ use crate::{
     state::AppState,
     store::{
         Tenant, Write,
-        applications::{self, ApplicationEdit, NewApplication, Paused},
+        applications::{self, ApplicationEdit, NewApplication},
         authentications::{self, AuthenticationFilter},
     },
     wire::{
@@ -27,31 +25,14 @@ use crate::{
     },
 };
 
-/// List applications.
-#[utoipa::path(get, path = "/applications", tag = "applications", params(ListQueryDoc),
-    responses((status = 200, body = Collection<Application>), (status = 400, body = ErrorDocument),
-        (status = 401, body = ErrorDocument)))]
-async fn list(
-    State(state): State<AppState>,
-    tenant: Tenant,
-    params: ListParams,
-) -> Result<Json<Collection<Application>>> {
-    let page = applications::list(&state.db, &tenant, None, &params.query).await?;
-    Ok(Json(collection(page, &params)))
+tenant_list! {
+    /// List applications.
+    list: "/applications", "applications", Application, applications::list, None
 }
 
-/// Get an application.
-#[utoipa::path(get, path = "/applications/{id}", tag = "applications",
-    params(("id" = String, Path, description = "Application id")),
-    responses((status = 200, body = Application), (status = 400, body = ErrorDocument),
-        (status = 401, body = ErrorDocument), (status = 404, body = ErrorDocument)))]
-async fn get(
-    PathId(id): PathId,
-    State(state): State<AppState>,
-    tenant: Tenant,
-) -> Result<Json<Application>> {
-    let row = applications::find(&state.db, &tenant, id.get()).await?;
-    Ok(Json(row.into()))
+tenant_get! {
+    /// Get an application.
+    get: "/applications/{id}", "applications", "Application id", Application, applications::find
 }
 
 /// The parsed ids of a create request, with sources-api-go's messages.
@@ -179,58 +160,21 @@ async fn edit(
     Ok(Json(row.into()))
 }
 
-/// Delete an application, its links to authentications and its authentications.
-#[utoipa::path(delete, path = "/applications/{id}", tag = "applications",
-    params(("id" = String, Path, description = "Application id")), security(("psk" = [])),
-    responses((status = 204), (status = 400, body = ErrorDocument),
-        (status = 401, body = ErrorDocument), (status = 404, body = ErrorDocument)))]
-async fn delete(
-    PathId(id): PathId,
-    State(state): State<AppState>,
-    Writer(tenant): Writer,
-) -> Result<StatusCode> {
-    let mut w = Write::begin(&state.db, &tenant).await?;
-    applications::delete(&mut w, id.get()).await?;
-    w.commit().await?;
-    Ok(StatusCode::NO_CONTENT)
+tenant_delete! {
+    /// Delete an application, its links to authentications and its authentications.
+    delete: "/applications/{id}", "applications", "Application id", applications::delete
 }
 
-async fn pause_or_unpause(
-    state: &AppState,
-    tenant: &Tenant,
-    id: i64,
-    paused: bool,
-) -> Result<StatusCode> {
-    let mut w = Write::begin(&state.db, tenant).await?;
-    applications::set_paused(&mut w, Paused::One(id), paused).await?;
-    w.commit().await?;
-    Ok(StatusCode::NO_CONTENT)
+tenant_pause! {
+    /// Pause an application: it then accepts only status updates.
+    pause: "/applications/{id}/pause", "applications", "id", "Application id",
+        applications::pause, true
 }
 
-/// Pause an application: it then accepts only status updates.
-#[utoipa::path(post, path = "/applications/{id}/pause", tag = "applications",
-    params(("id" = String, Path, description = "Application id")),
-    responses((status = 204), (status = 400, body = ErrorDocument),
-        (status = 401, body = ErrorDocument), (status = 404, body = ErrorDocument)))]
-async fn pause(
-    PathId(id): PathId,
-    State(state): State<AppState>,
-    tenant: Tenant,
-) -> Result<StatusCode> {
-    pause_or_unpause(&state, &tenant, id.get(), true).await
-}
-
-/// Resume a paused application.
-#[utoipa::path(post, path = "/applications/{id}/unpause", tag = "applications",
-    params(("id" = String, Path, description = "Application id")),
-    responses((status = 204), (status = 400, body = ErrorDocument),
-        (status = 401, body = ErrorDocument), (status = 404, body = ErrorDocument)))]
-async fn unpause(
-    PathId(id): PathId,
-    State(state): State<AppState>,
-    tenant: Tenant,
-) -> Result<StatusCode> {
-    pause_or_unpause(&state, &tenant, id.get(), false).await
+tenant_pause! {
+    /// Resume a paused application.
+    unpause: "/applications/{id}/unpause", "applications", "id", "Application id",
+        applications::pause, false
 }
 
 /// List an application's authentications (always the first 100, as sources-api-go does).

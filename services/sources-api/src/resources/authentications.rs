@@ -1,16 +1,15 @@
 use axum::{Json, extract::State, http::StatusCode};
 use keel_domain::sources_events::Resource;
-use keel_sources_http::{Collection, ErrorDocument, ListParams, ListQueryDoc, PathId, StrictJson};
+use keel_sources_http::{ErrorDocument, PathId, StrictJson};
 use utoipa_axum::{router::OpenApiRouter, routes};
 
-use super::collection;
 use crate::{
     domain::{INVALID_STATUS, authentication::validate_create},
     error::{Error, Result, parse_status, parse_time},
     extract::Writer,
     state::AppState,
     store::{
-        Tenant, Write,
+        Write,
         authentications::{self, AuthenticationEdit, AuthenticationFilter, NewAuthentication},
     },
     wire::authentications::{
@@ -39,32 +38,16 @@ pub(crate) fn new_authentication(req: AuthenticationCreateRequest) -> Result<New
     })
 }
 
-/// List authentications.
-#[utoipa::path(get, path = "/authentications", tag = "authentications", params(ListQueryDoc),
-    responses((status = 200, body = Collection<Authentication>), (status = 400, body = ErrorDocument),
-        (status = 401, body = ErrorDocument)))]
-async fn list(
-    State(state): State<AppState>,
-    tenant: Tenant,
-    params: ListParams,
-) -> Result<Json<Collection<Authentication>>> {
-    let filter = AuthenticationFilter::All;
-    let page = authentications::list(&state.db, &tenant, filter, &params.query).await?;
-    Ok(Json(collection(page, &params)))
+tenant_list! {
+    /// List authentications.
+    list: "/authentications", "authentications", Authentication, authentications::list,
+        AuthenticationFilter::All
 }
 
-/// Get an authentication (without its password).
-#[utoipa::path(get, path = "/authentications/{id}", tag = "authentications",
-    params(("id" = String, Path, description = "Authentication id")),
-    responses((status = 200, body = Authentication), (status = 400, body = ErrorDocument),
-        (status = 401, body = ErrorDocument), (status = 404, body = ErrorDocument)))]
-async fn get(
-    PathId(id): PathId,
-    State(state): State<AppState>,
-    tenant: Tenant,
-) -> Result<Json<Authentication>> {
-    let row = authentications::find(&state.db, &tenant, id.get()).await?;
-    Ok(Json(row.into()))
+tenant_get! {
+    /// Get an authentication (without its password).
+    get: "/authentications/{id}", "authentications", "Authentication id", Authentication,
+        authentications::find
 }
 
 /// Create an authentication.
@@ -114,20 +97,10 @@ async fn edit(
     Ok(Json(row.into()))
 }
 
-/// Delete an authentication.
-#[utoipa::path(delete, path = "/authentications/{id}", tag = "authentications",
-    params(("id" = String, Path, description = "Authentication id")), security(("psk" = [])),
-    responses((status = 204), (status = 400, body = ErrorDocument),
-        (status = 401, body = ErrorDocument), (status = 404, body = ErrorDocument)))]
-async fn delete(
-    PathId(id): PathId,
-    State(state): State<AppState>,
-    Writer(tenant): Writer,
-) -> Result<StatusCode> {
-    let mut w = Write::begin(&state.db, &tenant).await?;
-    authentications::delete(&mut w, id.get()).await?;
-    w.commit().await?;
-    Ok(StatusCode::NO_CONTENT)
+tenant_delete! {
+    /// Delete an authentication.
+    delete: "/authentications/{id}", "authentications", "Authentication id",
+        authentications::delete
 }
 
 pub fn router() -> OpenApiRouter<AppState> {

@@ -1,17 +1,16 @@
 use axum::{Json, extract::State, http::StatusCode};
 use keel_domain::sources_events::Resource;
-use keel_sources_http::{Collection, ErrorDocument, ListParams, ListQueryDoc, PathId, StrictJson};
+use keel_sources_http::{ErrorDocument, PathId, StrictJson};
 use serde_json::Value;
 use utoipa_axum::{router::OpenApiRouter, routes};
 
-use super::collection;
 use crate::{
     domain::parse_flexible_id,
     error::{Error, Result},
     extract::Writer,
     state::AppState,
     store::{
-        Tenant, Write,
+        Write,
         authentications::{self, AuthenticationFilter},
         endpoints::{self, EndpointFields, EndpointRow},
     },
@@ -51,31 +50,14 @@ pub(crate) async fn insert(w: &mut Write<'_>, req: EndpointCreateRequest) -> Res
     endpoints::insert(w, source_id, fields).await
 }
 
-/// List endpoints.
-#[utoipa::path(get, path = "/endpoints", tag = "endpoints", params(ListQueryDoc),
-    responses((status = 200, body = Collection<Endpoint>), (status = 400, body = ErrorDocument),
-        (status = 401, body = ErrorDocument)))]
-async fn list(
-    State(state): State<AppState>,
-    tenant: Tenant,
-    params: ListParams,
-) -> Result<Json<Collection<Endpoint>>> {
-    let page = endpoints::list(&state.db, &tenant, None, &params.query).await?;
-    Ok(Json(collection(page, &params)))
+tenant_list! {
+    /// List endpoints.
+    list: "/endpoints", "endpoints", Endpoint, endpoints::list, None
 }
 
-/// Get an endpoint.
-#[utoipa::path(get, path = "/endpoints/{id}", tag = "endpoints",
-    params(("id" = String, Path, description = "Endpoint id")),
-    responses((status = 200, body = Endpoint), (status = 400, body = ErrorDocument),
-        (status = 401, body = ErrorDocument), (status = 404, body = ErrorDocument)))]
-async fn get(
-    PathId(id): PathId,
-    State(state): State<AppState>,
-    tenant: Tenant,
-) -> Result<Json<Endpoint>> {
-    let row = endpoints::find(&state.db, &tenant, id.get()).await?;
-    Ok(Json(row.into()))
+tenant_get! {
+    /// Get an endpoint.
+    get: "/endpoints/{id}", "endpoints", "Endpoint id", Endpoint, endpoints::find
 }
 
 /// Create an endpoint.
@@ -127,37 +109,17 @@ async fn edit(
     Ok(Json(row.into()))
 }
 
-/// Delete an endpoint and its authentications.
-#[utoipa::path(delete, path = "/endpoints/{id}", tag = "endpoints",
-    params(("id" = String, Path, description = "Endpoint id")), security(("psk" = [])),
-    responses((status = 204), (status = 400, body = ErrorDocument),
-        (status = 401, body = ErrorDocument), (status = 404, body = ErrorDocument)))]
-async fn delete(
-    PathId(id): PathId,
-    State(state): State<AppState>,
-    Writer(tenant): Writer,
-) -> Result<StatusCode> {
-    let mut w = Write::begin(&state.db, &tenant).await?;
-    endpoints::delete(&mut w, id.get()).await?;
-    w.commit().await?;
-    Ok(StatusCode::NO_CONTENT)
+tenant_delete! {
+    /// Delete an endpoint and its authentications.
+    delete: "/endpoints/{id}", "endpoints", "Endpoint id", endpoints::delete
 }
 
-/// List an endpoint's authentications.
-#[utoipa::path(get, path = "/endpoints/{endpoint_id}/authentications", tag = "endpoints",
-    params(("endpoint_id" = String, Path, description = "Endpoint id"), ListQueryDoc),
-    responses((status = 200, body = Collection<Authentication>), (status = 400, body = ErrorDocument),
-        (status = 401, body = ErrorDocument), (status = 404, body = ErrorDocument)))]
-async fn list_authentications(
-    PathId(id): PathId,
-    State(state): State<AppState>,
-    tenant: Tenant,
-    params: ListParams,
-) -> Result<Json<Collection<Authentication>>> {
-    endpoints::find(&state.db, &tenant, id.get()).await?;
-    let filter = AuthenticationFilter::OfEndpoint(id.get());
-    let page = authentications::list(&state.db, &tenant, filter, &params.query).await?;
-    Ok(Json(collection(page, &params)))
+tenant_sub_list! {
+    /// List an endpoint's authentications.
+    list_authentications: "/endpoints/{endpoint_id}/authentications", "endpoints",
+        "endpoint_id", "Endpoint id", Authentication,
+        |db, tenant, id| endpoints::find(db, tenant, id) => authentications::list,
+        AuthenticationFilter::OfEndpoint(id)
 }
 
 pub fn router() -> OpenApiRouter<AppState> {

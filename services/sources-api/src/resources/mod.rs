@@ -2,6 +2,9 @@
 //! parse the request into domain values, call the store, and answer in the wire types; no
 //! SQL lives here (a test checks it).
 
+#[macro_use]
+mod routes;
+
 pub mod app_meta_data;
 pub mod application_authentications;
 pub mod application_types;

@@ -1,15 +1,15 @@
 use axum::{Json, extract::State, http::StatusCode};
-use keel_sources_http::{Collection, ErrorDocument, ListParams, ListQueryDoc, PathId, StrictJson};
+use keel_sources_http::{ErrorDocument, PathId, StrictJson};
 use utoipa_axum::{router::OpenApiRouter, routes};
 
-use super::{collection, endpoints::endpoint_source};
+use super::endpoints::endpoint_source;
 use crate::{
     domain::INVALID_STATUS,
     error::{Error, Result, parse_status, parse_time},
     extract::Writer,
     state::AppState,
     store::{
-        Tenant, Write,
+        Write,
         rhc_connections::{self, RhcConnectionEdit},
         sources::{self, SourceFilter},
     },
@@ -19,17 +19,9 @@ use crate::{
     },
 };
 
-/// List connections.
-#[utoipa::path(get, path = "/rhc_connections", tag = "rhc_connections", params(ListQueryDoc),
-    responses((status = 200, body = Collection<RhcConnection>), (status = 400, body = ErrorDocument),
-        (status = 401, body = ErrorDocument)))]
-async fn list(
-    State(state): State<AppState>,
-    tenant: Tenant,
-    params: ListParams,
-) -> Result<Json<Collection<RhcConnection>>> {
-    let page = rhc_connections::list(&state.db, &tenant, None, &params.query).await?;
-    Ok(Json(collection(page, &params)))
+tenant_list! {
+    /// List connections.
+    list: "/rhc_connections", "rhc_connections", RhcConnection, rhc_connections::list, None
 }
 
 /// Get a connection (needs a pre-shared key, as in sources-api-go).
@@ -94,37 +86,17 @@ async fn edit(
     Ok(Json(row.into()))
 }
 
-/// Delete a connection and its links to sources.
-#[utoipa::path(delete, path = "/rhc_connections/{id}", tag = "rhc_connections",
-    params(("id" = String, Path, description = "Connection id")), security(("psk" = [])),
-    responses((status = 204), (status = 400, body = ErrorDocument),
-        (status = 401, body = ErrorDocument), (status = 404, body = ErrorDocument)))]
-async fn delete(
-    PathId(id): PathId,
-    State(state): State<AppState>,
-    Writer(tenant): Writer,
-) -> Result<StatusCode> {
-    let mut w = Write::begin(&state.db, &tenant).await?;
-    rhc_connections::delete(&mut w, id.get()).await?;
-    w.commit().await?;
-    Ok(StatusCode::NO_CONTENT)
+tenant_delete! {
+    /// Delete a connection and its links to sources.
+    delete: "/rhc_connections/{id}", "rhc_connections", "Connection id", rhc_connections::delete
 }
 
-/// List the sources linked to a connection.
-#[utoipa::path(get, path = "/rhc_connections/{id}/sources", tag = "rhc_connections",
-    params(("id" = String, Path, description = "Connection id"), ListQueryDoc),
-    responses((status = 200, body = Collection<Source>), (status = 400, body = ErrorDocument),
-        (status = 401, body = ErrorDocument), (status = 404, body = ErrorDocument)))]
-async fn list_sources(
-    PathId(id): PathId,
-    State(state): State<AppState>,
-    tenant: Tenant,
-    params: ListParams,
-) -> Result<Json<Collection<Source>>> {
-    rhc_connections::find(&state.db, &tenant, id.get()).await?;
-    let filter = SourceFilter::OfRhcConnection(id.get());
-    let page = sources::list(&state.db, &tenant, filter, &params.query).await?;
-    Ok(Json(collection(page, &params)))
+tenant_sub_list! {
+    /// List the sources linked to a connection.
+    list_sources: "/rhc_connections/{id}/sources", "rhc_connections", "id", "Connection id",
+        Source,
+        |db, tenant, id| rhc_connections::find(db, tenant, id) => sources::list,
+        SourceFilter::OfRhcConnection(id)
 }
 
 pub fn router() -> OpenApiRouter<AppState> {

@@ -2,18 +2,14 @@
 //! internal API returns them.
 
 use axum::{Json, extract::State, http::StatusCode};
-use keel_sources_http::{Collection, ErrorDocument, ListParams, ListQueryDoc, PathId, StrictJson};
+use keel_sources_http::{ErrorDocument, PathId, StrictJson};
 use utoipa_axum::{router::OpenApiRouter, routes};
 
-use super::collection;
 use crate::{
     error::{Error, Result},
     extract::Writer,
     state::AppState,
-    store::{
-        Tenant,
-        secrets::{self, SecretFields},
-    },
+    store::secrets::{self, SecretFields},
     wire::secrets::{Secret, SecretRequest},
 };
 
@@ -30,31 +26,14 @@ fn fields(req: SecretRequest) -> Result<SecretFields> {
     })
 }
 
-/// List the tenant's secrets.
-#[utoipa::path(get, path = "/secrets", tag = "secrets", params(ListQueryDoc),
-    responses((status = 200, body = Collection<Secret>), (status = 400, body = ErrorDocument),
-        (status = 401, body = ErrorDocument)))]
-async fn list(
-    State(state): State<AppState>,
-    tenant: Tenant,
-    params: ListParams,
-) -> Result<Json<Collection<Secret>>> {
-    let page = secrets::list(&state.db, &tenant, &params.query).await?;
-    Ok(Json(collection(page, &params)))
+tenant_list! {
+    /// List the tenant's secrets.
+    list: "/secrets", "secrets", Secret, secrets::list
 }
 
-/// Get a secret (without its password).
-#[utoipa::path(get, path = "/secrets/{id}", tag = "secrets",
-    params(("id" = String, Path, description = "Secret id")),
-    responses((status = 200, body = Secret), (status = 400, body = ErrorDocument),
-        (status = 401, body = ErrorDocument), (status = 404, body = ErrorDocument)))]
-async fn get(
-    PathId(id): PathId,
-    State(state): State<AppState>,
-    tenant: Tenant,
-) -> Result<Json<Secret>> {
-    let row = secrets::find(&state.db, &tenant, id.get()).await?;
-    Ok(Json(row.into()))
+tenant_get! {
+    /// Get a secret (without its password).
+    get: "/secrets/{id}", "secrets", "Secret id", Secret, secrets::find
 }
 
 /// Create a secret.

@@ -7,7 +7,7 @@ use crate::{
     error::Result,
     state::AppState,
     store::{
-        Tenant, catalogue,
+        catalogue,
         sources::{self, SourceFilter},
     },
     wire::{catalogue::SourceType, sources::Source},
@@ -34,21 +34,12 @@ async fn get(PathId(id): PathId, State(state): State<AppState>) -> Result<Json<S
     Ok(Json(row.into()))
 }
 
-/// List the tenant's sources of a source type.
-#[utoipa::path(get, path = "/source_types/{source_type_id}/sources", tag = "source_types",
-    params(("source_type_id" = String, Path, description = "Source type id"), ListQueryDoc),
-    responses((status = 200, body = Collection<Source>), (status = 400, body = ErrorDocument),
-        (status = 401, body = ErrorDocument), (status = 404, body = ErrorDocument)))]
-async fn list_sources(
-    PathId(id): PathId,
-    State(state): State<AppState>,
-    tenant: Tenant,
-    params: ListParams,
-) -> Result<Json<Collection<Source>>> {
-    catalogue::ensure_source_type(&state.db, id.get()).await?;
-    let filter = SourceFilter::OfType(id.get());
-    let page = sources::list(&state.db, &tenant, filter, &params.query).await?;
-    Ok(Json(collection(page, &params)))
+tenant_sub_list! {
+    /// List the tenant's sources of a source type.
+    list_sources: "/source_types/{source_type_id}/sources", "source_types", "source_type_id",
+        "Source type id", Source,
+        |db, _tenant, id| catalogue::ensure_source_type(db, id) => sources::list,
+        SourceFilter::OfType(id)
 }
 
 pub fn router() -> OpenApiRouter<AppState> {

@@ -33,31 +33,14 @@ use crate::{
     },
 };
 
-/// List sources.
-#[utoipa::path(get, path = "/sources", tag = "sources", params(ListQueryDoc),
-    responses((status = 200, body = Collection<Source>), (status = 400, body = ErrorDocument),
-        (status = 401, body = ErrorDocument)))]
-async fn list(
-    State(state): State<AppState>,
-    tenant: Tenant,
-    params: ListParams,
-) -> Result<Json<Collection<Source>>> {
-    let page = sources::list(&state.db, &tenant, SourceFilter::All, &params.query).await?;
-    Ok(Json(collection(page, &params)))
+tenant_list! {
+    /// List sources.
+    list: "/sources", "sources", Source, sources::list, SourceFilter::All
 }
 
-/// Get a source.
-#[utoipa::path(get, path = "/sources/{id}", tag = "sources",
-    params(("id" = String, Path, description = "Source id")),
-    responses((status = 200, body = Source), (status = 400, body = ErrorDocument),
-        (status = 401, body = ErrorDocument), (status = 404, body = ErrorDocument)))]
-async fn get(
-    PathId(id): PathId,
-    State(state): State<AppState>,
-    tenant: Tenant,
-) -> Result<Json<Source>> {
-    let row = sources::find(&state.db, &tenant, id.get()).await?;
-    Ok(Json(row.into()))
+tenant_get! {
+    /// Get a source.
+    get: "/sources/{id}", "sources", "Source id", Source, sources::find
 }
 
 /// Create a source.
@@ -127,59 +110,21 @@ async fn edit(
     Ok(Json(row.into()))
 }
 
-/// Delete a source with its applications, endpoints and authentications.
-#[utoipa::path(delete, path = "/sources/{id}", tag = "sources",
-    params(("id" = String, Path, description = "Source id")),
-    security(("psk" = [])),
-    responses((status = 204), (status = 400, body = ErrorDocument),
-        (status = 401, body = ErrorDocument), (status = 404, body = ErrorDocument)))]
-async fn delete(
-    PathId(id): PathId,
-    State(state): State<AppState>,
-    Writer(tenant): Writer,
-) -> Result<StatusCode> {
-    let mut w = Write::begin(&state.db, &tenant).await?;
-    sources::delete(&mut w, id.get()).await?;
-    w.commit().await?;
-    Ok(StatusCode::NO_CONTENT)
+tenant_delete! {
+    /// Delete a source with its applications, endpoints and authentications.
+    delete: "/sources/{id}", "sources", "Source id", sources::delete
 }
 
-async fn pause_or_unpause(
-    state: &AppState,
-    tenant: &Tenant,
-    id: i64,
-    paused: bool,
-) -> Result<StatusCode> {
-    let mut w = Write::begin(&state.db, tenant).await?;
-    sources::set_paused(&mut w, id, paused).await?;
-    w.commit().await?;
-    Ok(StatusCode::NO_CONTENT)
+tenant_pause! {
+    /// Pause a source and its applications: they then accept only status updates.
+    pause: "/sources/{source_id}/pause", "sources", "source_id", "Source id",
+        sources::set_paused, true
 }
 
-/// Pause a source and its applications: they then accept only status updates.
-#[utoipa::path(post, path = "/sources/{source_id}/pause", tag = "sources",
-    params(("source_id" = String, Path, description = "Source id")),
-    responses((status = 204), (status = 400, body = ErrorDocument),
-        (status = 401, body = ErrorDocument), (status = 404, body = ErrorDocument)))]
-async fn pause(
-    PathId(id): PathId,
-    State(state): State<AppState>,
-    tenant: Tenant,
-) -> Result<StatusCode> {
-    pause_or_unpause(&state, &tenant, id.get(), true).await
-}
-
-/// Resume a paused source and its applications.
-#[utoipa::path(post, path = "/sources/{source_id}/unpause", tag = "sources",
-    params(("source_id" = String, Path, description = "Source id")),
-    responses((status = 204), (status = 400, body = ErrorDocument),
-        (status = 401, body = ErrorDocument), (status = 404, body = ErrorDocument)))]
-async fn unpause(
-    PathId(id): PathId,
-    State(state): State<AppState>,
-    tenant: Tenant,
-) -> Result<StatusCode> {
-    pause_or_unpause(&state, &tenant, id.get(), false).await
+tenant_pause! {
+    /// Resume a paused source and its applications.
+    unpause: "/sources/{source_id}/unpause", "sources", "source_id", "Source id",
+        sources::set_paused, false
 }
 
 /// Ask the source's applications to check it: answers 202 at once; each application whose
@@ -203,52 +148,25 @@ async fn check_availability(
     Ok((StatusCode::ACCEPTED, Json(json!({}))))
 }
 
-/// List a source's applications.
-#[utoipa::path(get, path = "/sources/{source_id}/applications", tag = "sources",
-    params(("source_id" = String, Path, description = "Source id"), ListQueryDoc),
-    responses((status = 200, body = Collection<Application>), (status = 400, body = ErrorDocument),
-        (status = 401, body = ErrorDocument), (status = 404, body = ErrorDocument)))]
-async fn list_applications(
-    PathId(id): PathId,
-    State(state): State<AppState>,
-    tenant: Tenant,
-    params: ListParams,
-) -> Result<Json<Collection<Application>>> {
-    sources::ensure(&state.db, &tenant, id.get()).await?;
-    let page = applications::list(&state.db, &tenant, Some(id.get()), &params.query).await?;
-    Ok(Json(collection(page, &params)))
+tenant_sub_list! {
+    /// List a source's applications.
+    list_applications: "/sources/{source_id}/applications", "sources", "source_id",
+        "Source id", Application,
+        |db, tenant, id| sources::ensure(db, tenant, id) => applications::list, Some(id)
 }
 
-/// List a source's endpoints.
-#[utoipa::path(get, path = "/sources/{source_id}/endpoints", tag = "sources",
-    params(("source_id" = String, Path, description = "Source id"), ListQueryDoc),
-    responses((status = 200, body = Collection<Endpoint>), (status = 400, body = ErrorDocument),
-        (status = 401, body = ErrorDocument), (status = 404, body = ErrorDocument)))]
-async fn list_endpoints(
-    PathId(id): PathId,
-    State(state): State<AppState>,
-    tenant: Tenant,
-    params: ListParams,
-) -> Result<Json<Collection<Endpoint>>> {
-    sources::ensure(&state.db, &tenant, id.get()).await?;
-    let page = endpoints::list(&state.db, &tenant, Some(id.get()), &params.query).await?;
-    Ok(Json(collection(page, &params)))
+tenant_sub_list! {
+    /// List a source's endpoints.
+    list_endpoints: "/sources/{source_id}/endpoints", "sources", "source_id", "Source id",
+        Endpoint,
+        |db, tenant, id| sources::ensure(db, tenant, id) => endpoints::list, Some(id)
 }
 
-/// List a source's Red Hat Connector connections.
-#[utoipa::path(get, path = "/sources/{source_id}/rhc_connections", tag = "sources",
-    params(("source_id" = String, Path, description = "Source id"), ListQueryDoc),
-    responses((status = 200, body = Collection<RhcConnection>), (status = 400, body = ErrorDocument),
-        (status = 401, body = ErrorDocument), (status = 404, body = ErrorDocument)))]
-async fn list_rhc_connections(
-    PathId(id): PathId,
-    State(state): State<AppState>,
-    tenant: Tenant,
-    params: ListParams,
-) -> Result<Json<Collection<RhcConnection>>> {
-    sources::ensure(&state.db, &tenant, id.get()).await?;
-    let page = rhc_connections::list(&state.db, &tenant, Some(id.get()), &params.query).await?;
-    Ok(Json(collection(page, &params)))
+tenant_sub_list! {
+    /// List a source's Red Hat Connector connections.
+    list_rhc_connections: "/sources/{source_id}/rhc_connections", "sources", "source_id",
+        "Source id", RhcConnection,
+        |db, tenant, id| sources::ensure(db, tenant, id) => rhc_connections::list, Some(id)
 }
 
 /// List every authentication of a source (always the first 100, as sources-api-go does).

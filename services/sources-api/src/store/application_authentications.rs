@@ -4,7 +4,7 @@ use chrono::{DateTime, Utc};
 use keel_db::{Column, Page, Table};
 use keel_domain::{listing::ListQuery, sources_events::Resource};
 use serde_json::{Value, json};
-use sqlx::{PgConnection, PgPool};
+use sqlx::PgPool;
 
 use super::{
     Event, Tenant, Write, by_id,
@@ -57,29 +57,12 @@ pub async fn list(
     super::tenant_page(db, tenant, &TABLE, "t.*", vec![], query).await
 }
 
-async fn fetch(
-    conn: &mut PgConnection,
-    tenant: &Tenant,
-    id: i64,
-) -> Result<ApplicationAuthenticationRow> {
-    sqlx::query_as("SELECT * FROM application_authentications WHERE id = $1 AND tenant_id = $2")
-        .bind(id)
-        .bind(tenant.id())
-        .fetch_optional(conn)
-        .await?
-        .ok_or_else(|| Error::not_found("application authentication"))
-}
-
-/// The tenant's application authentication `id`, or 404.
-pub async fn find(db: &PgPool, tenant: &Tenant, id: i64) -> Result<ApplicationAuthenticationRow> {
-    fetch(&mut *db.acquire().await?, tenant, id).await
-}
-
-/// The tenant's application authentication `id` as the write sees it, or 404.
-pub async fn find_in(w: &mut Write<'_>, id: i64) -> Result<ApplicationAuthenticationRow> {
-    let tenant = w.tenant();
-    fetch(w.conn(), tenant, id).await
-}
+by_id!(
+    ApplicationAuthenticationRow,
+    "t.*",
+    "application_authentications",
+    "application authentication"
+);
 
 /// Links an application and an authentication of the tenant; announces nothing.
 pub async fn insert(

@@ -1,14 +1,14 @@
 //! Applications: the `applications` table, its events, pausing, and the cascade of a delete.
 
 use chrono::{DateTime, Utc};
-use keel_db::{Column, Page, Scope, Subresource, Table};
+use keel_db::{Column, Page, Subresource, Table};
 use keel_domain::{
     AvailabilityStatus,
     listing::ListQuery,
     sources_events::{EventType, Resource},
 };
 use serde_json::{Value, json};
-use sqlx::{PgConnection, PgPool};
+use sqlx::PgPool;
 
 use super::{
     Event, Tenant, Write, application_authentications, authentications, by_id, catalogue,
@@ -103,31 +103,18 @@ pub async fn list(
     of_source: Option<i64>,
     query: &ListQuery,
 ) -> Result<Page<ApplicationRow>> {
-    let scopes = of_source
-        .map(|id| vec![Scope::eq("t.source_id = ", id)])
-        .unwrap_or_default();
-    super::tenant_page(db, tenant, &TABLE, "t.*", scopes, query).await
+    super::tenant_page(
+        db,
+        tenant,
+        &TABLE,
+        "t.*",
+        super::of_source(of_source),
+        query,
+    )
+    .await
 }
 
-async fn fetch(conn: &mut PgConnection, tenant: &Tenant, id: i64) -> Result<ApplicationRow> {
-    sqlx::query_as("SELECT * FROM applications WHERE id = $1 AND tenant_id = $2")
-        .bind(id)
-        .bind(tenant.id())
-        .fetch_optional(conn)
-        .await?
-        .ok_or_else(|| Error::not_found("application"))
-}
-
-/// The tenant's application `id`, or 404.
-pub async fn find(db: &PgPool, tenant: &Tenant, id: i64) -> Result<ApplicationRow> {
-    fetch(&mut *db.acquire().await?, tenant, id).await
-}
-
-/// The tenant's application `id` as the write sees it, or 404.
-pub async fn find_in(w: &mut Write<'_>, id: i64) -> Result<ApplicationRow> {
-    let tenant = w.tenant();
-    fetch(w.conn(), tenant, id).await
-}
+by_id!(ApplicationRow, "t.*", "applications", "application");
 
 /// Inserts an application after the checks sources-api-go makes (`incompatible` is the
 /// message when the source's type does not support the application type); announces nothing.
@@ -265,6 +252,11 @@ pub async fn set_paused(w: &mut Write<'_>, which: Paused, paused: bool) -> Resul
             .map(|r| Event::new(event_type, r.to_event(tenant))),
     );
     Ok(())
+}
+
+/// Pauses or resumes one application.
+pub async fn pause(w: &mut Write<'_>, id: i64, paused: bool) -> Result<()> {
+    set_paused(w, Paused::One(id), paused).await
 }
 
 /// The application type names of a source's applications, in id order.

@@ -139,27 +139,12 @@ pub async fn list(
     super::tenant_page(db, tenant, &TABLE, COLUMNS, scopes, query).await
 }
 
-async fn fetch(conn: &mut PgConnection, tenant: &Tenant, id: i64) -> Result<AuthenticationRow> {
-    sqlx::query_as(sqlx::AssertSqlSafe(format!(
-        "SELECT {COLUMNS} FROM authentications t WHERE t.id = $1 AND t.tenant_id = $2"
-    )))
-    .bind(id)
-    .bind(tenant.id())
-    .fetch_optional(conn)
-    .await?
-    .ok_or_else(|| Error::not_found("authentication"))
-}
-
-/// The tenant's authentication `id`, or 404.
-pub async fn find(db: &PgPool, tenant: &Tenant, id: i64) -> Result<AuthenticationRow> {
-    fetch(&mut *db.acquire().await?, tenant, id).await
-}
-
-/// The tenant's authentication `id` as the write sees it, or 404.
-pub async fn find_in(w: &mut Write<'_>, id: i64) -> Result<AuthenticationRow> {
-    let tenant = w.tenant();
-    fetch(w.conn(), tenant, id).await
-}
+by_id!(
+    AuthenticationRow,
+    COLUMNS,
+    "authentications",
+    "authentication"
+);
 
 /// The source a resource belongs to, within the tenant.
 async fn resource_source_id(

@@ -2,7 +2,7 @@
 //! source.
 
 use chrono::{DateTime, Utc};
-use keel_db::{Column, Page, Scope, Table};
+use keel_db::{Column, Page, Table};
 use keel_domain::{AvailabilityStatus, listing::ListQuery, sources_events::Resource};
 use serde_json::{Value, json};
 use sqlx::{PgConnection, PgPool};
@@ -116,31 +116,18 @@ pub async fn list(
     of_source: Option<i64>,
     query: &ListQuery,
 ) -> Result<Page<EndpointRow>> {
-    let scopes = of_source
-        .map(|id| vec![Scope::eq("t.source_id = ", id)])
-        .unwrap_or_default();
-    super::tenant_page(db, tenant, &TABLE, "t.*", scopes, query).await
+    super::tenant_page(
+        db,
+        tenant,
+        &TABLE,
+        "t.*",
+        super::of_source(of_source),
+        query,
+    )
+    .await
 }
 
-async fn fetch(conn: &mut PgConnection, tenant: &Tenant, id: i64) -> Result<EndpointRow> {
-    sqlx::query_as("SELECT * FROM endpoints WHERE id = $1 AND tenant_id = $2")
-        .bind(id)
-        .bind(tenant.id())
-        .fetch_optional(conn)
-        .await?
-        .ok_or_else(|| Error::not_found("endpoint"))
-}
-
-/// The tenant's endpoint `id`, or 404.
-pub async fn find(db: &PgPool, tenant: &Tenant, id: i64) -> Result<EndpointRow> {
-    fetch(&mut *db.acquire().await?, tenant, id).await
-}
-
-/// The tenant's endpoint `id` as the write sees it, or 404.
-pub async fn find_in(w: &mut Write<'_>, id: i64) -> Result<EndpointRow> {
-    let tenant = w.tenant();
-    fetch(w.conn(), tenant, id).await
-}
+by_id!(EndpointRow, "t.*", "endpoints", "endpoint");
 
 async fn source_has_default(conn: &mut PgConnection, source_id: i64, except: i64) -> Result<bool> {
     Ok(sqlx::query_scalar(

@@ -7,6 +7,34 @@
 //! one tenant's transaction whose announced events are appended to the outbox when it
 //! commits, so a change and its events commit together or not at all.
 
+/// `fetch`, `find` and `find_in` of one resource's rows by id, scoped to the tenant.
+macro_rules! by_id {
+    ($row:ty, $select:expr, $table:literal, $kind:literal) => {
+        async fn fetch(
+            conn: &mut sqlx::PgConnection,
+            tenant: &super::Tenant,
+            id: i64,
+        ) -> crate::error::Result<$row> {
+            super::fetch_by_id(conn, tenant, $select, $table, id, $kind).await
+        }
+
+        #[doc = concat!("The tenant's ", $kind, " `id`, or 404.")]
+        pub async fn find(
+            db: &sqlx::PgPool,
+            tenant: &super::Tenant,
+            id: i64,
+        ) -> crate::error::Result<$row> {
+            fetch(&mut *db.acquire().await?, tenant, id).await
+        }
+
+        #[doc = concat!("The tenant's ", $kind, " `id` as the write sees it, or 404.")]
+        pub async fn find_in(w: &mut super::Write<'_>, id: i64) -> crate::error::Result<$row> {
+            let tenant = w.tenant();
+            fetch(w.conn(), tenant, id).await
+        }
+    };
+}
+
 pub mod application_authentications;
 pub mod applications;
 pub mod authentications;
@@ -108,6 +136,34 @@ where
     }
     .fetch::<Row>(db)
     .await?)
+}
+
+/// The tenant's row `id` of `table` (alias `t`, columns `select`), or 404 `<kind> not found`.
+async fn fetch_by_id<Row>(
+    conn: &mut PgConnection,
+    tenant: &Tenant,
+    select: &str,
+    table: &str,
+    id: i64,
+    kind: &str,
+) -> Result<Row>
+where
+    Row: for<'r> FromRow<'r, PgRow> + Send + Unpin,
+{
+    let sql = format!("SELECT {select} FROM {table} t WHERE t.id = $1 AND t.tenant_id = $2");
+    sqlx::query_as(sqlx::AssertSqlSafe(sql))
+        .bind(id)
+        .bind(tenant.id())
+        .fetch_optional(conn)
+        .await?
+        .ok_or_else(|| crate::error::Error::not_found(kind))
+}
+
+/// The condition of a list of one source's children, or none.
+fn of_source(source_id: Option<i64>) -> Vec<Scope> {
+    source_id
+        .map(|id| vec![Scope::eq("t.source_id = ", id)])
+        .unwrap_or_default()
 }
 
 /// Rows sorted by id: a cascade's events go out in id order, as sources-api-go sends them.

@@ -4,7 +4,7 @@ use chrono::{DateTime, Utc};
 use keel_db::{Column, Page, Scope, Table};
 use keel_domain::{AvailabilityStatus, listing::ListQuery, sources_events::Resource};
 use serde_json::{Value, json};
-use sqlx::{PgConnection, PgPool};
+use sqlx::PgPool;
 
 use super::{
     Event, Tenant, Write, by_id,
@@ -94,21 +94,7 @@ pub async fn list(
     super::tenant_page(db, tenant, &TABLE, SELECT, scopes, query).await
 }
 
-async fn fetch(conn: &mut PgConnection, tenant: &Tenant, id: i64) -> Result<RhcConnectionRow> {
-    sqlx::query_as(sqlx::AssertSqlSafe(format!(
-        "SELECT {SELECT} FROM rhc_connections t WHERE t.id = $1 AND t.tenant_id = $2"
-    )))
-    .bind(id)
-    .bind(tenant.id())
-    .fetch_optional(conn)
-    .await?
-    .ok_or_else(|| Error::not_found("rhcConnection"))
-}
-
-/// The tenant's connection `id`, or 404.
-pub async fn find(db: &PgPool, tenant: &Tenant, id: i64) -> Result<RhcConnectionRow> {
-    fetch(&mut *db.acquire().await?, tenant, id).await
-}
+by_id!(RhcConnectionRow, SELECT, "rhc_connections", "rhcConnection");
 
 /// Links `source_id` to the connection `rhc_id` (created on first use) and announces
 /// `RhcConnection.create`.

@@ -6,7 +6,7 @@ use keel_crypto::SecretBox;
 use keel_db::{Column, Page, Table};
 use keel_domain::listing::ListQuery;
 use serde_json::Value;
-use sqlx::{PgConnection, PgPool};
+use sqlx::PgPool;
 
 use super::Tenant;
 use crate::error::{Error, Result, constraint};
@@ -49,21 +49,7 @@ pub async fn list(db: &PgPool, tenant: &Tenant, query: &ListQuery) -> Result<Pag
     super::tenant_page(db, tenant, &TABLE, COLUMNS, vec![], query).await
 }
 
-async fn fetch(conn: &mut PgConnection, tenant: &Tenant, id: i64) -> Result<SecretRow> {
-    sqlx::query_as(sqlx::AssertSqlSafe(format!(
-        "SELECT {COLUMNS} FROM secrets t WHERE t.id = $1 AND t.tenant_id = $2"
-    )))
-    .bind(id)
-    .bind(tenant.id())
-    .fetch_optional(conn)
-    .await?
-    .ok_or_else(|| Error::not_found("secret"))
-}
-
-/// The tenant's secret `id`, or 404.
-pub async fn find(db: &PgPool, tenant: &Tenant, id: i64) -> Result<SecretRow> {
-    fetch(&mut *db.acquire().await?, tenant, id).await
-}
+by_id!(SecretRow, COLUMNS, "secrets", "secret");
 
 fn name_errors(e: sqlx::Error, name: Option<&str>) -> Error {
     match constraint(&e) {

@@ -120,25 +120,7 @@ pub async fn list(
     super::tenant_page(db, tenant, &TABLE, "t.*", scopes, query).await
 }
 
-async fn fetch(conn: &mut PgConnection, tenant: &Tenant, id: i64) -> Result<SourceRow> {
-    sqlx::query_as("SELECT * FROM sources WHERE id = $1 AND tenant_id = $2")
-        .bind(id)
-        .bind(tenant.id())
-        .fetch_optional(conn)
-        .await?
-        .ok_or_else(|| Error::not_found("source"))
-}
-
-/// The tenant's source `id`, or 404.
-pub async fn find(db: &PgPool, tenant: &Tenant, id: i64) -> Result<SourceRow> {
-    fetch(&mut *db.acquire().await?, tenant, id).await
-}
-
-/// The tenant's source `id` as the write sees it, or 404.
-pub async fn find_in(w: &mut Write<'_>, id: i64) -> Result<SourceRow> {
-    let tenant = w.tenant();
-    fetch(w.conn(), tenant, id).await
-}
+by_id!(SourceRow, "t.*", "sources", "source");
 
 /// 404 unless the source exists in the tenant.
 pub async fn ensure(db: &PgPool, tenant: &Tenant, id: i64) -> Result<()> {
