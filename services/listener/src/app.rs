@@ -20,10 +20,10 @@ use crate::{
     api::{self, ApiDoc, PREFIX},
     config::{Config, CredentialKey},
     consumer::SourcesHandler,
-    provider::TEMPLATE_SCHEMA,
     sources_client::SourcesClient,
     state::AppState,
     store,
+    store::providers::TEMPLATE_SCHEMA,
     worker::{RetryPolicy, Worker},
 };
 
@@ -87,9 +87,7 @@ pub async fn prepare_database(config: &Config) -> anyhow::Result<PgPool> {
     keel_db::migrate(url, keel_events::OWNER).await?;
     keel_db::migrate(url, TEMPLATE).await?;
     let db = keel_db::connect(url, OWNER.schema, config.common.database_max_connections).await?;
-    let tenants: Vec<String> = sqlx::query_scalar("SELECT schema_name FROM api_tenant ORDER BY id")
-        .fetch_all(&db)
-        .await?;
+    let tenants = store::providers::tenant_schemas(&db).await?;
     for schema in &tenants {
         keel_db::migrate_schema(url, schema, &TENANT_MIGRATOR).await?;
     }

@@ -17,15 +17,13 @@ pub mod consumer;
 pub mod domain;
 /// The service's error type and its one `IntoResponse`.
 pub mod error;
-/// Customers, tenant schemas and provider rows.
-pub mod provider;
 /// Credential secrets at rest.
 pub mod secrets;
 /// The Sources REST API client.
 pub mod sources_client;
 /// Shared state of the HTTP handlers.
 pub mod state;
-/// Sync rows and the durable work queue.
+/// Persistence: sync rows, the work queue, providers and the read API's queries.
 pub mod store;
 /// The workers that carry out queued operations.
 pub mod worker;

@@ -112,15 +112,3 @@ impl<T> Page<T> {
         }
     }
 }
-
-/// The total behind a page read with `count(*) OVER ()`: from its first row, or counted when
-/// the page is empty (an offset past the end).
-pub async fn total<F>(first_row: Option<i64>, count: F) -> Result<i64, Error>
-where
-    F: Future<Output = Result<i64, sqlx::Error>>,
-{
-    match first_row {
-        Some(total) => Ok(total),
-        None => Ok(count.await?),
-    }
-}

@@ -12,8 +12,8 @@ use utoipa::ToSchema;
 use utoipa_axum::{router::OpenApiRouter, routes};
 use uuid::Uuid;
 
-use super::{Page, PageParams, org_of, total};
-use crate::{error::Result, secrets, state::AppState};
+use super::{Page, PageParams, org_of};
+use crate::{error::Result, secrets, state::AppState, store};
 
 #[derive(Debug, Serialize, ToSchema)]
 pub struct Provider {
@@ -36,22 +36,6 @@ pub struct Provider {
     pub billing_source: Value,
 }
 
-#[derive(sqlx::FromRow)]
-struct Row {
-    uuid: Uuid,
-    name: String,
-    #[sqlx(rename = "type")]
-    ty: String,
-    active: bool,
-    paused: bool,
-    setup_complete: bool,
-    created_timestamp: DateTime<Utc>,
-    credentials: sqlx::types::Json<Value>,
-    data_source: sqlx::types::Json<Value>,
-    source_id: Option<i64>,
-    total: i64,
-}
-
 /// The providers of the caller's org, by creation time.
 #[utoipa::path(
     get,
@@ -72,30 +56,7 @@ async fn list(
 ) -> Result<Json<Page<Provider>>> {
     let (limit, offset) = params.parse()?;
     let org = org_of(&tenancy, &state.schema_suffix)?;
-    let rows: Vec<Row> = sqlx::query_as(
-        "SELECT p.uuid, p.name, p.type, p.active, p.paused, p.setup_complete, p.created_timestamp, \
-           a.credentials, b.data_source, s.source_id, count(*) OVER () AS total \
-         FROM api_provider p \
-         JOIN api_customer c ON c.id = p.customer_id \
-         JOIN api_providerauthentication a ON a.id = p.authentication_id \
-         JOIN api_providerbillingsource b ON b.id = p.billing_source_id \
-         LEFT JOIN api_sources s ON s.provider_id = p.uuid \
-         WHERE c.org_id = $1 ORDER BY p.created_timestamp, p.uuid LIMIT $2 OFFSET $3",
-    )
-    .bind(&org)
-    .bind(limit)
-    .bind(offset)
-    .fetch_all(&state.db)
-    .await?;
-    let count = total(
-        rows.first().map(|r| r.total),
-        sqlx::query_scalar(
-            "SELECT count(*) FROM api_provider p JOIN api_customer c ON c.id = p.customer_id WHERE c.org_id = $1",
-        )
-        .bind(&org)
-        .fetch_one(&state.db),
-    )
-    .await?;
+    let (rows, count) = store::read::providers(&state.db, &org, limit, offset).await?;
     let data = rows
         .into_iter()
         .map(|r| Provider {

@@ -40,9 +40,8 @@ fn parse_source_id(raw: Option<&str>) -> Result<i64> {
 /// The source of the caller's org, or 404.
 async fn find(state: &AppState, tenancy: &Tenancy, source_id: i64) -> Result<store::SourceRow> {
     let org = org_of(tenancy, &state.schema_suffix)?;
-    store::source(&state.db, source_id)
+    store::sources::source_of_org(&state.db, &org, source_id)
         .await?
-        .filter(|row| row.org_id == org)
         .ok_or_else(|| Error::not_found(format!("Source {source_id} not found")))
 }
 

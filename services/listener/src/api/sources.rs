@@ -13,8 +13,8 @@ use utoipa::ToSchema;
 use utoipa_axum::{router::OpenApiRouter, routes};
 use uuid::Uuid;
 
-use super::{Page, PageParams, org_of, total};
-use crate::{error::Result, secrets, state::AppState};
+use super::{Page, PageParams, org_of};
+use crate::{error::Result, secrets, state::AppState, store};
 
 /// The queued or parked operation of a source.
 #[derive(Debug, Serialize, ToSchema)]
@@ -58,29 +58,6 @@ pub struct SyncedSource {
     pub linked_timestamp: Option<DateTime<Utc>>,
 }
 
-#[derive(sqlx::FromRow)]
-struct Row {
-    source_id: i64,
-    source_uuid: Option<Uuid>,
-    name: Option<String>,
-    source_type: String,
-    state: String,
-    state_reason: Option<String>,
-    koku_uuid: Option<String>,
-    paused: bool,
-    authentication: sqlx::types::Json<Value>,
-    billing_source: sqlx::types::Json<Value>,
-    status: sqlx::types::Json<Value>,
-    created_timestamp: DateTime<Utc>,
-    linked_timestamp: Option<DateTime<Utc>>,
-    kind: Option<String>,
-    attempts: Option<i32>,
-    last_error: Option<String>,
-    parked_at: Option<DateTime<Utc>>,
-    run_at: Option<DateTime<Utc>>,
-    total: i64,
-}
-
 fn redacted(authentication: Value) -> Value {
     match authentication.get("credentials").and_then(Value::as_object) {
         Some(c) => serde_json::json!({ "credentials": secrets::redact(c) }),
@@ -108,25 +85,7 @@ async fn list(
 ) -> Result<Json<Page<SyncedSource>>> {
     let (limit, offset) = params.parse()?;
     let org = org_of(&tenancy, &state.schema_suffix)?;
-    let rows: Vec<Row> = sqlx::query_as(
-        "SELECT s.source_id, s.source_uuid, s.name, s.source_type, s.state, s.state_reason, s.koku_uuid, \
-           s.paused, s.authentication, s.billing_source, s.status, s.created_timestamp, s.linked_timestamp, \
-           o.kind, o.attempts, o.last_error, o.parked_at, o.run_at, count(*) OVER () AS total \
-         FROM api_sources s LEFT JOIN operations o USING (source_id) \
-         WHERE s.org_id = $1 ORDER BY s.source_id LIMIT $2 OFFSET $3",
-    )
-    .bind(&org)
-    .bind(limit)
-    .bind(offset)
-    .fetch_all(&state.db)
-    .await?;
-    let count = total(
-        rows.first().map(|r| r.total),
-        sqlx::query_scalar("SELECT count(*) FROM api_sources WHERE org_id = $1")
-            .bind(&org)
-            .fetch_one(&state.db),
-    )
-    .await?;
+    let (rows, count) = store::read::sources(&state.db, &org, limit, offset).await?;
     let data = rows
         .into_iter()
         .map(|r| SyncedSource {

@@ -304,3 +304,10 @@ async fn remove_orphans(
     .await?;
     Ok(())
 }
+
+/// Every tenant schema, oldest first (each is migrated at start).
+pub async fn tenant_schemas(db: &sqlx::PgPool) -> Result<Vec<String>, sqlx::Error> {
+    sqlx::query_scalar("SELECT schema_name FROM api_tenant ORDER BY id")
+        .fetch_all(db)
+        .await
+}

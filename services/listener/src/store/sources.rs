@@ -1,9 +1,7 @@
-//! The sync rows (`cost.api_sources`) and the durable work queue (`cost.operations`).
+//! The sync rows (`cost.api_sources`): one per followed source, its state, settings and
+//! the provider it is linked to.
 
-use std::{
-    collections::{HashMap, hash_map::Entry},
-    time::Duration,
-};
+use std::collections::{HashMap, hash_map::Entry};
 
 use chrono::{DateTime, Utc};
 use serde_json::Value;
@@ -64,6 +62,21 @@ pub async fn source(db: &PgPool, source_id: i64) -> Result<Option<SourceRow>, sq
         "SELECT {SOURCE_COLUMNS} FROM api_sources WHERE source_id = $1"
     )))
     .bind(source_id)
+    .fetch_optional(db)
+    .await
+}
+
+/// The followed source `source_id` if it belongs to `org` (the read API's scope).
+pub async fn source_of_org(
+    db: &PgPool,
+    org: &str,
+    source_id: i64,
+) -> Result<Option<SourceRow>, sqlx::Error> {
+    sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        "SELECT {SOURCE_COLUMNS} FROM api_sources WHERE source_id = $1 AND org_id = $2"
+    )))
+    .bind(source_id)
+    .bind(org)
     .fetch_optional(db)
     .await
 }
@@ -219,7 +232,8 @@ pub async fn record_events(
         .await?;
         sqlx::query(sqlx::AssertSqlSafe(format!(
             "INSERT INTO operations (source_id, kind, reread) \
-             SELECT * FROM unnest($1::bigint[], $2::text[], $3::text[]) {ENQUEUE_CONFLICT}"
+             SELECT * FROM unnest($1::bigint[], $2::text[], $3::text[]) {}",
+            super::queue::ENQUEUE_CONFLICT
         )))
         .bind(&changed.ids)
         .bind(&changed.ops)
@@ -249,145 +263,97 @@ struct Changes {
     rereads: Vec<&'static str>,
 }
 
-/// A queued operation absorbs a newer trigger: a delete wins, a create stays a create
-/// ([`OpKind::merge`]), it re-reads what either needs ([`Reread::merge`]); the generation
-/// moves on so a run in progress repeats.
-const ENQUEUE_CONFLICT: &str = "ON CONFLICT (source_id) DO UPDATE SET \
-       kind = CASE WHEN operations.kind = 'delete' OR excluded.kind = 'delete' THEN 'delete' \
-                   WHEN operations.kind = 'create' THEN 'create' ELSE excluded.kind END, \
-       reread = CASE WHEN operations.reread = 'application' AND excluded.reread = 'application' \
-                     THEN 'application' ELSE 'all' END, \
-       generation = operations.generation + 1, attempts = 0, run_at = now(), \
-       parked_at = NULL, updated_at = now()";
+/// What an operation writes back to a source's sync row.
+#[derive(Debug, Clone)]
+pub struct Saved<'a> {
+    pub name: Option<String>,
+    pub source_type: String,
+    /// `{"credentials": {...}}` with secrets sealed, or `{}`.
+    pub authentication: serde_json::Value,
+    /// `{"data_source": {...}}`, or `{}`.
+    pub billing_source: serde_json::Value,
+    pub paused: bool,
+    pub source_uuid: Option<Uuid>,
+    pub application_id: Option<i64>,
+    pub state: SyncState,
+    pub reason: Option<&'a str>,
+    /// The provider the source is now linked to.
+    pub link: Option<Uuid>,
+}
 
-/// Queues an operation for a source, merging with one already queued; a new trigger gives
-/// the operation fresh attempts and makes it due now (a running one keeps its lease).
-pub async fn enqueue(
+/// Writes an operation's outcome to the sync row. Answers the source's creation time when
+/// this is its first link (for the source-to-provider latency).
+pub async fn save(
     conn: &mut PgConnection,
     source_id: i64,
-    kind: OpKind,
-) -> Result<(), sqlx::Error> {
-    sqlx::query(sqlx::AssertSqlSafe(format!(
-        "INSERT INTO operations (source_id, kind) VALUES ($1, $2) {ENQUEUE_CONFLICT}"
-    )))
-    .bind(source_id)
-    .bind(kind.as_str())
-    .execute(conn)
-    .await?;
-    Ok(())
-}
-
-/// Queues a re-check of a source whatever its state (`POST /source-status/`).
-pub async fn enqueue_check(db: &PgPool, source_id: i64) -> Result<(), sqlx::Error> {
-    let mut tx = db.begin().await?;
-    let row = source_for_update(&mut tx, source_id).await?;
-    if let Some(row) = row {
-        let kind = match (row.state(), row.koku_uuid.is_some()) {
-            (SyncState::PendingDelete, _) => OpKind::Delete,
-            (_, true) => OpKind::Update,
-            (_, false) => OpKind::Create,
-        };
-        enqueue(&mut tx, source_id, kind).await?;
-    }
-    tx.commit().await
-}
-
-/// A claimed operation.
-#[derive(Debug, Clone, sqlx::FromRow)]
-pub struct Claim {
-    pub source_id: i64,
-    pub kind: String,
-    pub generation: i64,
-    pub attempts: i32,
-    pub enqueued_at: DateTime<Utc>,
-    /// `all` or `application` ([`Reread`]).
-    pub reread: String,
-}
-
-/// Claims up to `limit` due operations for `lease`; others skip them.
-pub async fn claim(db: &PgPool, limit: i64, lease: Duration) -> Result<Vec<Claim>, sqlx::Error> {
-    sqlx::query_as(
-        "UPDATE operations o SET leased_until = now() + make_interval(secs => $2), \
-           attempts = o.attempts + 1, updated_at = now() \
-         WHERE o.source_id IN ( \
-           SELECT source_id FROM operations \
-           WHERE parked_at IS NULL AND run_at <= now() \
-             AND (leased_until IS NULL OR leased_until < now()) \
-           ORDER BY run_at LIMIT $1 FOR UPDATE SKIP LOCKED) \
-         RETURNING o.source_id, o.kind, o.generation, o.attempts, o.enqueued_at, o.reread",
-    )
-    .bind(limit)
-    .bind(lease.as_secs_f64())
-    .fetch_all(db)
-    .await
-}
-
-/// The operation succeeded: removed, unless a newer trigger arrived while it ran (then it
-/// runs again).
-pub async fn complete(conn: &mut PgConnection, claim: &Claim) -> Result<(), sqlx::Error> {
-    let removed = sqlx::query("DELETE FROM operations WHERE source_id = $1 AND generation = $2")
-        .bind(claim.source_id)
-        .bind(claim.generation)
-        .execute(&mut *conn)
-        .await?
-        .rows_affected();
-    if removed == 0 {
-        release(conn, claim.source_id).await?;
-    }
-    Ok(())
-}
-
-/// Gives up a claim without counting it (shutdown).
-pub async fn release(conn: &mut PgConnection, source_id: i64) -> Result<(), sqlx::Error> {
-    sqlx::query(
-        "UPDATE operations SET leased_until = NULL, updated_at = now() WHERE source_id = $1",
+    saved: &Saved<'_>,
+) -> Result<Option<DateTime<Utc>>, sqlx::Error> {
+    let first_link = sqlx::query_scalar(
+        "UPDATE api_sources SET name = $2, source_type = $3, authentication = $4, billing_source = $5, \
+           paused = $6, source_uuid = coalesce(source_uuid, $7), application_id = coalesce($8, application_id), \
+           state = $9, state_reason = $10, updated_timestamp = now(), \
+           koku_uuid = coalesce($11::uuid::text, koku_uuid), provider_id = coalesce($11::uuid, provider_id), \
+           linked_timestamp = CASE WHEN $11::uuid IS NULL THEN linked_timestamp ELSE coalesce(linked_timestamp, now()) END \
+         WHERE source_id = $1 \
+         RETURNING CASE WHEN $11::uuid IS NOT NULL AND linked_timestamp = now() THEN created_timestamp END",
     )
     .bind(source_id)
-    .execute(conn)
+    .bind(&saved.name)
+    .bind(&saved.source_type)
+    .bind(Json(&saved.authentication))
+    .bind(Json(&saved.billing_source))
+    .bind(saved.paused)
+    .bind(saved.source_uuid)
+    .bind(saved.application_id)
+    .bind(saved.state.as_str())
+    .bind(saved.reason)
+    .bind(saved.link)
+    .fetch_optional(conn)
     .await?;
-    Ok(())
+    Ok(first_link.flatten())
 }
 
-/// The operation failed: retried after `backoff`, or parked with its reason after the last
-/// attempt. A newer trigger that arrived meanwhile keeps it due now with fresh attempts.
-pub async fn fail(
+/// The status last sent to sources-api.
+pub async fn set_status(
     db: &PgPool,
-    claim: &Claim,
-    error: &str,
-    backoff: Duration,
-    max_attempts: i32,
+    source_id: i64,
+    status: &impl serde::Serialize,
+) -> Result<(), sqlx::Error> {
+    sqlx::query("UPDATE api_sources SET status = $2 WHERE source_id = $1")
+        .bind(source_id)
+        .bind(Json(status))
+        .execute(db)
+        .await?;
+    Ok(())
+}
+
+/// After a provider was removed: the sync row goes, unless a newer trigger than the
+/// operation's `generation` arrived meanwhile; then the row starts over (`new`, unlinked) and
+/// the operation is released to run again. Answers whether the row went.
+pub async fn remove_unless_triggered(
+    conn: &mut PgConnection,
+    source_id: i64,
+    generation: i64,
 ) -> Result<bool, sqlx::Error> {
-    let parked: Option<bool> = sqlx::query_scalar(
-        "UPDATE operations SET leased_until = NULL, last_error = $3, updated_at = now(), \
-           run_at = CASE WHEN generation = $2 THEN now() + make_interval(secs => $4) ELSE run_at END, \
-           parked_at = CASE WHEN generation = $2 AND attempts >= $5 THEN now() ELSE NULL END \
-         WHERE source_id = $1 RETURNING parked_at IS NOT NULL",
-    )
-    .bind(claim.source_id)
-    .bind(claim.generation)
-    .bind(error)
-    .bind(backoff.as_secs_f64())
-    .bind(max_attempts)
-    .fetch_optional(db)
-    .await?;
-    Ok(parked.unwrap_or(false))
-}
-
-/// Operations waiting or running, and parked ones.
-pub async fn queue_depth(db: &PgPool) -> Result<(i64, i64), sqlx::Error> {
-    sqlx::query_as(
-        "SELECT count(*) FILTER (WHERE parked_at IS NULL), count(*) FILTER (WHERE parked_at IS NOT NULL) \
-         FROM operations",
-    )
-    .fetch_one(db)
-    .await
-}
-
-/// The next time an operation is due, for the worker's sleep.
-pub async fn next_due(db: &PgPool) -> Result<Option<DateTime<Utc>>, sqlx::Error> {
-    sqlx::query_scalar(
-        "SELECT min(greatest(run_at, coalesce(leased_until, run_at))) FROM operations WHERE parked_at IS NULL",
-    )
-    .fetch_one(db)
-    .await
+    let current: Option<i64> =
+        sqlx::query_scalar("SELECT generation FROM operations WHERE source_id = $1 FOR UPDATE")
+            .bind(source_id)
+            .fetch_optional(&mut *conn)
+            .await?;
+    if current.is_some_and(|g| g != generation) {
+        sqlx::query(
+            "UPDATE api_sources SET koku_uuid = NULL, provider_id = NULL, state = 'new', status = '{}' \
+             WHERE source_id = $1",
+        )
+        .bind(source_id)
+        .execute(&mut *conn)
+        .await?;
+        super::queue::release(conn, source_id).await?;
+        return Ok(false);
+    }
+    sqlx::query("DELETE FROM api_sources WHERE source_id = $1")
+        .bind(source_id)
+        .execute(conn)
+        .await?;
+    Ok(true)
 }

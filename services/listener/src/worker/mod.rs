@@ -3,26 +3,28 @@
 //! and report the availability status when it changed. HTTP calls happen here, never on the
 //! consuming task; a failing source only delays itself.
 
+mod fetch;
+
 use std::{collections::HashMap, sync::Arc, time::Duration};
 
 use anyhow::Context as _;
 use keel_crypto::SecretBox;
 use serde_json::json;
-use sqlx::{PgPool, types::Json};
+use sqlx::PgPool;
 use tokio::sync::{Notify, RwLock};
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument as _;
 use uuid::Uuid;
 
+use self::fetch::Fetched;
 use crate::{
-    domain::{
-        CredentialParts, Desired, Plan, Problem, ProviderType, Reread, StatusBody, SyncState,
-        Synced, Truth, provider_type,
-    },
-    provider::{self, BuildError, ProviderSpec},
+    domain::{Plan, Problem, ProviderType, Reread, StatusBody, SyncState, Synced, Truth},
     secrets,
     sources_client::{Caller, ClientError, SourcesClient},
-    store::{self, Claim, SourceRow},
+    store::{
+        self, Claim, SourceRow,
+        providers::{self as provider, BuildError, ProviderSpec},
+    },
 };
 
 /// Retry policy of the work queue.
@@ -225,115 +227,6 @@ impl Worker {
         }))
     }
 
-    async fn type_name(
-        &self,
-        caller: Caller<'_>,
-        type_id: i64,
-    ) -> Result<Option<String>, ClientError> {
-        if let Some(name) = self.type_names.read().await.get(&type_id) {
-            return Ok(name.clone());
-        }
-        let name = self.client.source_type_name(caller, type_id).await?;
-        self.type_names.write().await.insert(type_id, name.clone());
-        Ok(name)
-    }
-
-    /// Reads the source from sources-api: details, the cost-management application, and
-    /// the credentials its type needs.
-    async fn fetch(&self, caller: Caller<'_>, row: &SourceRow) -> Result<Fetched, ClientError> {
-        let id = row.source_id;
-        // Independent reads, sent together.
-        let (details, app) = tokio::join!(
-            self.client.source(caller, id),
-            self.client.cost_application(caller, id, self.cost_type_id)
-        );
-        let details = match details {
-            Ok(d) => d,
-            Err(ClientError::SourceNotFound) => return Ok(Fetched::gone()),
-            Err(e) => return Err(e),
-        };
-        let Some(app) = app? else {
-            return Ok(Fetched::gone());
-        };
-        let uid = details.uid.as_deref().and_then(|u| Uuid::parse_str(u).ok());
-        let type_name = self.type_name(caller, details.source_type_id).await?;
-        let Some(ty) = type_name
-            .as_deref()
-            .and_then(ProviderType::from_source_type_name)
-        else {
-            return Ok(Fetched {
-                truth: Truth::Unsupported(type_name.unwrap_or_default()),
-                uid,
-                application_id: Some(app.id),
-            });
-        };
-        let mut parts = CredentialParts {
-            app_extra: app.extra.clone(),
-            source_ref: details.source_ref.clone(),
-            ..Default::default()
-        };
-        if let Some(authtype) = ty.authtype()
-            && let Some(auth) = self.client.authentication(caller, id, authtype).await?
-        {
-            let needs_password = match ty.family() {
-                provider_type::Family::Azure => true,
-                provider_type::Family::Aws => auth.username.as_deref().is_none_or(str::is_empty),
-                _ => false,
-            };
-            if needs_password {
-                parts.password = self.client.password(caller, auth.id).await?;
-            }
-            parts.username = auth.username;
-            parts.auth_extra = auth.extra;
-        }
-        let desired = Desired {
-            name: details.name,
-            ty,
-            credentials: provider_type::credentials(ty, &parts),
-            data_source: provider_type::data_source(ty, &app.extra),
-            paused: app.paused,
-        };
-        Ok(Fetched {
-            truth: Truth::Present(desired),
-            uid,
-            application_id: Some(app.id),
-        })
-    }
-
-    /// Reads only the application, for triggers that change nothing else: the rest is what
-    /// the provider was built from. Azure's subscription id lives in the application but
-    /// belongs to the credentials, so Azure sources are read whole.
-    async fn fetch_application(
-        &self,
-        caller: Caller<'_>,
-        row: &SourceRow,
-        synced: &Synced,
-    ) -> Result<Fetched, ClientError> {
-        let ty = ProviderType::parse(&row.source_type);
-        let Some(ty) = ty.filter(|t| t.family() != provider_type::Family::Azure) else {
-            return self.fetch(caller, row).await;
-        };
-        let Some(app) = self
-            .client
-            .cost_application(caller, row.source_id, self.cost_type_id)
-            .await?
-        else {
-            return Ok(Fetched::gone());
-        };
-        let desired = Desired {
-            name: synced.name.clone(),
-            ty,
-            credentials: synced.credentials.clone(),
-            data_source: provider_type::data_source(ty, &app.extra),
-            paused: app.paused,
-        };
-        Ok(Fetched {
-            truth: Truth::Present(desired),
-            uid: row.source_uuid,
-            application_id: Some(app.id),
-        })
-    }
-
     /// Stores the fetched settings and the new state in the sync row.
     async fn save(
         &self,
@@ -481,26 +374,7 @@ impl Worker {
         if let Some(uuid) = provider_uuid(&current) {
             provider::destroy(&mut tx, uuid, &current.org_id).await?;
         }
-        let generation: Option<i64> =
-            sqlx::query_scalar("SELECT generation FROM operations WHERE source_id = $1 FOR UPDATE")
-                .bind(row.source_id)
-                .fetch_optional(&mut *tx)
-                .await?;
-        if generation.is_some_and(|g| g != claim.generation) {
-            sqlx::query(
-                "UPDATE api_sources SET koku_uuid = NULL, provider_id = NULL, state = 'new', status = '{}' \
-                 WHERE source_id = $1",
-            )
-            .bind(row.source_id)
-            .execute(&mut *tx)
-            .await?;
-            store::release(&mut tx, row.source_id).await?;
-        } else {
-            sqlx::query("DELETE FROM api_sources WHERE source_id = $1")
-                .bind(row.source_id)
-                .execute(&mut *tx)
-                .await?;
-        }
+        store::sources::remove_unless_triggered(&mut tx, row.source_id, claim.generation).await?;
         tx.commit().await?;
         tracing::info!("source removed");
         Ok("deleted")
@@ -523,32 +397,10 @@ impl Worker {
             return Ok(());
         };
         self.client.set_status(caller, app_id, &body).await?;
-        sqlx::query("UPDATE api_sources SET status = $2 WHERE source_id = $1")
-            .bind(row.source_id)
-            .bind(Json(&body))
-            .execute(&self.db)
-            .await?;
+        store::sources::set_status(&self.db, row.source_id, &body).await?;
         metrics::counter!("status_reports_total", "status" => body.availability_status.clone())
             .increment(1);
         Ok(())
-    }
-}
-
-/// What was read from sources-api for one source.
-#[derive(Debug, Clone)]
-struct Fetched {
-    truth: Truth,
-    uid: Option<Uuid>,
-    application_id: Option<i64>,
-}
-
-impl Fetched {
-    fn gone() -> Self {
-        Self {
-            truth: Truth::Gone,
-            uid: None,
-            application_id: None,
-        }
     }
 }
 
@@ -606,27 +458,17 @@ async fn save_row(
             row.paused,
         ),
     };
-    let first_link = sqlx::query_scalar(
-        "UPDATE api_sources SET name = $2, source_type = $3, authentication = $4, billing_source = $5, \
-           paused = $6, source_uuid = coalesce(source_uuid, $7), application_id = coalesce($8, application_id), \
-           state = $9, state_reason = $10, updated_timestamp = now(), \
-           koku_uuid = coalesce($11::uuid::text, koku_uuid), provider_id = coalesce($11::uuid, provider_id), \
-           linked_timestamp = CASE WHEN $11::uuid IS NULL THEN linked_timestamp ELSE coalesce(linked_timestamp, now()) END \
-         WHERE source_id = $1 \
-         RETURNING CASE WHEN $11::uuid IS NOT NULL AND linked_timestamp = now() THEN created_timestamp END",
-    )
-    .bind(row.source_id)
-    .bind(name)
-    .bind(ty)
-    .bind(Json(authentication))
-    .bind(Json(billing))
-    .bind(paused)
-    .bind(fetched.uid)
-    .bind(fetched.application_id)
-    .bind(state.as_str())
-    .bind(reason)
-    .bind(link)
-    .fetch_optional(conn)
-    .await?;
-    Ok(first_link.flatten())
+    let saved = store::sources::Saved {
+        name,
+        source_type: ty,
+        authentication,
+        billing_source: billing,
+        paused,
+        source_uuid: fetched.uid,
+        application_id: fetched.application_id,
+        state,
+        reason,
+        link,
+    };
+    store::sources::save(conn, row.source_id, &saved).await
 }

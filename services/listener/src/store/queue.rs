@@ -1,0 +1,154 @@
+//! The durable work queue (`cost.operations`): one operation per source, claimed with
+//! `FOR UPDATE SKIP LOCKED` under a lease, retried with backoff, parked after too many
+//! attempts.
+
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use sqlx::{PgConnection, PgPool};
+
+use super::sources::source_for_update;
+use crate::domain::{OpKind, SyncState};
+
+/// A queued operation absorbs a newer trigger: a delete wins, a create stays a create
+/// ([`OpKind::merge`]), it re-reads what either needs ([`Reread::merge`]); the generation
+/// moves on so a run in progress repeats.
+pub(super) const ENQUEUE_CONFLICT: &str = "ON CONFLICT (source_id) DO UPDATE SET \
+       kind = CASE WHEN operations.kind = 'delete' OR excluded.kind = 'delete' THEN 'delete' \
+                   WHEN operations.kind = 'create' THEN 'create' ELSE excluded.kind END, \
+       reread = CASE WHEN operations.reread = 'application' AND excluded.reread = 'application' \
+                     THEN 'application' ELSE 'all' END, \
+       generation = operations.generation + 1, attempts = 0, run_at = now(), \
+       parked_at = NULL, updated_at = now()";
+
+/// Queues an operation for a source, merging with one already queued; a new trigger gives
+/// the operation fresh attempts and makes it due now (a running one keeps its lease).
+pub async fn enqueue(
+    conn: &mut PgConnection,
+    source_id: i64,
+    kind: OpKind,
+) -> Result<(), sqlx::Error> {
+    sqlx::query(sqlx::AssertSqlSafe(format!(
+        "INSERT INTO operations (source_id, kind) VALUES ($1, $2) {ENQUEUE_CONFLICT}"
+    )))
+    .bind(source_id)
+    .bind(kind.as_str())
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+/// Queues a re-check of a source whatever its state (`POST /source-status/`).
+pub async fn enqueue_check(db: &PgPool, source_id: i64) -> Result<(), sqlx::Error> {
+    let mut tx = db.begin().await?;
+    let row = source_for_update(&mut tx, source_id).await?;
+    if let Some(row) = row {
+        let kind = match (row.state(), row.koku_uuid.is_some()) {
+            (SyncState::PendingDelete, _) => OpKind::Delete,
+            (_, true) => OpKind::Update,
+            (_, false) => OpKind::Create,
+        };
+        enqueue(&mut tx, source_id, kind).await?;
+    }
+    tx.commit().await
+}
+
+/// A claimed operation.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct Claim {
+    pub source_id: i64,
+    pub kind: String,
+    pub generation: i64,
+    pub attempts: i32,
+    pub enqueued_at: DateTime<Utc>,
+    /// `all` or `application` ([`Reread`]).
+    pub reread: String,
+}
+
+/// Claims up to `limit` due operations for `lease`; others skip them.
+pub async fn claim(db: &PgPool, limit: i64, lease: Duration) -> Result<Vec<Claim>, sqlx::Error> {
+    sqlx::query_as(
+        "UPDATE operations o SET leased_until = now() + make_interval(secs => $2), \
+           attempts = o.attempts + 1, updated_at = now() \
+         WHERE o.source_id IN ( \
+           SELECT source_id FROM operations \
+           WHERE parked_at IS NULL AND run_at <= now() \
+             AND (leased_until IS NULL OR leased_until < now()) \
+           ORDER BY run_at LIMIT $1 FOR UPDATE SKIP LOCKED) \
+         RETURNING o.source_id, o.kind, o.generation, o.attempts, o.enqueued_at, o.reread",
+    )
+    .bind(limit)
+    .bind(lease.as_secs_f64())
+    .fetch_all(db)
+    .await
+}
+
+/// The operation succeeded: removed, unless a newer trigger arrived while it ran (then it
+/// runs again).
+pub async fn complete(conn: &mut PgConnection, claim: &Claim) -> Result<(), sqlx::Error> {
+    let removed = sqlx::query("DELETE FROM operations WHERE source_id = $1 AND generation = $2")
+        .bind(claim.source_id)
+        .bind(claim.generation)
+        .execute(&mut *conn)
+        .await?
+        .rows_affected();
+    if removed == 0 {
+        release(conn, claim.source_id).await?;
+    }
+    Ok(())
+}
+
+/// Gives up a claim without counting it (shutdown).
+pub async fn release(conn: &mut PgConnection, source_id: i64) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "UPDATE operations SET leased_until = NULL, updated_at = now() WHERE source_id = $1",
+    )
+    .bind(source_id)
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+/// The operation failed: retried after `backoff`, or parked with its reason after the last
+/// attempt. A newer trigger that arrived meanwhile keeps it due now with fresh attempts.
+pub async fn fail(
+    db: &PgPool,
+    claim: &Claim,
+    error: &str,
+    backoff: Duration,
+    max_attempts: i32,
+) -> Result<bool, sqlx::Error> {
+    let parked: Option<bool> = sqlx::query_scalar(
+        "UPDATE operations SET leased_until = NULL, last_error = $3, updated_at = now(), \
+           run_at = CASE WHEN generation = $2 THEN now() + make_interval(secs => $4) ELSE run_at END, \
+           parked_at = CASE WHEN generation = $2 AND attempts >= $5 THEN now() ELSE NULL END \
+         WHERE source_id = $1 RETURNING parked_at IS NOT NULL",
+    )
+    .bind(claim.source_id)
+    .bind(claim.generation)
+    .bind(error)
+    .bind(backoff.as_secs_f64())
+    .bind(max_attempts)
+    .fetch_optional(db)
+    .await?;
+    Ok(parked.unwrap_or(false))
+}
+
+/// Operations waiting or running, and parked ones.
+pub async fn queue_depth(db: &PgPool) -> Result<(i64, i64), sqlx::Error> {
+    sqlx::query_as(
+        "SELECT count(*) FILTER (WHERE parked_at IS NULL), count(*) FILTER (WHERE parked_at IS NOT NULL) \
+         FROM operations",
+    )
+    .fetch_one(db)
+    .await
+}
+
+/// The next time an operation is due, for the worker's sleep.
+pub async fn next_due(db: &PgPool) -> Result<Option<DateTime<Utc>>, sqlx::Error> {
+    sqlx::query_scalar(
+        "SELECT min(greatest(run_at, coalesce(leased_until, run_at))) FROM operations WHERE parked_at IS NULL",
+    )
+    .fetch_one(db)
+    .await
+}
