@@ -10,7 +10,5 @@ pub mod read;
 /// The sync rows of followed sources.
 pub mod sources;
 
-pub use queue::{
-    Claim, claim, complete, enqueue, enqueue_check, fail, next_due, queue_depth, release,
-};
-pub use sources::{Recorded, SourceRow, record_events, source, source_for_update};
+pub use queue::{Claim, claim, complete, enqueue, fail, next_due, queue_depth, release};
+pub use sources::{Recorded, SourceRow, enqueue_check, record_events, source, source_for_update};

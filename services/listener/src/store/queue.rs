@@ -7,8 +7,7 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use sqlx::{PgConnection, PgPool};
 
-use super::sources::source_for_update;
-use crate::domain::{OpKind, SyncState};
+use crate::domain::OpKind;
 
 /// A queued operation absorbs a newer trigger: a delete wins, a create stays a create
 /// ([`OpKind::merge`]), it re-reads what either needs ([`Reread::merge`]); the generation
@@ -36,21 +35,6 @@ pub async fn enqueue(
     .execute(conn)
     .await?;
     Ok(())
-}
-
-/// Queues a re-check of a source whatever its state (`POST /source-status/`).
-pub async fn enqueue_check(db: &PgPool, source_id: i64) -> Result<(), sqlx::Error> {
-    let mut tx = db.begin().await?;
-    let row = source_for_update(&mut tx, source_id).await?;
-    if let Some(row) = row {
-        let kind = match (row.state(), row.koku_uuid.is_some()) {
-            (SyncState::PendingDelete, _) => OpKind::Delete,
-            (_, true) => OpKind::Update,
-            (_, false) => OpKind::Create,
-        };
-        enqueue(&mut tx, source_id, kind).await?;
-    }
-    tx.commit().await
 }
 
 /// A claimed operation.

@@ -357,3 +357,18 @@ pub async fn remove_unless_triggered(
         .await?;
     Ok(true)
 }
+
+/// Queues a re-check of a source whatever its state (`POST /source-status/`).
+pub async fn enqueue_check(db: &PgPool, source_id: i64) -> Result<(), sqlx::Error> {
+    let mut tx = db.begin().await?;
+    let row = source_for_update(&mut tx, source_id).await?;
+    if let Some(row) = row {
+        let kind = match (row.state(), row.koku_uuid.is_some()) {
+            (SyncState::PendingDelete, _) => OpKind::Delete,
+            (_, true) => OpKind::Update,
+            (_, false) => OpKind::Create,
+        };
+        super::queue::enqueue(&mut tx, source_id, kind).await?;
+    }
+    tx.commit().await
+}

@@ -8,12 +8,11 @@ use keel_domain::{
     sources_events::{EventType, Resource},
 };
 use serde_json::{Value, json};
-use sqlx::PgPool;
+use sqlx::{PgConnection, PgPool};
 
 use super::{
     Event, Tenant, Write, application_authentications, authentications, by_id, catalogue,
     outbox::{event_time, opt_event_time, tenant_field},
-    sources,
 };
 use crate::error::{Error, Result, constraint};
 
@@ -124,7 +123,7 @@ pub async fn insert(
     incompatible: impl FnOnce() -> Error,
 ) -> Result<ApplicationRow> {
     let tenant = w.tenant();
-    if !sources::exists(w.conn(), tenant, new.source_id).await? {
+    if !super::source_exists(w.conn(), tenant, new.source_id).await? {
         return Err(Error::validation("source id not found"));
     }
     if !catalogue::supports(w.conn(), new.application_type_id, new.source_id).await? {
@@ -182,9 +181,36 @@ pub async fn update(
     .fetch_optional(w.conn())
     .await?
     .ok_or_else(|| Error::not_found("application"))?;
-    sources::adopt_application_status(w.conn(), &row, &current.availability_status).await?;
+    adopt_status(w.conn(), &row, &current.availability_status).await?;
     w.announce(Resource::Application.update(), row.to_event(tenant));
     Ok(row)
+}
+
+/// An application's changed status becomes its source's, as sources-api-go's
+/// `UpdateSourceFromApplicationAvailabilityStatus` does: the status, and the application's
+/// `last_checked_at` / `last_available_at` where it has them. The one place that rule lives,
+/// for the REST edit and the status consumer alike.
+pub async fn adopt_status(
+    conn: &mut PgConnection,
+    app: &ApplicationRow,
+    previous_status: &str,
+) -> Result<()> {
+    if app.availability_status == previous_status {
+        return Ok(());
+    }
+    sqlx::query(
+        "UPDATE sources SET availability_status = $2, \
+           last_checked_at = COALESCE($3, last_checked_at), \
+           last_available_at = COALESCE($4, last_available_at) \
+         WHERE id = $1",
+    )
+    .bind(app.source_id)
+    .bind(&app.availability_status)
+    .bind(app.last_checked_at)
+    .bind(app.last_available_at)
+    .execute(conn)
+    .await?;
+    Ok(())
 }
 
 /// Deletes an application with its links and authentications, announcing them in

@@ -112,7 +112,7 @@ pub async fn application_types(
     let scopes = match used_by_source {
         None => vec![],
         Some((tenant, source_id)) => {
-            super::sources::ensure(db, tenant, source_id).await?;
+            super::ensure_source(db, tenant, source_id).await?;
             vec![Scope::around(
                 "t.id IN (SELECT a.application_type_id FROM applications a WHERE a.source_id = ",
                 source_id,

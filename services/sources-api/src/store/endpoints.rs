@@ -10,7 +10,6 @@ use sqlx::{PgConnection, PgPool};
 use super::{
     Tenant, Write, authentications,
     outbox::{event_time, opt_event_time, tenant_field},
-    sources,
 };
 use crate::{
     domain::endpoint as rules,
@@ -181,7 +180,7 @@ fn unique_violation(e: sqlx::Error, on_create: bool) -> Error {
 /// announces nothing.
 pub async fn insert(w: &mut Write<'_>, source_id: i64, f: EndpointFields) -> Result<EndpointRow> {
     let tenant = w.tenant();
-    if !sources::exists(w.conn(), tenant, source_id).await? {
+    if !super::source_exists(w.conn(), tenant, source_id).await? {
         return Err(Error::bad_request("source id not found"));
     }
     let mut default = f.default.unwrap_or(false);

@@ -159,6 +159,39 @@ where
         .ok_or_else(|| crate::error::Error::not_found(kind))
 }
 
+// Whether a source is the tenant's, for its children's modules (a source's module depends on
+// its children's for its cascade, never the other way round).
+
+async fn source_exists(conn: &mut PgConnection, tenant: &Tenant, id: i64) -> Result<bool> {
+    Ok(
+        sqlx::query_scalar(
+            "SELECT EXISTS (SELECT 1 FROM sources WHERE id = $1 AND tenant_id = $2)",
+        )
+        .bind(id)
+        .bind(tenant.id())
+        .fetch_one(conn)
+        .await?,
+    )
+}
+
+/// 404 `source not found` unless the source is the tenant's.
+async fn ensure_source(db: &PgPool, tenant: &Tenant, id: i64) -> Result<()> {
+    ensure_source_conn(&mut *db.acquire().await?, tenant, id).await
+}
+
+async fn ensure_source_in(w: &mut Write<'_>, id: i64) -> Result<()> {
+    let tenant = w.tenant;
+    ensure_source_conn(&mut w.tx, tenant, id).await
+}
+
+async fn ensure_source_conn(conn: &mut PgConnection, tenant: &Tenant, id: i64) -> Result<()> {
+    if source_exists(conn, tenant, id).await? {
+        Ok(())
+    } else {
+        Err(crate::error::Error::not_found("source"))
+    }
+}
+
 /// The condition of a list of one source's children, or none.
 fn of_source(source_id: Option<i64>) -> Vec<Scope> {
     source_id

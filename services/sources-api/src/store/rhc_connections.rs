@@ -9,7 +9,6 @@ use sqlx::PgPool;
 use super::{
     Event, Tenant, Write, by_id,
     outbox::{event_time, opt_event_time},
-    sources,
 };
 use crate::error::{Error, Result};
 
@@ -105,7 +104,7 @@ pub async fn link(
     extra: Option<&Value>,
 ) -> Result<RhcConnectionRow> {
     let tenant = w.tenant();
-    sources::find_in(w, source_id).await?;
+    super::ensure_source_in(w, source_id).await?;
     let id: i64 = sqlx::query_scalar(
         "INSERT INTO rhc_connections (tenant_id, rhc_id, extra) VALUES ($1, $2, $3) \
          ON CONFLICT (tenant_id, rhc_id) DO UPDATE SET rhc_id = excluded.rhc_id RETURNING id",

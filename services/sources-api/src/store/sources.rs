@@ -124,20 +124,7 @@ by_id!(SourceRow, "t.*", "sources", "source");
 
 /// 404 unless the source exists in the tenant.
 pub async fn ensure(db: &PgPool, tenant: &Tenant, id: i64) -> Result<()> {
-    find(db, tenant, id).await.map(drop)
-}
-
-/// Whether the tenant has the source (for checks that answer their own message).
-pub async fn exists(conn: &mut PgConnection, tenant: &Tenant, id: i64) -> Result<bool> {
-    Ok(
-        sqlx::query_scalar(
-            "SELECT EXISTS (SELECT 1 FROM sources WHERE id = $1 AND tenant_id = $2)",
-        )
-        .bind(id)
-        .bind(tenant.id())
-        .fetch_one(conn)
-        .await?,
-    )
+    super::ensure_source(db, tenant, id).await
 }
 
 fn source_constraint(e: sqlx::Error) -> Error {
@@ -341,33 +328,6 @@ pub async fn set_paused(w: &mut Write<'_>, id: i64, paused: bool) -> Result<()> 
         source.to_event(tenant),
     );
     applications::set_paused(w, applications::Paused::OfSource(id), paused).await
-}
-
-/// An application's changed status becomes its source's, as sources-api-go's
-/// `UpdateSourceFromApplicationAvailabilityStatus` does: the status, and the application's
-/// `last_checked_at` / `last_available_at` where it has them. The one place that rule lives,
-/// for the REST edit and the status consumer alike.
-pub async fn adopt_application_status(
-    conn: &mut PgConnection,
-    app: &applications::ApplicationRow,
-    previous_status: &str,
-) -> Result<()> {
-    if app.availability_status == previous_status {
-        return Ok(());
-    }
-    sqlx::query(
-        "UPDATE sources SET availability_status = $2, \
-           last_checked_at = COALESCE($3, last_checked_at), \
-           last_available_at = COALESCE($4, last_available_at) \
-         WHERE id = $1",
-    )
-    .bind(app.source_id)
-    .bind(&app.availability_status)
-    .bind(app.last_checked_at)
-    .bind(app.last_available_at)
-    .execute(conn)
-    .await?;
-    Ok(())
 }
 
 /// Every tenant's sources, with each one's account and org: the internal API's list, the one

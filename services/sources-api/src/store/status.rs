@@ -10,10 +10,10 @@ use sqlx::PgConnection;
 use super::{
     Tenant, Write,
     application_authentications::ApplicationAuthenticationRow,
-    applications::ApplicationRow,
+    applications::{self, ApplicationRow},
     authentications::AuthenticationRow,
     endpoints::EndpointRow,
-    sources::{self, SourceRow},
+    sources::SourceRow,
 };
 use crate::error::Result;
 
@@ -103,7 +103,7 @@ pub async fn apply(
                 .await?;
             if status.is_some() {
                 let previous = previous.unwrap_or_default();
-                sources::adopt_application_status(w.conn(), &app, &previous).await?;
+                applications::adopt_status(w.conn(), &app, &previous).await?;
             }
             app.to_event(tenant)
         }
