@@ -23,6 +23,13 @@ mod service;
 mod shutdown;
 pub mod tls;
 
+/// What a binary does first: one rustls crypto provider for the process (before any HTTP
+/// client exists, the OTLP exporter's included), then telemetry.
+pub fn init_process(service: &'static str) -> anyhow::Result<keel_telemetry::TelemetryGuard> {
+    tls::install_crypto_provider();
+    keel_telemetry::init(service)
+}
+
 pub use config::{CommonArgs, CommonConfig, Env, KafkaSettings, Listen, ListenArgs};
 pub use service::{Running, Service, run_all, run_binary};
 pub use shutdown::{DEFAULT_DRAIN, Shutdown};

@@ -1,5 +1,5 @@
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    let _telemetry = keel_telemetry::init("keel")?;
+    let _telemetry = keel_service::init_process("keel")?;
     keel::cli::run().await
 }

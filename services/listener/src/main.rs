@@ -2,7 +2,7 @@ use clap::Parser as _;
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    let _telemetry = keel_telemetry::init("listener")?;
+    let _telemetry = keel_service::init_process("listener")?;
     let config = listener::Args::parse().resolve(&keel_service::Env::process())?;
     keel_service::run_binary(config.common.drain, listener::App::build(&config)).await
 }
