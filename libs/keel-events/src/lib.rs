@@ -21,6 +21,9 @@ pub mod message;
 pub mod outbox;
 /// The relay from the outbox to Kafka.
 pub mod relay;
+/// A Kafka-protocol broker of a test's own.
+#[cfg(feature = "testing")]
+pub mod testing;
 
 use keel_db::Owner;
 use sqlx::migrate::Migrator;

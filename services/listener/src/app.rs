@@ -161,7 +161,7 @@ impl App {
                         Transport::Kafka(kafka) => {
                             keel_events::kafka::ping(&kafka, &topic, Duration::from_secs(2))
                                 .await
-                                .map(|p| format!("kafka: {topic} has {p} partitions"))
+                                .map(|p| format!("kafka: {} has {p} partitions", kafka.topic(&topic)))
                                 .map_err(|e| format!("{e:#}"))
                         }
                     }

@@ -3,7 +3,9 @@
 
 use std::time::Duration;
 
-use keel_events::{KafkaSettings, Transport};
+use keel_events::Transport;
+
+use keel_events::testing::TansuBroker;
 
 use crate::harness::{BOTH, Harness, Via, first_names, names, unique};
 
@@ -97,83 +99,9 @@ async fn a_second_relay_on_the_same_outbox_waits_as_standby() {
     h.stop().await;
 }
 
-/// A tansu of this test's own, to stop and start.
-struct OwnBroker {
-    dir: std::path::PathBuf,
-    port: u16,
-    child: Option<tokio::process::Child>,
-}
-
-impl OwnBroker {
-    async fn start() -> Self {
-        let dir = std::env::temp_dir().join(unique("tansu"));
-        std::fs::create_dir_all(&dir).unwrap();
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        let mut broker = Self {
-            dir,
-            port,
-            child: None,
-        };
-        broker.up().await;
-        broker
-    }
-
-    fn kafka(&self) -> KafkaSettings {
-        KafkaSettings::plain(format!("127.0.0.1:{}", self.port))
-    }
-
-    async fn up(&mut self) {
-        let bin = std::env::var("TANSU_BIN")
-            .expect("TANSU_BIN is not set: run the tests through scripts/test");
-        let url = format!("tcp://127.0.0.1:{}", self.port);
-        let child = tokio::process::Command::new(bin)
-            .current_dir(&self.dir)
-            .args([
-                "broker",
-                "--listener-url",
-                &url,
-                "--advertised-listener-url",
-                &url,
-            ])
-            .args(["--storage-engine", "sqlite://tansu.db"])
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
-            .kill_on_drop(true)
-            .spawn()
-            .expect("tansu starts");
-        self.child = Some(child);
-        for _ in 0..100 {
-            if tokio::net::TcpStream::connect(("127.0.0.1", self.port))
-                .await
-                .is_ok()
-            {
-                return;
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-        panic!("tansu did not listen");
-    }
-
-    async fn down(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            child.kill().await.unwrap();
-        }
-    }
-}
-
-impl Drop for OwnBroker {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.dir);
-    }
-}
-
 #[tokio::test]
 async fn the_relay_survives_a_broker_restart_without_losing_messages() {
-    let mut broker = OwnBroker::start().await;
+    let mut broker = TansuBroker::start().await;
     let h = Harness::start_with(Via::Kafka, 10_000, Some(broker.kafka())).await;
     let key = unique("key");
     let before = names("before", 20);

@@ -68,7 +68,8 @@ pub struct ListenArgs {
     /// Address to listen on (the originals listen on every interface).
     #[arg(long, env = "HOST", default_value_t = IpAddr::V4(Ipv4Addr::UNSPECIFIED))]
     pub host: IpAddr,
-    /// Port of the API; 0 picks a free one. Unset: the service's own port.
+    /// Port of the API; 0 picks a free one. Unset: Clowder's publicPort, else the service's
+    /// own port.
     #[arg(long, env = "PORT")]
     pub port: Option<u16>,
     /// A second port serving only /metrics, /livez and /readyz (where the originals' probes
@@ -148,15 +149,19 @@ impl CommonArgs {
 }
 
 impl ListenArgs {
-    /// `default_port` when PORT is unset; the operations port from METRICS_PORT, Clowder or
-    /// [`DEFAULT_METRICS_PORT`].
+    /// The port from PORT, Clowder's publicPort or `default_port`; the operations port from
+    /// METRICS_PORT, Clowder's metricsPort or [`DEFAULT_METRICS_PORT`].
     pub fn resolve(&self, default_port: u16, common: &CommonConfig) -> Listen {
+        let clowder = common.clowder.as_ref();
         Listen {
             host: self.host,
-            port: self.port.unwrap_or(default_port),
+            port: self
+                .port
+                .or_else(|| clowder.and_then(|c| c.public_port))
+                .unwrap_or(default_port),
             metrics_port: Some(
                 self.metrics_port
-                    .or_else(|| common.clowder.as_ref().and_then(|c| c.metrics_port))
+                    .or_else(|| clowder.and_then(|c| c.metrics_port))
                     .unwrap_or(DEFAULT_METRICS_PORT),
             ),
         }
