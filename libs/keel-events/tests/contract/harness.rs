@@ -167,11 +167,28 @@ impl Harness {
         );
     }
 
-    /// Over Kafka, waits for the relay; on the embedded log there is nothing to wait for.
+    /// Over Kafka, waits for the relay; on the embedded log, until every row written is final
+    /// (readers hold back rows behind transactions still open, other tests' among them).
     pub async fn delivered(&self) {
         if self.via == Via::Kafka {
-            self.wait_published().await;
+            return self.wait_published().await;
         }
+        for _ in 0..600 {
+            let written: i64 = sqlx::query_scalar("SELECT count(*) FROM outbox WHERE topic = $1")
+                .bind(&self.topic)
+                .fetch_one(&self.db)
+                .await
+                .unwrap();
+            let readable = OUTBOX
+                .backlog(&self.db, &self.topic, Default::default())
+                .await
+                .unwrap();
+            if readable == written {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        panic!("the outbox rows did not become final within 60 s");
     }
 
     /// Runs a consumer of `group` until `want` messages keyed `key` arrived (or 60 s passed).

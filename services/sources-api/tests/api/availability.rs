@@ -1,9 +1,13 @@
 use std::{sync::Arc, time::Duration};
 
 use axum::{Router, http::HeaderMap, routing::post};
+use hyper_util::{rt::TokioIo, service::TowerToHyperService};
+use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair};
 use reqwest::StatusCode;
+use rustls::pki_types::PrivateKeyDer;
 use serde_json::{Value, json};
 use tokio::sync::Mutex;
+use tokio_rustls::TlsAcceptor;
 
 use crate::helpers::{As, COST, TestApp};
 
@@ -11,6 +15,70 @@ type Seen = Arc<Mutex<Vec<(HeaderMap, Value)>>>;
 
 /// A stand-in for the cost-management source-status endpoint, on loopback.
 async fn receiver() -> (String, Seen) {
+    let (router, seen) = recorder();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!(
+        "http://{}/api/cost-management/v1/source-status/",
+        listener.local_addr().unwrap()
+    );
+    tokio::spawn(async move { axum::serve(listener, router).await.unwrap() });
+    (url, seen)
+}
+
+/// The same endpoint over HTTPS, its certificate (for 127.0.0.1) signed by a CA made for the
+/// test; answers the CA's PEM too.
+async fn https_receiver() -> (String, Seen, String) {
+    let ca_key = KeyPair::generate().unwrap();
+    let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    ca_params
+        .distinguished_name
+        .push(DnType::CommonName, "Keel test CA");
+    let ca = ca_params.self_signed(&ca_key).unwrap();
+    let issuer = Issuer::new(ca_params, ca_key);
+    let key = KeyPair::generate().unwrap();
+    let cert = CertificateParams::new(vec!["127.0.0.1".to_owned()])
+        .unwrap()
+        .signed_by(&key, &issuer)
+        .unwrap();
+    keel_service::tls::install_crypto_provider();
+    let config = rustls::ServerConfig::builder()
+        .with_no_client_auth()
+        .with_single_cert(
+            vec![cert.der().clone()],
+            PrivateKeyDer::Pkcs8(key.serialize_der().into()),
+        )
+        .unwrap();
+    let acceptor = TlsAcceptor::from(Arc::new(config));
+    let (router, seen) = recorder();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!(
+        "https://{}/api/cost-management/v1/source-status/",
+        listener.local_addr().unwrap()
+    );
+    tokio::spawn(async move {
+        loop {
+            let Ok((tcp, _)) = listener.accept().await else {
+                return;
+            };
+            let (acceptor, router) = (acceptor.clone(), router.clone());
+            tokio::spawn(async move {
+                // A client that refuses the certificate ends the handshake here.
+                let Ok(tls) = acceptor.accept(tcp).await else {
+                    return;
+                };
+                let service = TowerToHyperService::new(router);
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(TokioIo::new(tls), service)
+                    .await;
+            });
+        }
+    });
+    (url, seen, ca.pem())
+}
+
+/// A router recording what it receives.
+fn recorder() -> (Router, Seen) {
     let seen: Seen = Arc::default();
     let store = seen.clone();
     let router = Router::new().route(
@@ -26,13 +94,7 @@ async fn receiver() -> (String, Seen) {
             }
         }),
     );
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let url = format!(
-        "http://{}/api/cost-management/v1/source-status/",
-        listener.local_addr().unwrap()
-    );
-    tokio::spawn(async move { axum::serve(listener, router).await.unwrap() });
-    (url, seen)
+    (router, seen)
 }
 
 async fn wait_for(seen: &Seen, n: usize) -> Vec<(HeaderMap, Value)> {
@@ -126,4 +188,43 @@ async fn an_unreachable_application_does_not_fail_the_request() {
         )
         .await;
     assert_eq!(reply.status, StatusCode::ACCEPTED);
+}
+
+/// Checks go out over HTTPS to an application whose certificate a private CA signed: trusted
+/// once the CA is in `CA_BUNDLE`, refused (nothing received) without it.
+#[tokio::test]
+async fn https_check_urls_are_called_trusting_the_configured_ca_bundle() {
+    for trusted in [true, false] {
+        let (url, seen, ca_pem) = https_receiver().await;
+        let bundle = std::env::temp_dir().join(format!("keel-ca-{}.pem", uuid::Uuid::new_v4()));
+        std::fs::write(&bundle, &ca_pem).unwrap();
+        let app = TestApp::spawn_with(|c| {
+            c.availability_check_urls
+                .insert("COST_MANAGEMENT".into(), url);
+            if trusted {
+                c.common.ca_bundle = Some(bundle.clone());
+            }
+        })
+        .await;
+        let s = app.create_source("1", "aws", "amazon").await;
+        let sid = s["id"].as_str().unwrap();
+        app.create_application("1", sid, COST, json!({})).await;
+        let reply = app
+            .request(
+                reqwest::Method::POST,
+                &format!("/sources/{sid}/check_availability"),
+                As::Org("1"),
+                None,
+            )
+            .await;
+        assert_eq!(reply.status, StatusCode::ACCEPTED);
+        let calls = wait_for(&seen, 1).await;
+        let _ = std::fs::remove_file(&bundle);
+        if trusted {
+            assert_eq!(calls.len(), 1, "the CA bundle makes the receiver trusted");
+            assert_eq!(calls[0].1, json!({"source_id": sid}));
+        } else {
+            assert!(calls.is_empty(), "an unknown CA is refused: {calls:?}");
+        }
+    }
 }
