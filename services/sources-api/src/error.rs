@@ -36,24 +36,6 @@ impl Error {
     }
 }
 
-/// Parses an optional `availability_status`, refusing unknown values with `message`.
-pub fn parse_status(
-    raw: Option<&str>,
-    message: &str,
-) -> Result<Option<keel_domain::AvailabilityStatus>> {
-    raw.map(|s| s.parse().map_err(|()| Error::bad_request(message)))
-        .transpose()
-}
-
-/// Parses an optional `last_checked_at` / `last_available_at`.
-pub fn parse_time(raw: Option<&str>) -> Result<Option<chrono::DateTime<chrono::Utc>>> {
-    raw.map(|r| {
-        crate::domain::parse_status_time(r)
-            .ok_or_else(|| Error::bad_request(crate::domain::INVALID_DATE))
-    })
-    .transpose()
-}
-
 impl From<ListingError> for Error {
     fn from(e: ListingError) -> Self {
         match e {

@@ -1,9 +1,23 @@
 //! What an authentication request must name, with sources-api-go's messages and order
 //! (`ValidateAuthenticationCreationRequest`); rendered after `bad request: `.
 
+use serde::Deserialize;
 use serde_json::Value;
+use utoipa::ToSchema;
 
 use super::parse_flexible_id;
+
+/// The credential fields of an authentication or a secret, as sent; `None` keeps the stored
+/// value on an edit. Requests take them flattened (the request refuses unknown fields).
+#[derive(Debug, Clone, Default, Deserialize, ToSchema)]
+pub struct Credentials {
+    pub name: Option<String>,
+    pub authtype: Option<String>,
+    pub username: Option<String>,
+    /// Stored encrypted; never returned but by the internal API.
+    pub password: Option<String>,
+    pub extra: Option<Value>,
+}
 
 /// The resource an authentication is created for.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -4,6 +4,23 @@ use std::sync::LazyLock;
 
 use keel_domain::AvailabilityStatus;
 use regex::Regex;
+use serde::Deserialize;
+use utoipa::ToSchema;
+
+/// Where and how an endpoint is reached, as sent on create and edit (checked by the store,
+/// which needs the source's other endpoints); `None` keeps the stored value on an edit.
+#[derive(Debug, Clone, Default, Deserialize, ToSchema)]
+pub struct EndpointSettings {
+    pub default: Option<bool>,
+    pub receptor_node: Option<String>,
+    pub role: Option<String>,
+    pub scheme: Option<String>,
+    pub host: Option<String>,
+    pub port: Option<i64>,
+    pub path: Option<String>,
+    pub verify_ssl: Option<bool>,
+    pub certificate_authority: Option<String>,
+}
 
 static FQDN: LazyLock<Regex> = LazyLock::new(|| {
     Regex::new(r"^(?:[a-zA-Z\d](?:[a-zA-Z\d-]*[a-zA-Z\d])?\.)+[a-zA-Z](?:[a-zA-Z\d-]*[a-zA-Z])?$")

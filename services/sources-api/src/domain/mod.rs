@@ -6,6 +6,8 @@ pub mod authentication;
 pub mod endpoint;
 /// Sources: creation and edits.
 pub mod source;
+/// Availability reports sent on edits.
+pub mod status;
 
 use serde_json::Value;
 
@@ -42,6 +44,9 @@ pub fn parse_status_time(raw: &str) -> Option<chrono::DateTime<chrono::Utc>> {
 
 /// sources-api-go's message for a bad `availability_status` on an edit.
 pub const INVALID_STATUS: &str = "availability status invalid. Must be one of \"available\", \"in_progress\", \"partially_available\" or \"unavailable\"";
+
+/// sources-api-go's message for a bad `availability_status` sent to a paused resource.
+pub const PAUSED_INVALID_STATUS: &str = "invalid availability status. Must be one of \"available\", \"in_progress\", \"partially_available\" or \"unavailable\"";
 
 /// sources-api-go's message for a bad `last_*_at`.
 pub const INVALID_DATE: &str =

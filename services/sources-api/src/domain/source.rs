@@ -105,9 +105,7 @@ pub enum SourceEditError {
     NameEmpty,
     #[error("{}", super::INVALID_STATUS)]
     InvalidStatus,
-    #[error(
-        "invalid availability status. Must be one of \"available\", \"in_progress\", \"partially_available\" or \"unavailable\""
-    )]
+    #[error("{}", super::PAUSED_INVALID_STATUS)]
     PausedInvalidStatus,
     #[error("{}", super::INVALID_DATE)]
     InvalidDate,

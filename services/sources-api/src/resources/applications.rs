@@ -1,14 +1,16 @@
 use axum::{Json, body::Bytes, extract::State, http::StatusCode};
 use chrono::Utc;
-use keel_domain::{AvailabilityStatus, sources_events::Resource};
+use keel_domain::sources_events::Resource;
 use keel_sources_http::{Collection, ErrorDocument, ListParams, PathId, StrictJson, decode_strict};
 use serde_json::Value;
 use utoipa_axum::{router::OpenApiRouter, routes};
 
 use super::collection;
 use crate::{
-    domain::{INVALID_STATUS, go_value, parse_flexible_id},
-    error::{Error, Result, parse_status, parse_time},
+    domain::{
+        INVALID_STATUS, PAUSED_INVALID_STATUS, go_value, parse_flexible_id, status::any_status,
+    },
+    error::{Error, Result},
     extract::Writer,
     state::AppState,
     store::{
@@ -100,35 +102,15 @@ async fn edit(
     let mut w = Write::begin(&state.db, &tenant).await?;
     let current = applications::find_in(&mut w, id.get()).await?;
     // A paused application accepts only its status fields.
-    let (extra, status, status_error, checked, available) = if current.paused_at.is_some() {
+    let (extra, status) = if current.paused_at.is_some() {
         let req: PausedApplicationEditRequest = decode_strict(&body)?;
-        let status = parse_status(
-            req.availability_status.as_deref(),
-            "invalid availability status. Must be one of \"available\", \"in_progress\", \"partially_available\" or \"unavailable\"",
-        )?;
-        (
-            None,
-            status,
-            req.availability_status_error,
-            req.last_checked_at,
-            req.last_available_at,
-        )
+        (None, req.status.parse(any_status(PAUSED_INVALID_STATUS)))
     } else {
         let req: ApplicationEditRequest = decode_strict(&body)?;
-        let status = parse_status(
-            req.availability_status.as_deref(),
-            &format!("invalid payload: {INVALID_STATUS}"),
-        )?;
-        (
-            req.extra,
-            status,
-            req.availability_status_error,
-            req.last_checked_at,
-            req.last_available_at,
-        )
+        let invalid = format!("invalid payload: {INVALID_STATUS}");
+        (req.extra, req.status.parse(any_status(&invalid)))
     };
-    let checked = parse_time(checked.as_deref())?;
-    let available = parse_time(available.as_deref())?;
+    let report = status.map_err(Error::bad_request)?;
     // `_superkey` in extra is the superkey worker's data, kept apart from the settings.
     let (extra, superkey_data) = match extra {
         Some(Value::Object(mut map)) => {
@@ -142,18 +124,10 @@ async fn edit(
             ));
         }
     };
-    // Reporting a status is a check: it stamps last_checked_at (and last_available_at when
-    // available) unless the caller sent its own.
-    let now = Utc::now();
     let edit = ApplicationEdit {
         extra,
         superkey_data,
-        availability_status: status,
-        availability_status_error: status_error,
-        last_checked_at: checked.or(status.map(|_| now)),
-        last_available_at: available.or(status
-            .filter(|s| *s == AvailabilityStatus::Available)
-            .map(|_| now)),
+        report: report.stamped(Utc::now()),
     };
     let row = applications::update(&mut w, &current, &edit).await?;
     w.commit().await?;

@@ -4,8 +4,8 @@ use keel_sources_http::{ErrorDocument, PathId, StrictJson};
 use utoipa_axum::{router::OpenApiRouter, routes};
 
 use crate::{
-    domain::{INVALID_STATUS, authentication::validate_create},
-    error::{Error, Result, parse_status, parse_time},
+    domain::{INVALID_STATUS, authentication::validate_create, status::any_status},
+    error::{Error, Result},
     extract::Writer,
     state::AppState,
     store::{
@@ -22,18 +22,14 @@ pub(crate) fn new_authentication(req: AuthenticationCreateRequest) -> Result<New
     let target = validate_create(
         req.resource_type.as_deref(),
         req.resource_id.as_ref(),
-        req.authtype.as_deref(),
-        req.username.as_deref(),
+        req.credentials.authtype.as_deref(),
+        req.credentials.username.as_deref(),
     )
     .map_err(Error::bad_request)?;
     Ok(NewAuthentication {
         resource_type: target.resource_type.to_owned(),
         resource_id: target.resource_id,
-        name: req.name,
-        authtype: req.authtype,
-        username: req.username,
-        password: req.password,
-        extra: req.extra,
+        credentials: req.credentials,
         availability_status_error: req.availability_status_error,
     })
 }
@@ -81,15 +77,11 @@ async fn edit(
     StrictJson(req): StrictJson<AuthenticationEditRequest>,
 ) -> Result<Json<Authentication>> {
     let edit = AuthenticationEdit {
-        availability_status: parse_status(req.availability_status.as_deref(), INVALID_STATUS)?,
-        last_checked_at: parse_time(req.last_checked_at.as_deref())?,
-        last_available_at: parse_time(req.last_available_at.as_deref())?,
-        name: req.name,
-        authtype: req.authtype,
-        username: req.username,
-        password: req.password,
-        extra: req.extra,
-        availability_status_error: req.availability_status_error,
+        credentials: req.credentials,
+        report: req
+            .status
+            .parse(any_status(INVALID_STATUS))
+            .map_err(Error::bad_request)?,
     };
     let mut w = Write::begin(&state.db, &tenant).await?;
     let row = authentications::update(&mut w, &state.secrets, id.get(), edit).await?;

@@ -9,12 +9,9 @@ use serde_json::Value;
 use utoipa::ToSchema;
 use utoipa_axum::{router::OpenApiRouter, routes};
 
-use super::{authentications::new_authentication, endpoints};
+use super::{authentications::new_authentication, endpoints, sources::new_source};
 use crate::{
-    domain::{
-        parse_flexible_id,
-        source::{NewSource, NewSourceFields},
-    },
+    domain::{authentication::Credentials, endpoint::EndpointSettings, parse_flexible_id},
     error::{Error, Result},
     extract::Writer,
     state::AppState,
@@ -26,10 +23,10 @@ use crate::{
         sources::{self, SourceRow},
     },
     wire::{
-        applications::Application,
+        applications::{Application, ApplicationCreateRequest},
         authentications::{Authentication, AuthenticationCreateRequest},
         endpoints::{Endpoint, EndpointCreateRequest},
-        sources::Source,
+        sources::{Source, SourceCreateRequest},
     },
 };
 
@@ -46,48 +43,35 @@ pub struct BulkCreateRequest {
     pub authentications: Vec<BulkAuthentication>,
 }
 
+// Each item is its create request with the names that link it, as sources-api-go embeds
+// them. (serde's `flatten` keeps `deny_unknown_fields` one level deep only, so an item never
+// flattens a type that flattens another.)
+
 /// A source; its type by `source_type_id` or `source_type_name`.
-#[derive(Debug, Default, Deserialize, ToSchema)]
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct BulkSource {
-    pub name: Option<String>,
-    pub uid: Option<String>,
-    pub version: Option<String>,
-    pub imported: Option<String>,
-    pub source_ref: Option<String>,
-    pub app_creation_workflow: Option<String>,
-    pub availability_status: Option<String>,
-    #[schema(value_type = Option<String>)]
-    pub source_type_id: Option<Value>,
+    #[serde(flatten)]
+    pub source: SourceCreateRequest,
     pub source_type_name: Option<String>,
 }
 
 /// An application of the source named `source_name`; its type by id or by (part of) its name.
-#[derive(Debug, Default, Deserialize, ToSchema)]
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct BulkApplication {
-    pub extra: Option<Value>,
-    #[schema(value_type = Option<String>)]
-    pub source_id: Option<Value>,
-    #[schema(value_type = Option<String>)]
-    pub application_type_id: Option<Value>,
+    #[serde(flatten)]
+    pub application: ApplicationCreateRequest,
     pub application_type_name: Option<String>,
     pub source_name: Option<String>,
 }
 
-/// An endpoint of the source named `source_name`.
-#[derive(Debug, Default, Deserialize, ToSchema)]
+/// An endpoint of the source named `source_name` (or of the source `source_id`).
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct BulkEndpoint {
-    pub default: Option<bool>,
-    pub receptor_node: Option<String>,
-    pub role: Option<String>,
-    pub scheme: Option<String>,
-    pub host: Option<String>,
-    pub port: Option<i64>,
-    pub path: Option<String>,
-    pub verify_ssl: Option<bool>,
-    pub certificate_authority: Option<String>,
+    #[serde(flatten)]
+    pub settings: EndpointSettings,
     pub availability_status: Option<String>,
     #[schema(value_type = Option<String>)]
     pub source_id: Option<Value>,
@@ -97,14 +81,11 @@ pub struct BulkEndpoint {
 /// An authentication. `resource_name` names its resource: an existing resource's id, or for
 /// `application` an application type name, for `endpoint` part of the host, for `source`
 /// anything (the first source of the request).
-#[derive(Debug, Default, Deserialize, ToSchema)]
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct BulkAuthentication {
-    pub name: Option<String>,
-    pub authtype: Option<String>,
-    pub username: Option<String>,
-    pub password: Option<String>,
-    pub extra: Option<Value>,
+    #[serde(flatten)]
+    pub credentials: Credentials,
     pub availability_status_error: Option<String>,
     pub resource_type: Option<String>,
     #[schema(value_type = Option<String>)]
@@ -132,7 +113,7 @@ struct Created {
 }
 
 async fn source_type(w: &mut Write<'_>, s: &BulkSource) -> Result<(i64, String)> {
-    if let Some(raw) = s.source_type_id.as_ref().filter(|v| !v.is_null()) {
+    if let Some(raw) = s.source.source_type_id.as_ref().filter(|v| !v.is_null()) {
         let id = parse_flexible_id(raw)
             .ok_or_else(|| Error::validation("the source type id is not valid"))?;
         return catalogue::source_type_name(w, id)
@@ -159,7 +140,12 @@ async fn application_type(w: &mut Write<'_>, a: &BulkApplication) -> Result<(i64
             "no application type present, need either [application_type_name] or [application_type_id]",
         )
     };
-    if let Some(raw) = a.application_type_id.as_ref().filter(|v| !v.is_null()) {
+    if let Some(raw) = a
+        .application
+        .application_type_id
+        .as_ref()
+        .filter(|v| !v.is_null())
+    {
         let id = parse_flexible_id(raw).ok_or_else(missing)?;
         return catalogue::application_type_name(w, id)
             .await?
@@ -244,18 +230,10 @@ async fn bulk_create(
     let mut w = Write::begin(&state.db, &tenant).await?;
 
     let mut created: Vec<Created> = Vec::new();
-    for s in &req.sources {
-        let (type_id, type_name) = source_type(&mut w, s).await?;
-        let source = NewSource::parse(NewSourceFields {
-            name: s.name.as_deref(),
-            version: s.version.clone(),
-            imported: s.imported.clone(),
-            source_ref: s.source_ref.clone(),
-            app_creation_workflow: s.app_creation_workflow.as_deref(),
-            availability_status: s.availability_status.as_deref(),
-            source_type_id: Some(&Value::from(type_id)),
-        })
-        .map_err(Error::validation)?;
+    for mut s in req.sources {
+        let (type_id, type_name) = source_type(&mut w, &s).await?;
+        s.source.source_type_id = Some(Value::from(type_id));
+        let source = new_source(s.source)?;
         let row = sources::insert(&mut w, &source).await?;
         created.push(Created {
             source: row,
@@ -280,7 +258,7 @@ async fn bulk_create(
         let new = NewApplication {
             source_id: parent.source.id,
             application_type_id: type_id,
-            extra: a.extra.clone(),
+            extra: a.application.extra.clone(),
             availability_status: forced,
         };
         let row = applications::insert(&mut w, new, || {
@@ -300,15 +278,7 @@ async fn bulk_create(
             None => e.source_id.clone(),
         };
         let request = EndpointCreateRequest {
-            default: e.default,
-            receptor_node: e.receptor_node,
-            role: e.role,
-            scheme: e.scheme,
-            host: e.host,
-            port: e.port,
-            path: e.path,
-            verify_ssl: e.verify_ssl,
-            certificate_authority: e.certificate_authority,
+            settings: e.settings,
             availability_status: e.availability_status,
             source_id,
         };
@@ -320,11 +290,7 @@ async fn bulk_create(
     for a in req.authentications {
         let resource_id = authentication_resource(&a, &created, &apps, &endpoint_rows)?;
         let new = new_authentication(AuthenticationCreateRequest {
-            name: a.name,
-            authtype: a.authtype,
-            username: a.username,
-            password: a.password,
-            extra: a.extra,
+            credentials: a.credentials,
             availability_status_error: a.availability_status_error,
             resource_type: a.resource_type,
             resource_id: Some(Value::from(resource_id)),

@@ -12,7 +12,7 @@ use crate::{
     store::{
         Write,
         authentications::{self, AuthenticationFilter},
-        endpoints::{self, EndpointFields, EndpointRow},
+        endpoints::{self, EndpointRow},
     },
     wire::{
         authentications::Authentication,
@@ -34,20 +34,13 @@ pub(crate) fn endpoint_source(raw: Option<&Value>) -> Result<i64> {
 /// Checks and inserts the endpoint of a create request; shared with bulk create.
 pub(crate) async fn insert(w: &mut Write<'_>, req: EndpointCreateRequest) -> Result<EndpointRow> {
     let source_id = endpoint_source(req.source_id.as_ref())?;
-    let fields = EndpointFields {
-        default: req.default,
-        receptor_node: req.receptor_node,
-        role: req.role,
-        scheme: req.scheme,
-        host: req.host,
-        port: req.port,
-        path: req.path,
-        verify_ssl: req.verify_ssl,
-        certificate_authority: req.certificate_authority,
-        availability_status: req.availability_status,
-        ..EndpointFields::default()
-    };
-    endpoints::insert(w, source_id, fields).await
+    endpoints::insert(
+        w,
+        source_id,
+        req.settings,
+        req.availability_status.as_deref(),
+    )
+    .await
 }
 
 tenant_list! {
@@ -88,23 +81,8 @@ async fn edit(
     Writer(tenant): Writer,
     StrictJson(req): StrictJson<EndpointEditRequest>,
 ) -> Result<Json<Endpoint>> {
-    let fields = EndpointFields {
-        default: req.default,
-        receptor_node: req.receptor_node,
-        role: req.role,
-        scheme: req.scheme,
-        host: req.host,
-        port: req.port,
-        path: req.path,
-        verify_ssl: req.verify_ssl,
-        certificate_authority: req.certificate_authority,
-        availability_status: req.availability_status,
-        availability_status_error: req.availability_status_error,
-        last_checked_at: req.last_checked_at,
-        last_available_at: req.last_available_at,
-    };
     let mut w = Write::begin(&state.db, &tenant).await?;
-    let row = endpoints::update(&mut w, id.get(), fields).await?;
+    let row = endpoints::update(&mut w, id.get(), req.settings, req.status).await?;
     w.commit().await?;
     Ok(Json(row.into()))
 }

@@ -4,8 +4,8 @@ use utoipa_axum::{router::OpenApiRouter, routes};
 
 use super::endpoints::endpoint_source;
 use crate::{
-    domain::INVALID_STATUS,
-    error::{Error, Result, parse_status, parse_time},
+    domain::{INVALID_STATUS, status::any_status},
+    error::{Error, Result},
     extract::Writer,
     state::AppState,
     store::{
@@ -74,11 +74,11 @@ async fn edit(
     StrictJson(req): StrictJson<RhcConnectionEditRequest>,
 ) -> Result<Json<RhcConnection>> {
     let edit = RhcConnectionEdit {
-        availability_status: parse_status(req.availability_status.as_deref(), INVALID_STATUS)?,
-        last_checked_at: parse_time(req.last_checked_at.as_deref())?,
-        last_available_at: parse_time(req.last_available_at.as_deref())?,
         extra: req.extra,
-        availability_status_error: req.availability_status_error,
+        report: req
+            .status
+            .parse(any_status(INVALID_STATUS))
+            .map_err(Error::bad_request)?,
     };
     let mut w = Write::begin(&state.db, &tenant).await?;
     let row = rhc_connections::update(&mut w, id.get(), &edit).await?;

@@ -6,24 +6,20 @@ use keel_sources_http::{ErrorDocument, PathId, StrictJson};
 use utoipa_axum::{router::OpenApiRouter, routes};
 
 use crate::{
+    domain::authentication::Credentials,
     error::{Error, Result},
     extract::Writer,
     state::AppState,
-    store::secrets::{self, SecretFields},
+    store::secrets,
     wire::secrets::{Secret, SecretRequest},
 };
 
-fn fields(req: SecretRequest) -> Result<SecretFields> {
-    if req.name.as_deref() == Some("") {
+/// A secret sent to create or edit; its name may be left out but not empty.
+fn checked(req: SecretRequest) -> Result<Credentials> {
+    if req.credentials.name.as_deref() == Some("") {
         return Err(Error::validation("secret name have to be populated"));
     }
-    Ok(SecretFields {
-        name: req.name,
-        authtype: req.authtype,
-        username: req.username,
-        password: req.password,
-        extra: req.extra,
-    })
+    Ok(req.credentials)
 }
 
 tenant_list! {
@@ -46,7 +42,7 @@ async fn create(
     Writer(tenant): Writer,
     StrictJson(req): StrictJson<SecretRequest>,
 ) -> Result<(StatusCode, Json<Secret>)> {
-    let row = secrets::insert(&state.db, &state.secrets, &tenant, &fields(req)?).await?;
+    let row = secrets::insert(&state.db, &state.secrets, &tenant, &checked(req)?).await?;
     Ok((StatusCode::CREATED, Json(row.into())))
 }
 
@@ -61,7 +57,7 @@ async fn edit(
     Writer(tenant): Writer,
     StrictJson(req): StrictJson<SecretRequest>,
 ) -> Result<Json<Secret>> {
-    let edit = fields(req)?;
+    let edit = checked(req)?;
     let row = secrets::update(&state.db, &state.secrets, &tenant, id.get(), &edit).await?;
     Ok(Json(row.into()))
 }

@@ -33,6 +33,20 @@ use crate::{
     },
 };
 
+/// A create request checked: the source to insert; shared with bulk create.
+pub(crate) fn new_source(req: SourceCreateRequest) -> Result<NewSource> {
+    NewSource::parse(NewSourceFields {
+        name: req.name.as_deref(),
+        version: req.version,
+        imported: req.imported,
+        source_ref: req.source_ref,
+        app_creation_workflow: req.app_creation_workflow.as_deref(),
+        availability_status: req.availability_status.as_deref(),
+        source_type_id: req.source_type_id.as_ref(),
+    })
+    .map_err(Error::validation)
+}
+
 tenant_list! {
     /// List sources.
     list: "/sources", "sources", Source, sources::list, SourceFilter::All
@@ -53,16 +67,7 @@ async fn create(
     Writer(tenant): Writer,
     StrictJson(req): StrictJson<SourceCreateRequest>,
 ) -> Result<(StatusCode, Json<Source>)> {
-    let source = NewSource::parse(NewSourceFields {
-        name: req.name.as_deref(),
-        version: req.version,
-        imported: req.imported,
-        source_ref: req.source_ref,
-        app_creation_workflow: req.app_creation_workflow.as_deref(),
-        availability_status: req.availability_status.as_deref(),
-        source_type_id: req.source_type_id.as_ref(),
-    })
-    .map_err(Error::validation)?;
+    let source = new_source(req)?;
     let mut conn = state.db.acquire().await?;
     let row = sources::insert_announced(&mut conn, &tenant, &source).await?;
     tracing::info!(source_id = row.id, "source created");

@@ -1,10 +1,9 @@
 //! Applications: the `applications` table, its events, pausing, and the cascade of a delete.
 
 use chrono::{DateTime, Utc};
-use keel_db::{Column, Page, Subresource, Table};
+use keel_db::{Column, Subresource, Table};
 use keel_domain::{
     AvailabilityStatus,
-    listing::ListQuery,
     sources_events::{EventType, Resource},
 };
 use serde_json::{Value, json};
@@ -14,7 +13,10 @@ use super::{
     Event, Tenant, Write, application_authentications, authentications, by_id, catalogue,
     outbox::{event_time, opt_event_time, tenant_field},
 };
-use crate::error::{Error, Result, constraint};
+use crate::{
+    domain::status::StatusReport,
+    error::{Error, Result, constraint},
+};
 
 pub static TABLE: Table = Table {
     name: "applications",
@@ -90,30 +92,11 @@ pub struct NewApplication {
 pub struct ApplicationEdit {
     pub extra: Option<Value>,
     pub superkey_data: Option<Value>,
-    pub availability_status: Option<AvailabilityStatus>,
-    pub availability_status_error: Option<String>,
-    pub last_checked_at: Option<DateTime<Utc>>,
-    pub last_available_at: Option<DateTime<Utc>>,
-}
-
-pub async fn list(
-    db: &PgPool,
-    tenant: &Tenant,
-    of_source: Option<i64>,
-    query: &ListQuery,
-) -> Result<Page<ApplicationRow>> {
-    super::tenant_page(
-        db,
-        tenant,
-        &TABLE,
-        "t.*",
-        super::of_source(of_source),
-        query,
-    )
-    .await
+    pub report: StatusReport,
 }
 
 by_id!(ApplicationRow, "t.*", "applications", "application");
+list_by_source!(ApplicationRow);
 
 /// Inserts an application after the checks sources-api-go makes (`incompatible` is the
 /// message when the source's type does not support the application type); announces nothing.
@@ -161,7 +144,7 @@ pub async fn update(
     edit: &ApplicationEdit,
 ) -> Result<ApplicationRow> {
     let tenant = w.tenant();
-    let row: ApplicationRow = sqlx::query_as(
+    let update = sqlx::query_as(
         "UPDATE applications SET extra = COALESCE($3, extra), \
            superkey_data = COALESCE($4, superkey_data), \
            availability_status = COALESCE($5, availability_status), \
@@ -173,14 +156,11 @@ pub async fn update(
     .bind(current.id)
     .bind(tenant.id())
     .bind(&edit.extra)
-    .bind(&edit.superkey_data)
-    .bind(edit.availability_status.map(AvailabilityStatus::as_str))
-    .bind(&edit.availability_status_error)
-    .bind(edit.last_checked_at)
-    .bind(edit.last_available_at)
-    .fetch_optional(w.conn())
-    .await?
-    .ok_or_else(|| Error::not_found("application"))?;
+    .bind(&edit.superkey_data);
+    let row: ApplicationRow = super::bind_report(update, &edit.report)
+        .fetch_optional(w.conn())
+        .await?
+        .ok_or_else(|| Error::not_found("application"))?;
     adopt_status(w.conn(), &row, &current.availability_status).await?;
     w.announce(Resource::Application.update(), row.to_event(tenant));
     Ok(row)
@@ -228,19 +208,6 @@ pub async fn delete(w: &mut Write<'_>, id: i64) -> Result<()> {
     w.announce(Resource::Application.destroy(), app.to_event(tenant));
     w.announce_all(auths);
     Ok(())
-}
-
-/// Deletes the applications of a source (its cascade) and returns them.
-pub(super) async fn delete_for_source(
-    w: &mut Write<'_>,
-    source_id: i64,
-) -> Result<Vec<ApplicationRow>> {
-    Ok(
-        sqlx::query_as("DELETE FROM applications WHERE source_id = $1 RETURNING *")
-            .bind(source_id)
-            .fetch_all(w.conn())
-            .await?,
-    )
 }
 
 /// Which applications a pause concerns.

@@ -4,7 +4,7 @@
 use chrono::{DateTime, SecondsFormat, Utc};
 use keel_crypto::SecretBox;
 use keel_db::{Column, Page, Scope, Table};
-use keel_domain::{AvailabilityStatus, listing::ListQuery, sources_events::Resource};
+use keel_domain::{listing::ListQuery, sources_events::Resource};
 use serde_json::{Value, json};
 use sqlx::{PgConnection, PgPool};
 
@@ -12,7 +12,10 @@ use super::{
     Event, Tenant, Write, by_id,
     outbox::{opt_event_time, tenant_field},
 };
-use crate::error::{Error, Result};
+use crate::{
+    domain::{authentication::Credentials, status::StatusReport},
+    error::{Error, Result},
+};
 
 pub static TABLE: Table = Table {
     name: "authentications",
@@ -33,7 +36,7 @@ pub static TABLE: Table = Table {
 };
 
 /// Every column but the sealed password, which only the internal API reads.
-const COLUMNS: &str = "t.id, t.tenant_id, t.source_id, t.resource_type, t.resource_id, t.name, \
+pub(super) const COLUMNS: &str = "t.id, t.tenant_id, t.source_id, t.resource_type, t.resource_id, t.name, \
     t.authtype, t.username, t.extra, t.version, t.availability_status, \
     t.availability_status_error, t.last_checked_at, t.last_available_at, t.created_at, \
     t.updated_at";
@@ -95,26 +98,15 @@ pub struct NewAuthentication {
     /// `Source`, `Endpoint`, `Application` or `Authentication`.
     pub resource_type: String,
     pub resource_id: i64,
-    pub name: Option<String>,
-    pub authtype: Option<String>,
-    pub username: Option<String>,
-    pub password: Option<String>,
-    pub extra: Option<Value>,
+    pub credentials: Credentials,
     pub availability_status_error: Option<String>,
 }
 
 /// What an edit sets; `None` keeps the stored value.
 #[derive(Debug, Clone, Default)]
 pub struct AuthenticationEdit {
-    pub name: Option<String>,
-    pub authtype: Option<String>,
-    pub username: Option<String>,
-    pub password: Option<String>,
-    pub extra: Option<Value>,
-    pub availability_status: Option<AvailabilityStatus>,
-    pub availability_status_error: Option<String>,
-    pub last_checked_at: Option<DateTime<Utc>>,
-    pub last_available_at: Option<DateTime<Utc>>,
+    pub credentials: Credentials,
+    pub report: StatusReport,
 }
 
 pub async fn list(
@@ -180,11 +172,8 @@ pub async fn insert(
     let tenant = w.tenant();
     let source_id =
         resource_source_id(w.conn(), tenant, &new.resource_type, new.resource_id).await?;
-    let sealed = new
-        .password
-        .as_deref()
-        .map(|p| secrets.seal(p, &tenant.seal_binding()));
-    Ok(sqlx::query_as(sqlx::AssertSqlSafe(format!(
+    let sealed = tenant.seal(secrets, new.credentials.password.as_deref());
+    let insert = sqlx::query_as(sqlx::AssertSqlSafe(format!(
         "INSERT INTO authentications AS t (tenant_id, source_id, resource_type, resource_id, \
            name, authtype, username, password_encrypted, extra, availability_status_error) \
          VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) RETURNING {COLUMNS}"
@@ -192,15 +181,11 @@ pub async fn insert(
     .bind(tenant.id())
     .bind(source_id)
     .bind(&new.resource_type)
-    .bind(new.resource_id)
-    .bind(&new.name)
-    .bind(&new.authtype)
-    .bind(&new.username)
-    .bind(&sealed)
-    .bind(&new.extra)
-    .bind(&new.availability_status_error)
-    .fetch_one(w.conn())
-    .await?)
+    .bind(new.resource_id);
+    Ok(super::bind_credentials(insert, &new.credentials, &sealed)
+        .bind(&new.availability_status_error)
+        .fetch_one(w.conn())
+        .await?)
 }
 
 /// Applies an edit and announces `Authentication.update`.
@@ -211,11 +196,8 @@ pub async fn update(
     edit: AuthenticationEdit,
 ) -> Result<AuthenticationRow> {
     let tenant = w.tenant();
-    let sealed = edit
-        .password
-        .as_deref()
-        .map(|p| secrets.seal(p, &tenant.seal_binding()));
-    let row: AuthenticationRow = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+    let sealed = tenant.seal(secrets, edit.credentials.password.as_deref());
+    let update = sqlx::query_as(sqlx::AssertSqlSafe(format!(
         "UPDATE authentications AS t SET name = COALESCE($3, name), authtype = COALESCE($4, authtype), \
            username = COALESCE($5, username), password_encrypted = COALESCE($6, password_encrypted), \
            extra = COALESCE($7, extra), availability_status = COALESCE($8, availability_status), \
@@ -225,19 +207,12 @@ pub async fn update(
          WHERE t.id = $1 AND t.tenant_id = $2 RETURNING {COLUMNS}"
     )))
     .bind(id)
-    .bind(tenant.id())
-    .bind(&edit.name)
-    .bind(&edit.authtype)
-    .bind(&edit.username)
-    .bind(&sealed)
-    .bind(&edit.extra)
-    .bind(edit.availability_status.map(AvailabilityStatus::as_str))
-    .bind(&edit.availability_status_error)
-    .bind(edit.last_checked_at)
-    .bind(edit.last_available_at)
-    .fetch_optional(w.conn())
-    .await?
-    .ok_or_else(|| Error::not_found("authentication"))?;
+    .bind(tenant.id());
+    let update = super::bind_credentials(update, &edit.credentials, &sealed);
+    let row: AuthenticationRow = super::bind_report(update, &edit.report)
+        .fetch_optional(w.conn())
+        .await?
+        .ok_or_else(|| Error::not_found("authentication"))?;
     w.announce(Resource::Authentication.update(), row.to_event(tenant));
     Ok(row)
 }
@@ -276,19 +251,6 @@ pub(super) async fn delete_for_resource(
         .collect())
 }
 
-/// Deletes every authentication of a source (its cascade) and returns them.
-pub(super) async fn delete_for_source(
-    w: &mut Write<'_>,
-    source_id: i64,
-) -> Result<Vec<AuthenticationRow>> {
-    Ok(sqlx::query_as(sqlx::AssertSqlSafe(format!(
-        "DELETE FROM authentications t WHERE t.source_id = $1 RETURNING {COLUMNS}"
-    )))
-    .bind(source_id)
-    .fetch_all(w.conn())
-    .await?)
-}
-
 /// The authentication with its password, for the internal API only.
 pub async fn find_with_password(
     db: &PgPool,
@@ -302,16 +264,6 @@ pub async fn find_with_password(
     if !with_password {
         return Ok((row, None));
     }
-    let sealed: Option<Vec<u8>> = sqlx::query_scalar(
-        "SELECT password_encrypted FROM authentications WHERE id = $1 AND tenant_id = $2",
-    )
-    .bind(id)
-    .bind(tenant.id())
-    .fetch_one(&mut *conn)
-    .await?;
-    let password = sealed
-        .map(|s| secrets.open(&s, &tenant.seal_binding()))
-        .transpose()
-        .map_err(Error::Internal)?;
+    let password = super::open_password(&mut conn, secrets, tenant, &TABLE, id).await?;
     Ok((row, password))
 }

@@ -2,18 +2,21 @@
 //! source.
 
 use chrono::{DateTime, Utc};
-use keel_db::{Column, Page, Table};
-use keel_domain::{AvailabilityStatus, listing::ListQuery, sources_events::Resource};
+use keel_db::{Column, Table};
+use keel_domain::{AvailabilityStatus, sources_events::Resource};
 use serde_json::{Value, json};
-use sqlx::{PgConnection, PgPool};
+use sqlx::PgConnection;
 
 use super::{
     Tenant, Write, authentications,
     outbox::{event_time, opt_event_time, tenant_field},
 };
 use crate::{
-    domain::endpoint as rules,
-    error::{Error, Result, constraint, parse_time},
+    domain::{
+        endpoint::{self as rules, EndpointSettings},
+        status::StatusFields,
+    },
+    error::{Error, Result, constraint},
 };
 
 pub static TABLE: Table = Table {
@@ -89,44 +92,8 @@ impl EndpointRow {
     }
 }
 
-/// The fields of an endpoint to create or edit, as sent; `source_id` is checked by the caller
-/// (create) or taken from the endpoint (edit).
-#[derive(Debug, Clone, Default)]
-pub struct EndpointFields {
-    pub default: Option<bool>,
-    pub receptor_node: Option<String>,
-    pub role: Option<String>,
-    pub scheme: Option<String>,
-    pub host: Option<String>,
-    pub port: Option<i64>,
-    pub path: Option<String>,
-    pub verify_ssl: Option<bool>,
-    pub certificate_authority: Option<String>,
-    pub availability_status: Option<String>,
-    pub availability_status_error: Option<String>,
-    /// As sent: parsed after the other checks, as sources-api-go does.
-    pub last_checked_at: Option<String>,
-    pub last_available_at: Option<String>,
-}
-
-pub async fn list(
-    db: &PgPool,
-    tenant: &Tenant,
-    of_source: Option<i64>,
-    query: &ListQuery,
-) -> Result<Page<EndpointRow>> {
-    super::tenant_page(
-        db,
-        tenant,
-        &TABLE,
-        "t.*",
-        super::of_source(of_source),
-        query,
-    )
-    .await
-}
-
 by_id!(EndpointRow, "t.*", "endpoints", "endpoint");
+list_by_source!(EndpointRow);
 
 async fn source_has_default(conn: &mut PgConnection, source_id: i64, except: i64) -> Result<bool> {
     Ok(sqlx::query_scalar(
@@ -178,7 +145,12 @@ fn unique_violation(e: sqlx::Error, on_create: bool) -> Error {
 
 /// Checks and inserts an endpoint of `source_id` with sources-api-go's messages, in its order;
 /// announces nothing.
-pub async fn insert(w: &mut Write<'_>, source_id: i64, f: EndpointFields) -> Result<EndpointRow> {
+pub async fn insert(
+    w: &mut Write<'_>,
+    source_id: i64,
+    f: EndpointSettings,
+    status: Option<&str>,
+) -> Result<EndpointRow> {
     let tenant = w.tenant();
     if !super::source_exists(w.conn(), tenant, source_id).await? {
         return Err(Error::bad_request("source id not found"));
@@ -217,7 +189,7 @@ pub async fn insert(w: &mut Write<'_>, source_id: i64, f: EndpointFields) -> Res
     {
         return Err(refuse("the certificate authority cannot be empty", true));
     }
-    let status = match f.availability_status.as_deref().unwrap_or_default() {
+    let status = match status.unwrap_or_default() {
         "" => AvailabilityStatus::InProgress,
         raw => rules::endpoint_status(raw).map_err(Error::validation)?,
     };
@@ -244,7 +216,13 @@ pub async fn insert(w: &mut Write<'_>, source_id: i64, f: EndpointFields) -> Res
 }
 
 /// Checks and applies an edit (only the fields sent change) and announces `Endpoint.update`.
-pub async fn update(w: &mut Write<'_>, id: i64, f: EndpointFields) -> Result<EndpointRow> {
+/// The status fields are checked last, as sources-api-go does.
+pub async fn update(
+    w: &mut Write<'_>,
+    id: i64,
+    f: EndpointSettings,
+    status: StatusFields,
+) -> Result<EndpointRow> {
     let tenant = w.tenant();
     let current = fetch(w.conn(), tenant, id).await?;
     if f.default == Some(true) && source_has_default(w.conn(), current.source_id, id).await? {
@@ -274,17 +252,10 @@ pub async fn update(w: &mut Write<'_>, id: i64, f: EndpointFields) -> Result<End
     if verify_ssl && ca.is_none_or(|ca| ca.is_empty()) {
         return Err(refuse("the certificate authority cannot be empty", false));
     }
-    let status = f
-        .availability_status
-        .as_deref()
-        .map(rules::endpoint_status)
-        .transpose()
+    let report = status
+        .parse(rules::endpoint_status)
         .map_err(Error::bad_request)?;
-    let (checked, available) = (
-        parse_time(f.last_checked_at.as_deref())?,
-        parse_time(f.last_available_at.as_deref())?,
-    );
-    let row: EndpointRow = sqlx::query_as(
+    let update = sqlx::query_as(
         "UPDATE endpoints SET \"default\" = COALESCE($3, \"default\"), \
            receptor_node = COALESCE($4, receptor_node), role = COALESCE($5, role), \
            scheme = COALESCE($6, scheme), host = COALESCE($7, host), port = COALESCE($8, port), \
@@ -306,14 +277,11 @@ pub async fn update(w: &mut Write<'_>, id: i64, f: EndpointFields) -> Result<End
     .bind(port)
     .bind(&f.path)
     .bind(f.verify_ssl)
-    .bind(&f.certificate_authority)
-    .bind(status.map(AvailabilityStatus::as_str))
-    .bind(&f.availability_status_error)
-    .bind(checked)
-    .bind(available)
-    .fetch_one(w.conn())
-    .await
-    .map_err(|e| unique_violation(e, false))?;
+    .bind(&f.certificate_authority);
+    let row: EndpointRow = super::bind_report(update, &report)
+        .fetch_one(w.conn())
+        .await
+        .map_err(|e| unique_violation(e, false))?;
     w.announce(Resource::Endpoint.update(), row.to_event(tenant));
     Ok(row)
 }
@@ -330,17 +298,4 @@ pub async fn delete(w: &mut Write<'_>, id: i64) -> Result<()> {
     w.announce(Resource::Endpoint.destroy(), endpoint.to_event(tenant));
     w.announce_all(auths);
     Ok(())
-}
-
-/// Deletes the endpoints of a source (its cascade) and returns them.
-pub(super) async fn delete_for_source(
-    w: &mut Write<'_>,
-    source_id: i64,
-) -> Result<Vec<EndpointRow>> {
-    Ok(
-        sqlx::query_as("DELETE FROM endpoints WHERE source_id = $1 RETURNING *")
-            .bind(source_id)
-            .fetch_all(w.conn())
-            .await?,
-    )
 }

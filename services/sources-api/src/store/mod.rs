@@ -35,6 +35,24 @@ macro_rules! by_id {
     };
 }
 
+/// `list` of a table whose rows belong to a source: one page of the tenant's rows, only
+/// those of `of_source` when given.
+macro_rules! list_by_source {
+    ($row:ty) => {
+        pub async fn list(
+            db: &sqlx::PgPool,
+            tenant: &super::Tenant,
+            of_source: Option<i64>,
+            query: &keel_domain::listing::ListQuery,
+        ) -> crate::error::Result<keel_db::Page<$row>> {
+            let scopes = of_source
+                .map(|id| vec![keel_db::Scope::eq("t.source_id = ", id)])
+                .unwrap_or_default();
+            super::tenant_page(db, tenant, &TABLE, "t.*", scopes, query).await
+        }
+    };
+}
+
 pub mod application_authentications;
 pub mod applications;
 pub mod authentications;
@@ -47,6 +65,7 @@ pub mod sources;
 pub mod status;
 pub mod tenants;
 
+use keel_crypto::SecretBox;
 use keel_db::{Listing, Page, Scope, Table};
 use keel_domain::{listing::ListQuery, sources_events::EventType};
 use serde_json::Value;
@@ -55,7 +74,37 @@ use sqlx::{FromRow, PgConnection, PgPool, Postgres, Transaction, postgres::PgRow
 pub use outbox::{Event, OUTBOX};
 pub use tenants::{Tenant, TenantCache};
 
-use crate::error::Result;
+use crate::{
+    domain::{authentication::Credentials, status::StatusReport},
+    error::Result,
+};
+
+/// A query whose parameters are being bound, for the helpers below that bind the groups of
+/// columns several tables share.
+type Binding<'q, O> = sqlx::query::QueryAs<'q, Postgres, O, sqlx::postgres::PgArguments>;
+
+/// Binds the credential columns authentications and secrets share, in order: `name`,
+/// `authtype`, `username`, the sealed password, `extra`.
+fn bind_credentials<'q, O>(
+    q: Binding<'q, O>,
+    c: &'q Credentials,
+    sealed: &'q Option<Vec<u8>>,
+) -> Binding<'q, O> {
+    q.bind(&c.name)
+        .bind(&c.authtype)
+        .bind(&c.username)
+        .bind(sealed)
+        .bind(&c.extra)
+}
+
+/// Binds a status report, in order: `availability_status`, `availability_status_error`,
+/// `last_checked_at`, `last_available_at`.
+fn bind_report<'q, O>(q: Binding<'q, O>, r: &'q StatusReport) -> Binding<'q, O> {
+    q.bind(r.status.map(|s| s.as_str()))
+        .bind(&r.error)
+        .bind(r.last_checked_at)
+        .bind(r.last_available_at)
+}
 
 /// One tenant's transaction and the events it announces. Dropped without [`Write::commit`],
 /// it rolls back and announces nothing.
@@ -193,10 +242,44 @@ async fn ensure_source_conn(conn: &mut PgConnection, tenant: &Tenant, id: i64) -
 }
 
 /// The condition of a list of one source's children, or none.
-fn of_source(source_id: Option<i64>) -> Vec<Scope> {
-    source_id
-        .map(|id| vec![Scope::eq("t.source_id = ", id)])
-        .unwrap_or_default()
+/// Deletes a source's rows of `table` (its cascade) and returns them as `select` reads them.
+async fn delete_of_source<R>(
+    w: &mut Write<'_>,
+    table: &Table,
+    select: &str,
+    source_id: i64,
+) -> Result<Vec<R>>
+where
+    R: for<'r> FromRow<'r, PgRow> + Send + Unpin,
+{
+    let sql = format!(
+        "DELETE FROM {} AS t WHERE t.source_id = $1 RETURNING {select}",
+        table.name
+    );
+    Ok(sqlx::query_as(sqlx::AssertSqlSafe(sql))
+        .bind(source_id)
+        .fetch_all(w.conn())
+        .await?)
+}
+
+/// The password sealed in the tenant's row `id` of `table`, opened: for the internal API only.
+async fn open_password(
+    conn: &mut PgConnection,
+    secrets: &SecretBox,
+    tenant: &Tenant,
+    table: &Table,
+    id: i64,
+) -> Result<Option<String>> {
+    let sql = format!(
+        "SELECT password_encrypted FROM {} WHERE id = $1 AND tenant_id = $2",
+        table.name
+    );
+    let sealed: Option<Vec<u8>> = sqlx::query_scalar(sqlx::AssertSqlSafe(sql))
+        .bind(id)
+        .bind(tenant.id())
+        .fetch_one(conn)
+        .await?;
+    tenant.open(secrets, sealed.as_deref())
 }
 
 /// Rows sorted by id: a cascade's events go out in id order, as sources-api-go sends them.

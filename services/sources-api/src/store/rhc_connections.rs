@@ -2,7 +2,7 @@
 
 use chrono::{DateTime, Utc};
 use keel_db::{Column, Page, Scope, Table};
-use keel_domain::{AvailabilityStatus, listing::ListQuery, sources_events::Resource};
+use keel_domain::{listing::ListQuery, sources_events::Resource};
 use serde_json::{Value, json};
 use sqlx::PgPool;
 
@@ -10,7 +10,10 @@ use super::{
     Event, Tenant, Write, by_id,
     outbox::{event_time, opt_event_time},
 };
-use crate::error::{Error, Result};
+use crate::{
+    domain::status::StatusReport,
+    error::{Error, Result},
+};
 
 pub static TABLE: Table = Table {
     name: "rhc_connections",
@@ -68,10 +71,7 @@ impl RhcConnectionRow {
 #[derive(Debug, Clone, Default)]
 pub struct RhcConnectionEdit {
     pub extra: Option<Value>,
-    pub availability_status: Option<AvailabilityStatus>,
-    pub availability_status_error: Option<String>,
-    pub last_checked_at: Option<DateTime<Utc>>,
-    pub last_available_at: Option<DateTime<Utc>>,
+    pub report: StatusReport,
 }
 
 /// `of_source`: only the connections of that source.
@@ -139,23 +139,20 @@ pub async fn update(
 ) -> Result<RhcConnectionRow> {
     let tenant = w.tenant();
     fetch(w.conn(), tenant, id).await?;
-    sqlx::query(
+    let update = sqlx::query_as::<_, (i64,)>(
         "UPDATE rhc_connections SET extra = COALESCE($3, extra), \
            availability_status = COALESCE($4, availability_status), \
            availability_status_error = COALESCE($5, availability_status_error), \
            last_checked_at = COALESCE($6, last_checked_at), \
            last_available_at = COALESCE($7, last_available_at) \
-         WHERE id = $1 AND tenant_id = $2",
+         WHERE id = $1 AND tenant_id = $2 RETURNING id",
     )
     .bind(id)
     .bind(tenant.id())
-    .bind(&edit.extra)
-    .bind(edit.availability_status.map(AvailabilityStatus::as_str))
-    .bind(&edit.availability_status_error)
-    .bind(edit.last_checked_at)
-    .bind(edit.last_available_at)
-    .execute(w.conn())
-    .await?;
+    .bind(&edit.extra);
+    super::bind_report(update, &edit.report)
+        .fetch_one(w.conn())
+        .await?;
     let row = fetch(w.conn(), tenant, id).await?;
     w.announce(Resource::RhcConnection.update(), row.to_event());
     Ok(row)

@@ -9,7 +9,10 @@ use serde_json::Value;
 use sqlx::PgPool;
 
 use super::Tenant;
-use crate::error::{Error, Result, constraint};
+use crate::{
+    domain::authentication::Credentials,
+    error::{Error, Result, constraint},
+};
 
 pub static TABLE: Table = Table {
     name: "secrets",
@@ -35,16 +38,6 @@ pub struct SecretRow {
     pub extra: Option<Value>,
 }
 
-/// A secret's fields as sent; `None` keeps the stored value on an edit.
-#[derive(Debug, Clone, Default)]
-pub struct SecretFields {
-    pub name: Option<String>,
-    pub authtype: Option<String>,
-    pub username: Option<String>,
-    pub password: Option<String>,
-    pub extra: Option<Value>,
-}
-
 pub async fn list(db: &PgPool, tenant: &Tenant, query: &ListQuery) -> Result<Page<SecretRow>> {
     super::tenant_page(db, tenant, &TABLE, COLUMNS, vec![], query).await
 }
@@ -66,26 +59,19 @@ pub async fn insert(
     db: &PgPool,
     secrets: &SecretBox,
     tenant: &Tenant,
-    f: &SecretFields,
+    f: &Credentials,
 ) -> Result<SecretRow> {
-    let sealed = f
-        .password
-        .as_deref()
-        .map(|p| secrets.seal(p, &tenant.seal_binding()));
-    sqlx::query_as(sqlx::AssertSqlSafe(format!(
+    let sealed = tenant.seal(secrets, f.password.as_deref());
+    let insert = sqlx::query_as(sqlx::AssertSqlSafe(format!(
         "INSERT INTO secrets AS t (tenant_id, user_id, name, authtype, username, password_encrypted, extra) \
          VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING {COLUMNS}"
     )))
     .bind(tenant.id())
-    .bind(&tenant.identity.user_id)
-    .bind(&f.name)
-    .bind(&f.authtype)
-    .bind(&f.username)
-    .bind(&sealed)
-    .bind(&f.extra)
-    .fetch_one(db)
-    .await
-    .map_err(|e| name_errors(e, f.name.as_deref()))
+    .bind(&tenant.identity.user_id);
+    super::bind_credentials(insert, f, &sealed)
+        .fetch_one(db)
+        .await
+        .map_err(|e| name_errors(e, f.name.as_deref()))
 }
 
 pub async fn update(
@@ -93,28 +79,21 @@ pub async fn update(
     secrets: &SecretBox,
     tenant: &Tenant,
     id: i64,
-    f: &SecretFields,
+    f: &Credentials,
 ) -> Result<SecretRow> {
-    let sealed = f
-        .password
-        .as_deref()
-        .map(|p| secrets.seal(p, &tenant.seal_binding()));
-    let row: Option<SecretRow> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+    let sealed = tenant.seal(secrets, f.password.as_deref());
+    let update = sqlx::query_as(sqlx::AssertSqlSafe(format!(
         "UPDATE secrets AS t SET name = COALESCE($3, name), authtype = COALESCE($4, authtype), \
            username = COALESCE($5, username), password_encrypted = COALESCE($6, password_encrypted), \
            extra = COALESCE($7, extra) \
          WHERE t.id = $1 AND t.tenant_id = $2 RETURNING {COLUMNS}"
     )))
     .bind(id)
-    .bind(tenant.id())
-    .bind(&f.name)
-    .bind(&f.authtype)
-    .bind(&f.username)
-    .bind(&sealed)
-    .bind(&f.extra)
-    .fetch_optional(db)
-    .await
-    .map_err(|e| name_errors(e, f.name.as_deref()))?;
+    .bind(tenant.id());
+    let row: Option<SecretRow> = super::bind_credentials(update, f, &sealed)
+        .fetch_optional(db)
+        .await
+        .map_err(|e| name_errors(e, f.name.as_deref()))?;
     row.ok_or_else(|| Error::not_found("secret"))
 }
 
@@ -139,16 +118,6 @@ pub async fn find_with_password(
 ) -> Result<(SecretRow, Option<String>)> {
     let mut conn = db.acquire().await?;
     let row = fetch(&mut conn, tenant, id).await?;
-    let sealed: Option<Vec<u8>> = sqlx::query_scalar(
-        "SELECT password_encrypted FROM secrets WHERE id = $1 AND tenant_id = $2",
-    )
-    .bind(id)
-    .bind(tenant.id())
-    .fetch_one(&mut *conn)
-    .await?;
-    let password = sealed
-        .map(|s| secrets.open(&s, &tenant.seal_binding()))
-        .transpose()
-        .map_err(Error::Internal)?;
+    let password = super::open_password(&mut conn, secrets, tenant, &TABLE, id).await?;
     Ok((row, password))
 }

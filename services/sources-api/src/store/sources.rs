@@ -10,8 +10,11 @@ use serde_json::{Value, json};
 use sqlx::{PgConnection, PgPool};
 
 use super::{
-    Event, Tenant, Write, application_authentications, applications, authentications, by_id,
-    catalogue, endpoints,
+    Event, Tenant, Write, application_authentications,
+    applications::{self, ApplicationRow},
+    authentications::{self, AuthenticationRow},
+    by_id, catalogue,
+    endpoints::{self, EndpointRow},
     outbox::{self, event_time, opt_event_time, tenant_field},
     rhc_connections,
 };
@@ -268,9 +271,17 @@ pub async fn delete(w: &mut Write<'_>, id: i64) -> Result<()> {
             .await?
             .ok_or_else(|| Error::not_found("source"))?;
     let links = application_authentications::delete_for_source(w, source.id).await?;
-    let auths = authentications::delete_for_source(w, source.id).await?;
-    let apps = applications::delete_for_source(w, source.id).await?;
-    let endpoints = endpoints::delete_for_source(w, source.id).await?;
+    let auths: Vec<AuthenticationRow> = super::delete_of_source(
+        w,
+        &authentications::TABLE,
+        authentications::COLUMNS,
+        source.id,
+    )
+    .await?;
+    let apps: Vec<ApplicationRow> =
+        super::delete_of_source(w, &applications::TABLE, "t.*", source.id).await?;
+    let endpoints: Vec<EndpointRow> =
+        super::delete_of_source(w, &endpoints::TABLE, "t.*", source.id).await?;
     let connections = rhc_connections::delete_for_source(w, source.id).await?;
     sqlx::query("DELETE FROM sources WHERE id = $1")
         .bind(source.id)

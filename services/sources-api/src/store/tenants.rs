@@ -1,6 +1,7 @@
 //! Tenants, found or created from the caller's identity as sources-api-go does: an unknown
 //! tenant sees empty lists, not an error.
 
+use keel_crypto::SecretBox;
 use keel_domain::RequestIdentity;
 use sqlx::PgPool;
 
@@ -25,8 +26,26 @@ impl Tenant {
 
     /// The associated data sealed secrets are bound to: a secret copied to another tenant's
     /// row does not decrypt.
-    pub(super) fn seal_binding(&self) -> [u8; 8] {
+    fn seal_binding(&self) -> [u8; 8] {
         self.id.to_be_bytes()
+    }
+
+    /// A password sealed to this tenant with `secrets`.
+    pub(super) fn seal(&self, secrets: &SecretBox, password: Option<&str>) -> Option<Vec<u8>> {
+        password.map(|p| secrets.seal(p, &self.seal_binding()))
+    }
+
+    /// A password sealed to this tenant, opened; one that does not open is an internal error
+    /// (another key, or another tenant's row).
+    pub(super) fn open(
+        &self,
+        secrets: &SecretBox,
+        sealed: Option<&[u8]>,
+    ) -> Result<Option<String>, Error> {
+        sealed
+            .map(|s| secrets.open(s, &self.seal_binding()))
+            .transpose()
+            .map_err(Error::Internal)
     }
 }
 

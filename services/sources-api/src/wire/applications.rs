@@ -4,7 +4,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use utoipa::ToSchema;
 
-use crate::{store::applications::ApplicationRow, wire};
+use crate::{domain::status::StatusFields, store::applications::ApplicationRow, wire};
 
 /// An application attached to a source, e.g. cost management reading an AWS account.
 #[derive(Debug, Serialize, ToSchema)]
@@ -15,14 +15,8 @@ pub struct Application {
     pub updated_at: String,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub paused_at: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub availability_status: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub last_checked_at: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub last_available_at: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub availability_status_error: Option<String>,
+    #[serde(flatten)]
+    pub availability: wire::Availability,
     /// Application-specific settings, e.g. `{"bucket": "my-bucket"}`.
     #[serde(skip_serializing_if = "Value::is_null")]
     pub extra: Value,
@@ -43,25 +37,22 @@ pub struct ApplicationCreateRequest {
     pub application_type_id: Option<Value>,
 }
 
-/// Edit an application. A status change is copied to its source.
+/// Edit an application. A status change is copied to its source. A paused application
+/// accepts the status fields only.
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ApplicationEditRequest {
     pub extra: Option<Value>,
-    pub availability_status: Option<String>,
-    pub availability_status_error: Option<String>,
-    pub last_checked_at: Option<String>,
-    pub last_available_at: Option<String>,
+    #[serde(flatten)]
+    pub status: StatusFields,
 }
 
 /// What a paused application accepts.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct PausedApplicationEditRequest {
-    pub availability_status: Option<String>,
-    pub availability_status_error: Option<String>,
-    pub last_checked_at: Option<String>,
-    pub last_available_at: Option<String>,
+    #[serde(flatten)]
+    pub status: StatusFields,
 }
 
 impl From<ApplicationRow> for Application {
@@ -71,10 +62,12 @@ impl From<ApplicationRow> for Application {
             created_at: wire::timestamp(r.created_at),
             updated_at: wire::timestamp(r.updated_at),
             paused_at: wire::opt_timestamp(r.paused_at),
-            availability_status: wire::non_empty(Some(r.availability_status)),
-            last_checked_at: wire::opt_timestamp(r.last_checked_at),
-            last_available_at: wire::opt_timestamp(r.last_available_at),
-            availability_status_error: wire::non_empty(r.availability_status_error),
+            availability: wire::Availability::new(
+                Some(r.availability_status),
+                r.availability_status_error,
+                r.last_checked_at,
+                r.last_available_at,
+            ),
             extra: r.extra,
             source_id: wire::id(r.source_id),
             application_type_id: wire::id(r.application_type_id),

@@ -5,7 +5,11 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use utoipa::ToSchema;
 
-use crate::{store::authentications::AuthenticationRow, wire};
+use crate::{
+    domain::{authentication::Credentials, status::StatusFields},
+    store::authentications::AuthenticationRow,
+    wire,
+};
 
 /// Credentials of a source, application or endpoint. The password is never returned.
 #[derive(Debug, Serialize, ToSchema)]
@@ -33,11 +37,8 @@ pub struct Authentication {
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct AuthenticationCreateRequest {
-    pub name: Option<String>,
-    pub authtype: Option<String>,
-    pub username: Option<String>,
-    pub password: Option<String>,
-    pub extra: Option<Value>,
+    #[serde(flatten)]
+    pub credentials: Credentials,
     pub availability_status_error: Option<String>,
     /// `Source`, `Endpoint`, `Application` or `Authentication` (any case).
     pub resource_type: Option<String>,
@@ -49,15 +50,10 @@ pub struct AuthenticationCreateRequest {
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct AuthenticationEditRequest {
-    pub name: Option<String>,
-    pub authtype: Option<String>,
-    pub username: Option<String>,
-    pub password: Option<String>,
-    pub extra: Option<Value>,
-    pub availability_status: Option<String>,
-    pub availability_status_error: Option<String>,
-    pub last_checked_at: Option<String>,
-    pub last_available_at: Option<String>,
+    #[serde(flatten)]
+    pub credentials: Credentials,
+    #[serde(flatten)]
+    pub status: StatusFields,
 }
 
 /// The internal representation: adds `created_at`, `version` and, when asked, `password`.

@@ -4,7 +4,11 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use utoipa::ToSchema;
 
-use crate::{store::endpoints::EndpointRow, wire};
+use crate::{
+    domain::{endpoint::EndpointSettings, status::StatusFields},
+    store::endpoints::EndpointRow,
+    wire,
+};
 
 /// Where a source's service is reached (e.g. an OpenShift cluster's API).
 #[derive(Debug, Serialize, ToSchema)]
@@ -34,32 +38,19 @@ pub struct Endpoint {
     pub certificate_authority: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub receptor_node: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub availability_status: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub last_checked_at: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub last_available_at: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub availability_status_error: Option<String>,
+    #[serde(flatten)]
+    pub availability: wire::Availability,
     #[schema(pattern = r"^\d+$")]
     pub source_id: String,
 }
 
 /// Create an endpoint. Defaults: scheme `https`, port 443, `verify_ssl` false; a source's first
 /// endpoint is its default.
-#[derive(Debug, Default, Deserialize, ToSchema)]
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct EndpointCreateRequest {
-    pub default: Option<bool>,
-    pub receptor_node: Option<String>,
-    pub role: Option<String>,
-    pub scheme: Option<String>,
-    pub host: Option<String>,
-    pub port: Option<i64>,
-    pub path: Option<String>,
-    pub verify_ssl: Option<bool>,
-    pub certificate_authority: Option<String>,
+    #[serde(flatten)]
+    pub settings: EndpointSettings,
     /// `available` or `unavailable`; `in_progress` when empty.
     pub availability_status: Option<String>,
     #[schema(value_type = Option<String>, pattern = r"^\d+$")]
@@ -70,19 +61,10 @@ pub struct EndpointCreateRequest {
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct EndpointEditRequest {
-    pub default: Option<bool>,
-    pub receptor_node: Option<String>,
-    pub role: Option<String>,
-    pub scheme: Option<String>,
-    pub host: Option<String>,
-    pub port: Option<i64>,
-    pub path: Option<String>,
-    pub verify_ssl: Option<bool>,
-    pub certificate_authority: Option<String>,
-    pub availability_status: Option<String>,
-    pub availability_status_error: Option<String>,
-    pub last_checked_at: Option<String>,
-    pub last_available_at: Option<String>,
+    #[serde(flatten)]
+    pub settings: EndpointSettings,
+    #[serde(flatten)]
+    pub status: StatusFields,
 }
 
 impl From<EndpointRow> for Endpoint {
@@ -101,10 +83,12 @@ impl From<EndpointRow> for Endpoint {
             verify_ssl: r.verify_ssl,
             certificate_authority: wire::non_empty(r.certificate_authority),
             receptor_node: wire::non_empty(r.receptor_node),
-            availability_status: wire::non_empty(Some(r.availability_status)),
-            last_checked_at: wire::opt_timestamp(r.last_checked_at),
-            last_available_at: wire::opt_timestamp(r.last_available_at),
-            availability_status_error: wire::non_empty(r.availability_status_error),
+            availability: wire::Availability::new(
+                Some(r.availability_status),
+                r.availability_status_error,
+                r.last_checked_at,
+                r.last_available_at,
+            ),
             source_id: wire::id(r.source_id),
         }
     }

@@ -11,6 +11,38 @@ pub mod secrets;
 pub mod sources;
 
 use chrono::{DateTime, SecondsFormat, Utc};
+use serde::Serialize;
+use utoipa::ToSchema;
+
+/// What a checked resource (application, endpoint, connection) reports about its
+/// availability; each field is omitted when empty.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Availability {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub availability_status: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub last_checked_at: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub last_available_at: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub availability_status_error: Option<String>,
+}
+
+impl Availability {
+    pub fn new(
+        status: Option<String>,
+        error: Option<String>,
+        last_checked_at: Option<DateTime<Utc>>,
+        last_available_at: Option<DateTime<Utc>>,
+    ) -> Self {
+        Self {
+            availability_status: non_empty(status),
+            last_checked_at: opt_timestamp(last_checked_at),
+            last_available_at: opt_timestamp(last_available_at),
+            availability_status_error: non_empty(error),
+        }
+    }
+}
 
 /// Timestamps as sources-api-go writes them: RFC 3339, whole seconds, `Z`.
 pub fn timestamp(t: DateTime<Utc>) -> String {

@@ -4,7 +4,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use utoipa::ToSchema;
 
-use crate::{store::rhc_connections::RhcConnectionRow, wire};
+use crate::{domain::status::StatusFields, store::rhc_connections::RhcConnectionRow, wire};
 
 /// A Red Hat Connector connection, shared by the sources it is linked to.
 #[derive(Debug, Serialize, ToSchema)]
@@ -14,14 +14,8 @@ pub struct RhcConnection {
     pub rhc_id: String,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub extra: Option<Value>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub availability_status: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub last_checked_at: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub last_available_at: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub availability_status_error: Option<String>,
+    #[serde(flatten)]
+    pub availability: wire::Availability,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub source_ids: Vec<String>,
 }
@@ -41,10 +35,8 @@ pub struct RhcConnectionCreateRequest {
 #[serde(deny_unknown_fields)]
 pub struct RhcConnectionEditRequest {
     pub extra: Option<Value>,
-    pub availability_status: Option<String>,
-    pub availability_status_error: Option<String>,
-    pub last_checked_at: Option<String>,
-    pub last_available_at: Option<String>,
+    #[serde(flatten)]
+    pub status: StatusFields,
 }
 
 impl From<RhcConnectionRow> for RhcConnection {
@@ -53,10 +45,12 @@ impl From<RhcConnectionRow> for RhcConnection {
             id: wire::id(r.id),
             rhc_id: r.rhc_id,
             extra: r.extra.filter(|e| !e.is_null()),
-            availability_status: wire::non_empty(r.availability_status),
-            last_checked_at: wire::opt_timestamp(r.last_checked_at),
-            last_available_at: wire::opt_timestamp(r.last_available_at),
-            availability_status_error: wire::non_empty(r.availability_status_error),
+            availability: wire::Availability::new(
+                r.availability_status,
+                r.availability_status_error,
+                r.last_checked_at,
+                r.last_available_at,
+            ),
             source_ids: r.source_ids.into_iter().map(wire::id).collect(),
         }
     }

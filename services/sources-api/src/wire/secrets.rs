@@ -4,7 +4,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use utoipa::ToSchema;
 
-use crate::{store::secrets::SecretRow, wire};
+use crate::{domain::authentication::Credentials, store::secrets::SecretRow, wire};
 
 /// A secret; its password is never returned here.
 #[derive(Debug, Serialize, ToSchema)]
@@ -25,11 +25,8 @@ pub struct Secret {
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SecretRequest {
-    pub name: Option<String>,
-    pub authtype: Option<String>,
-    pub username: Option<String>,
-    pub password: Option<String>,
-    pub extra: Option<Value>,
+    #[serde(flatten)]
+    pub credentials: Credentials,
 }
 
 impl From<SecretRow> for Secret {

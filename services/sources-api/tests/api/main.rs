@@ -15,6 +15,7 @@ mod internal;
 mod listing;
 mod openapi;
 mod ops;
+mod requests;
 mod rhc_secrets;
 mod sources;
 mod stream;

@@ -1,0 +1,202 @@
+//! Requests built from shared field groups (credentials, endpoint settings, status fields,
+//! each create request inside a bulk item) refuse unknown fields as a whole, name the field as
+//! sources-api-go does, keep each group's own checks, and change nothing.
+
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+
+use crate::helpers::{As, COST, TestApp};
+
+fn unknown(field: &str) -> String {
+    format!("bad request: json: unknown field \"{field}\"")
+}
+
+#[tokio::test]
+async fn composed_requests_refuse_unknown_fields_and_change_nothing() {
+    let app = TestApp::spawn().await;
+    let source = app.create_source("1", "cluster", "openshift").await;
+    let sid = source["id"].as_str().unwrap().to_owned();
+    let endpoint = app
+        .post(
+            "/endpoints",
+            As::Org("1"),
+            &json!({"source_id": sid, "host": "api.example.com"}),
+        )
+        .await;
+    assert_eq!(endpoint.status, StatusCode::CREATED, "{}", endpoint.body);
+    let eid = endpoint.body["id"].as_str().unwrap().to_owned();
+    let auth = app
+        .create_authentication(
+            "1",
+            json!({"resource_type": "Source", "resource_id": sid, "authtype": "token", "password": "p"}),
+        )
+        .await;
+    let aid = auth["id"].as_str().unwrap().to_owned();
+    let secret = app
+        .post(
+            "/secrets",
+            As::Org("1"),
+            &json!({"name": "s", "authtype": "token"}),
+        )
+        .await;
+    let secret_id = secret.body["id"].as_str().unwrap().to_owned();
+    let rhc = app
+        .post(
+            "/rhc_connections",
+            As::Org("1"),
+            &json!({"rhc_id": "r", "source_id": sid}),
+        )
+        .await;
+    let rhc_id = rhc.body["id"].as_str().unwrap().to_owned();
+    let before = app.outbox().await.len();
+
+    let writes: [(&str, String, Value); 10] = [
+        (
+            "POST",
+            "/endpoints".into(),
+            json!({"source_id": sid, "host": "b.example.com", "colour": 1}),
+        ),
+        (
+            "PATCH",
+            format!("/endpoints/{eid}"),
+            json!({"host": "c.example.com", "colour": 1}),
+        ),
+        (
+            "PATCH",
+            format!("/endpoints/{eid}"),
+            json!({"availability_status": "available", "colour": 1}),
+        ),
+        (
+            "POST",
+            "/authentications".into(),
+            json!({"resource_type": "Source", "resource_id": sid, "authtype": "t", "colour": 1}),
+        ),
+        (
+            "PATCH",
+            format!("/authentications/{aid}"),
+            json!({"username": "u", "last_checked_at": "2024-05-01 10:00:00 UTC", "colour": 1}),
+        ),
+        ("POST", "/secrets".into(), json!({"name": "t", "colour": 1})),
+        (
+            "PATCH",
+            format!("/secrets/{secret_id}"),
+            json!({"username": "u", "colour": 1}),
+        ),
+        (
+            "PATCH",
+            format!("/rhc_connections/{rhc_id}"),
+            json!({"extra": {}, "availability_status": "available", "colour": 1}),
+        ),
+        (
+            "POST",
+            "/bulk_create".into(),
+            json!({"sources": [{"name": "x", "source_type_name": "amazon", "colour": 1}]}),
+        ),
+        (
+            "POST",
+            "/bulk_create".into(),
+            json!({"sources": [{"name": "x", "source_type_name": "amazon"}],
+            "endpoints": [{"source_name": "x", "host": "d.example.com", "colour": 1}]}),
+        ),
+    ];
+    for (method, path, body) in &writes {
+        let reply = match *method {
+            "POST" => app.post(path, As::Org("1"), body).await,
+            _ => app.patch(path, As::Org("1"), body).await,
+        };
+        assert_eq!(
+            reply.status,
+            StatusCode::BAD_REQUEST,
+            "{method} {path} {body}"
+        );
+        assert_eq!(reply.error(), unknown("colour"), "{method} {path} {body}");
+    }
+    let bulk_items = [
+        json!({"sources": [{"name": "x", "source_type_name": "amazon"}],
+            "applications": [{"source_name": "x", "application_type_name": "cost-management", "colour": 1}]}),
+        json!({"sources": [{"name": "x", "source_type_name": "amazon"}],
+            "authentications": [{"resource_type": "source", "resource_name": "x", "authtype": "t", "colour": 1}]}),
+    ];
+    for body in &bulk_items {
+        let reply = app.post("/bulk_create", As::Org("1"), body).await;
+        assert_eq!(reply.error(), unknown("colour"), "{body}");
+    }
+    assert_eq!(
+        app.outbox().await.len(),
+        before,
+        "no event from a refused write"
+    );
+    assert_eq!(app.count("sources").await, 1);
+    assert_eq!(app.count("endpoints").await, 1);
+    assert_eq!(app.count("authentications").await, 1);
+    assert_eq!(app.count("secrets").await, 1);
+    let kept = app.get(&format!("/endpoints/{eid}"), As::Org("1")).await;
+    assert_eq!(kept.body["host"], "api.example.com");
+}
+
+#[tokio::test]
+async fn each_field_group_keeps_its_own_checks() {
+    let app = TestApp::spawn().await;
+    let source = app.create_source("1", "aws", "amazon").await;
+    let sid = source["id"].as_str().unwrap().to_owned();
+    let application = app.create_application("1", &sid, COST, json!({})).await;
+    let app_id = application["id"].as_str().unwrap().to_owned();
+    let endpoint = app
+        .post(
+            "/endpoints",
+            As::Org("1"),
+            &json!({"source_id": sid, "host": "api.example.com"}),
+        )
+        .await;
+    let eid = endpoint.body["id"].as_str().unwrap().to_owned();
+
+    // The settings are checked before the status fields, whichever group a field is in.
+    let reply = app
+        .patch(
+            &format!("/endpoints/{eid}"),
+            As::Org("1"),
+            &json!({"port": 70000, "last_checked_at": "yesterday"}),
+        )
+        .await;
+    assert_eq!(reply.error(), "bad request: invalid port number");
+    let reply = app
+        .patch(
+            &format!("/endpoints/{eid}"),
+            As::Org("1"),
+            &json!({"role": "r", "availability_status": "in_progress"}),
+        )
+        .await;
+    assert_eq!(
+        reply.error(),
+        "bad request: invalid availability status",
+        "endpoints take two statuses"
+    );
+    let reply = app
+        .patch(
+            &format!("/applications/{app_id}"),
+            As::Org("1"),
+            &json!({"last_available_at": "soon"}),
+        )
+        .await;
+    assert_eq!(
+        reply.error(),
+        "bad request: the provided date is in an invalid format. Expected format: \"2006-01-02 15:04:05 MST\""
+    );
+    // A flattened field of the wrong type is a 400 naming the type, not a 500.
+    let reply = app
+        .patch(
+            &format!("/endpoints/{eid}"),
+            As::Org("1"),
+            &json!({"port": "eighty"}),
+        )
+        .await;
+    assert_eq!(reply.status, StatusCode::BAD_REQUEST, "{}", reply.body);
+    assert!(
+        reply.error().contains("invalid type: string \"eighty\""),
+        "{}",
+        reply.error()
+    );
+    let kept = app.get(&format!("/endpoints/{eid}"), As::Org("1")).await;
+    assert_eq!(kept.body["port"], 443, "nothing changed");
+    assert!(kept.body.get("role").is_none());
+}
