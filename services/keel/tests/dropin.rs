@@ -9,37 +9,16 @@
 //! services on one test machine cannot both take 8000 and 9000); the values point at this
 //! test's database and a Kafka-protocol broker of its own.
 
-use std::{path::PathBuf, process::Stdio, str::FromStr as _, time::Duration};
+mod support;
+
+use std::{process::Stdio, str::FromStr as _, time::Duration};
 
 use keel_db::testing::TestDatabase;
 use keel_events::testing::TansuBroker;
 use serde_json::{Value, json};
 use sqlx::postgres::PgConnectOptions;
+use support::{free_port, server_url, workspace_bin};
 use tokio::process::{Child, Command};
-
-fn server_url() -> String {
-    std::env::var("DATABASE_URL")
-        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".to_owned())
-}
-
-fn workspace_bin(name: &str) -> PathBuf {
-    let exe = std::env::current_exe().unwrap();
-    let path = exe.parent().unwrap().parent().unwrap().join(name);
-    assert!(
-        path.exists(),
-        "{} is not built: run the tests through scripts/test (cargo nextest run --workspace)",
-        path.display()
-    );
-    path
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
 
 /// The binary started with exactly `env` (PATH aside).
 fn spawn(name: &str, env: &[(&str, String)]) -> Child {

@@ -3,8 +3,9 @@
 //! accepting, answer the request in flight, commit the consumer's position, and exit 0 within
 //! the drain deadline.
 
+mod support;
+
 use std::{
-    path::PathBuf,
     process::Stdio,
     time::{Duration, Instant},
 };
@@ -12,36 +13,11 @@ use std::{
 use keel_db::testing::TestDatabase;
 use serde_json::{Value, json};
 use sqlx::PgPool;
+use support::{free_port, server_url, workspace_bin};
 use tokio::process::{Child, Command};
 
 const PSK: &str = "shutdown-psk";
 const DRAIN_SECONDS: u64 = 15;
-
-fn server_url() -> String {
-    std::env::var("DATABASE_URL")
-        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".to_owned())
-}
-
-/// A binary of the workspace, beside this test's own (`cargo nextest run --workspace` builds
-/// them all).
-fn workspace_bin(name: &str) -> PathBuf {
-    let exe = std::env::current_exe().unwrap();
-    let path = exe.parent().unwrap().parent().unwrap().join(name);
-    assert!(
-        path.exists(),
-        "{} is not built: run the tests through scripts/test (cargo nextest run --workspace)",
-        path.display()
-    );
-    path
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
 
 async fn database() -> (TestDatabase, PgPool) {
     keel_service::tls::install_crypto_provider();

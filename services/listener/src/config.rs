@@ -40,6 +40,7 @@ pub struct ListenerArgs {
     /// Path of the public Sources API (Koku's default works with sources-api-go).
     #[arg(long, env = "SOURCES_API_PREFIX", default_value = "/api/sources/v1.0")]
     pub sources_api_prefix: String,
+    /// Path of the internal Sources API (where credentials are read).
     #[arg(
         long,
         env = "SOURCES_INTERNAL_API_PREFIX",
@@ -68,6 +69,7 @@ pub struct ListenerArgs {
     /// First retry delay in milliseconds; doubles up to LISTENER_RETRY_MAX_SECONDS.
     #[arg(long, env = "LISTENER_RETRY_BASE_MS", default_value_t = 1000)]
     pub retry_base_ms: u64,
+    /// Longest retry delay in seconds.
     #[arg(long, env = "LISTENER_RETRY_MAX_SECONDS", default_value_t = 300)]
     pub retry_max_seconds: u64,
 }

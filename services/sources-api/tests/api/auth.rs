@@ -1,7 +1,7 @@
 use reqwest::StatusCode;
 use serde_json::json;
 
-use crate::helpers::{As, PSK, TestApp, identity};
+use crate::helpers::{As, LogCapture, PSK, TestApp, identity};
 
 #[tokio::test]
 async fn reads_need_tenancy_but_no_psk() {
@@ -156,6 +156,30 @@ async fn without_configured_psks_no_psk_is_accepted() {
         .await;
     assert_eq!(reply.status, StatusCode::UNAUTHORIZED);
     assert_eq!(reply.error(), "Unauthorized Action: Incorrect PSK");
+}
+
+/// A deployment that can never write says so when it starts, not at the first 401.
+#[tokio::test]
+async fn start_up_warns_when_no_write_can_succeed() {
+    let logs = LogCapture::install();
+    const REFUSED: &str = "every write will be refused with 401";
+    let _locked = TestApp::spawn_with(|c| c.psks.clear()).await;
+    assert_eq!(logs.text().matches(REFUSED).count(), 1, "{}", logs.text());
+    let _with_psk = TestApp::spawn().await;
+    let _blank = TestApp::spawn_with(|c| c.psks = vec![" ".to_owned()]).await;
+    assert_eq!(
+        logs.text().matches(REFUSED).count(),
+        2,
+        "a PSK silences the warning, a blank one does not"
+    );
+    let _bypass = TestApp::spawn_with(|c| {
+        c.psks.clear();
+        c.bypass_rbac = true;
+    })
+    .await;
+    let text = logs.text();
+    assert_eq!(text.matches(REFUSED).count(), 2);
+    assert!(text.contains("BYPASS_RBAC=true: writes need no pre-shared key"));
 }
 
 #[tokio::test]

@@ -1,0 +1,30 @@
+//! What the process-level tests share: the database server, the workspace's binaries, ports.
+
+use std::path::PathBuf;
+
+/// The PostgreSQL server scripts/test starts (`DATABASE_URL`).
+pub fn server_url() -> String {
+    std::env::var("DATABASE_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".to_owned())
+}
+
+/// A binary of the workspace, beside this test's own (`cargo nextest run --workspace` builds
+/// them all).
+pub fn workspace_bin(name: &str) -> PathBuf {
+    let exe = std::env::current_exe().unwrap();
+    let path = exe.parent().unwrap().parent().unwrap().join(name);
+    assert!(
+        path.exists(),
+        "{} is not built: run the tests through scripts/test (cargo nextest run --workspace)",
+        path.display()
+    );
+    path
+}
+
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
