@@ -1,5 +1,8 @@
 //! What the process-level tests share: the database server, the workspace's binaries, ports.
 
+// Each test binary includes this module and uses only part of it.
+#![allow(dead_code)]
+
 use std::path::PathBuf;
 
 /// The PostgreSQL server scripts/test starts (`DATABASE_URL`).
