@@ -10,6 +10,7 @@ use std::{
 };
 
 use hdrhistogram::Histogram;
+use keel_events::outbox::AppendColumns;
 use keel_service::KafkaSettings;
 use tokio_util::sync::CancellationToken;
 
@@ -131,25 +132,31 @@ async fn relay_throughput(
         .await?;
     // Rows shaped like sources-api's: its five headers (the identity header base64 JSON, as
     // sent), ~500-byte payloads, 50 orgs as keys.
-    sqlx::query(
-        "INSERT INTO outbox (topic, event_type, key, headers, payload) \
-         SELECT $1, 'Source.update', org, \
-           jsonb_build_array( \
-             jsonb_build_array('x-rh-sources-account-number', 'acct' || org), \
-             jsonb_build_array('x-rh-sources-org-id', org), \
-             jsonb_build_array('x-rh-identity', replace(encode(convert_to(json_build_object( \
-               'identity', json_build_object('account_number', 'acct' || org, 'org_id', org, \
-               'type', 'User', 'internal', json_build_object('org_id', org)))::text, 'UTF8'), \
-               'base64'), E'\\n', '')), \
-             jsonb_build_array('event_type', 'Source.update'), \
-             jsonb_build_array('encoding', 'json')), \
-           json_build_object('n', g, 'pad', repeat('x', 450)) \
-         FROM generate_series(1, $2) g, LATERAL (SELECT (1000000 + g % 50)::text AS org) o",
-    )
-    .bind(&topic)
-    .bind(events)
-    .execute(db)
-    .await?;
+    let generated = "WITH g AS (SELECT (1000000 + n % 50)::text AS org, n \
+                     FROM generate_series(1, $2) n) ";
+    let append = OUTBOX.append_from(
+        "g",
+        AppendColumns {
+            topic: "$1",
+            event_type: "'Source.update'",
+            key: "org",
+            headers: "jsonb_build_array( \
+               jsonb_build_array('x-rh-sources-account-number', 'acct' || org), \
+               jsonb_build_array('x-rh-sources-org-id', org), \
+               jsonb_build_array('x-rh-identity', replace(encode(convert_to(json_build_object( \
+                 'identity', json_build_object('account_number', 'acct' || org, 'org_id', org, \
+                 'type', 'User', 'internal', json_build_object('org_id', org)))::text, 'UTF8'), \
+                 'base64'), E'\\n', '')), \
+               jsonb_build_array('event_type', 'Source.update'), \
+               jsonb_build_array('encoding', 'json'))",
+            payload: "json_build_object('n', n, 'pad', repeat('x', 450))",
+        },
+    );
+    sqlx::query(sqlx::AssertSqlSafe(format!("{generated}{append}")))
+        .bind(&topic)
+        .bind(events)
+        .execute(db)
+        .await?;
 
     // The broker's own ceiling: the same messages from memory through the same producer
     // settings, no database involved.
@@ -277,21 +284,29 @@ async fn latency(
     // Writer: every 10 ms, one transaction with rate/100 events stamped with their write time.
     let per_tick = (b.rate / 100).max(1) as i64;
     let ticks = b.seconds * 100;
+    let stamped = format!(
+        "WITH g AS (SELECT n FROM generate_series(1, $3) n) {}",
+        OUTBOX.append_from(
+            "g",
+            AppendColumns {
+                topic: "$1",
+                event_type: "'Bench.event'",
+                key: "'org-' || (n % 50)",
+                headers: r#"'[["event_type","Bench.event"]]'::jsonb"#,
+                payload: "json_build_object('ts_us', $2::bigint, 'n', n)",
+            },
+        )
+    );
     let start = Instant::now();
     let mut written = 0u64;
     for tick in 0..ticks {
         tokio::time::sleep_until((start + Duration::from_millis(10 * tick)).into()).await;
-        sqlx::query(
-            "INSERT INTO outbox (topic, event_type, key, headers, payload) \
-             SELECT $1, 'Bench.event', 'org-' || (g % 50), '[[\"event_type\",\"Bench.event\"]]'::jsonb, \
-               json_build_object('ts_us', $2::bigint, 'n', g) \
-             FROM generate_series(1, $3) g",
-        )
-        .bind(&topic)
-        .bind(now_micros())
-        .bind(per_tick)
-        .execute(db)
-        .await?;
+        sqlx::query(sqlx::AssertSqlSafe(stamped.clone()))
+            .bind(&topic)
+            .bind(now_micros())
+            .bind(per_tick)
+            .execute(db)
+            .await?;
         written += per_tick as u64;
     }
     let deadline = Instant::now() + Duration::from_secs(60);
