@@ -9,8 +9,9 @@ RUN --mount=type=cache,target=/usr/local/cargo/registry \
     && cp target/release/listener /listener
 
 FROM debian:bookworm-slim
+# libssl3: librdkafka speaks TLS (SASL_SSL) through OpenSSL; everything else uses rustls.
 RUN apt-get update \
-    && apt-get install -y --no-install-recommends ca-certificates \
+    && apt-get install -y --no-install-recommends ca-certificates libssl3 \
     && rm -rf /var/lib/apt/lists/* \
     && useradd --system --uid 10001 keel
 COPY --from=build /listener /usr/local/bin/listener
