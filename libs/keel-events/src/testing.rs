@@ -1,8 +1,37 @@
-//! Test support (feature `testing`): a Kafka-protocol broker of a test's own.
+//! Test support (feature `testing`): a Kafka-protocol broker of a test's own, and who holds
+//! the library's advisory locks.
 
 use std::time::Duration;
 
 use keel_service::KafkaSettings;
+use sqlx::PgPool;
+
+/// Waits until `holders` sessions other than `except` hold advisory locks with `keys` keys in
+/// `db`'s database (1: a relay's, 2: embedded-log members'); returns their pids.
+pub async fn advisory_lock_holders(
+    db: &PgPool,
+    keys: i32,
+    holders: usize,
+    except: &[i32],
+) -> Vec<i32> {
+    for _ in 0..200 {
+        let pids: Vec<i32> = sqlx::query_scalar(
+            "SELECT DISTINCT pid FROM pg_locks WHERE locktype = 'advisory' AND objsubid = $1 \
+             AND granted AND pid <> ALL($2) \
+             AND database = (SELECT oid FROM pg_database WHERE datname = current_database())",
+        )
+        .bind(keys)
+        .bind(except)
+        .fetch_all(db)
+        .await
+        .unwrap();
+        if pids.len() == holders {
+            return pids;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("{holders} sessions never held advisory locks with {keys} keys together");
+}
 
 /// A tansu broker of a test's own (`TANSU_BIN`, which `scripts/test` builds), on a free
 /// port, that the test can stop and start; its storage is removed when dropped.

@@ -17,7 +17,7 @@ use keel_db::testing::TestDatabase;
 use keel_events::testing::TansuBroker;
 use serde_json::{Value, json};
 use sqlx::postgres::PgConnectOptions;
-use support::{free_port, server_url, workspace_bin};
+use support::{free_port, get_json, server_url, workspace_bin};
 use tokio::process::{Child, Command};
 
 /// The binary started with exactly `env` (PATH aside).
@@ -46,21 +46,38 @@ async fn probe(http: &reqwest::Client, url: &str) {
     panic!("{url} did not answer 200 within a minute");
 }
 
-/// Host, port, name and user of the test database, as a chart would spell them.
-struct Db {
-    host: String,
-    port: u16,
-    name: String,
-    user: String,
+/// What each drop-in test starts from: its own database (host, port, name and user as a
+/// chart would spell them) and its own Kafka-protocol broker.
+struct Setup {
+    database: TestDatabase,
+    db_host: String,
+    db_port: u16,
+    db_name: String,
+    db_user: String,
+    /// Kept running until the test ends.
+    _broker: TansuBroker,
+    kafka_host: String,
+    kafka_port: String,
 }
 
-fn parts(database: &TestDatabase) -> Db {
-    let options = PgConnectOptions::from_str(&database.url).unwrap();
-    Db {
-        host: options.get_host().to_owned(),
-        port: options.get_port(),
-        name: options.get_database().unwrap().to_owned(),
-        user: options.get_username().to_owned(),
+impl Setup {
+    async fn start() -> Self {
+        keel_service::tls::install_crypto_provider();
+        let database = TestDatabase::create(&server_url(), &[]).await.unwrap();
+        let options = PgConnectOptions::from_str(&database.url).unwrap();
+        let broker = TansuBroker::start().await;
+        let brokers = broker.kafka().brokers;
+        let (kafka_host, kafka_port) = brokers.rsplit_once(':').unwrap();
+        Self {
+            db_host: options.get_host().to_owned(),
+            db_port: options.get_port(),
+            db_name: options.get_database().unwrap().to_owned(),
+            db_user: options.get_username().to_owned(),
+            kafka_host: kafka_host.to_owned(),
+            kafka_port: kafka_port.to_owned(),
+            _broker: broker,
+            database,
+        }
     }
 }
 
@@ -93,15 +110,8 @@ async fn source_becomes_a_provider(http: &reqwest::Client, base: &str, org: &str
         .to_owned();
     let mut status = Value::Null;
     for _ in 0..600 {
-        status = http
-            .get(format!("{base}/api/sources/v1.0/applications/{app}"))
-            .header("x-rh-sources-org-id", org)
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        let url = format!("{base}/api/sources/v1.0/applications/{app}");
+        status = get_json(http, &url, Some(org)).await;
         if status["availability_status"] == "available" {
             break;
         }
@@ -142,25 +152,30 @@ async fn provider_in_tenant(database: &TestDatabase, org: &str) -> i64 {
 
 #[tokio::test]
 async fn from_the_cost_onprem_charts_environment_a_source_becomes_a_provider() {
-    keel_service::tls::install_crypto_provider();
-    let database = TestDatabase::create(&server_url(), &[]).await.unwrap();
-    let db = parts(&database);
-    let broker = TansuBroker::start().await;
-    let kafka = broker.kafka().brokers;
-    let (kafka_host, kafka_port) = kafka.rsplit_once(':').unwrap();
+    let setup = Setup::start().await;
+    let Setup {
+        database,
+        db_host,
+        db_port,
+        db_name,
+        db_user,
+        kafka_host,
+        kafka_port,
+        ..
+    } = &setup;
     let (port, metrics_port) = (free_port(), free_port());
     let sources_env = [
-        ("DATABASE_USER", db.user.clone()),
+        ("DATABASE_USER", db_user.clone()),
         ("DATABASE_PASSWORD", "chart-pass/word".to_owned()),
-        ("DATABASE_HOST", db.host.clone()),
-        ("DATABASE_PORT", db.port.to_string()),
-        ("DATABASE_NAME", db.name.clone()),
+        ("DATABASE_HOST", db_host.clone()),
+        ("DATABASE_PORT", db_port.to_string()),
+        ("DATABASE_NAME", db_name.clone()),
         ("LOG_LEVEL", "INFO".to_owned()),
         ("REDIS_CACHE_HOST", "cost-onprem-valkey".to_owned()),
         ("REDIS_CACHE_PORT", "6379".to_owned()),
         ("BYPASS_RBAC", "true".to_owned()),
-        ("QUEUE_HOST", kafka_host.to_owned()),
-        ("QUEUE_PORT", kafka_port.to_owned()),
+        ("QUEUE_HOST", kafka_host.clone()),
+        ("QUEUE_PORT", kafka_port.clone()),
         ("ENCRYPTION_KEY", GO_STYLE_KEY.to_owned()),
         ("SOURCES_ENV", "onprem".to_owned()),
         ("PORT", port.to_string()),
@@ -184,15 +199,15 @@ async fn from_the_cost_onprem_charts_environment_a_source_becomes_a_provider() {
         ("ONPREM", "True".to_owned()),
         ("DATABASE_SERVICE_NAME", "database".to_owned()),
         ("DATABASE_ENGINE", "postgresql".to_owned()),
-        ("DATABASE_SERVICE_HOST", db.host.clone()),
-        ("DATABASE_SERVICE_PORT", db.port.to_string()),
-        ("DATABASE_NAME", db.name.clone()),
-        ("DATABASE_USER", db.user.clone()),
+        ("DATABASE_SERVICE_HOST", db_host.clone()),
+        ("DATABASE_SERVICE_PORT", db_port.to_string()),
+        ("DATABASE_NAME", db_name.clone()),
+        ("DATABASE_USER", db_user.clone()),
         ("DATABASE_PASSWORD", "koku-password".to_owned()),
         ("REDIS_HOST", "cost-onprem-valkey".to_owned()),
         ("REDIS_PORT", "6379".to_owned()),
-        ("INSIGHTS_KAFKA_HOST", kafka_host.to_owned()),
-        ("INSIGHTS_KAFKA_PORT", kafka_port.to_owned()),
+        ("INSIGHTS_KAFKA_HOST", kafka_host.clone()),
+        ("INSIGHTS_KAFKA_PORT", kafka_port.clone()),
         ("S3_ENDPOINT", "http://cost-onprem-minio:9000".to_owned()),
         ("DJANGO_SECRET_KEY", "chart-django-secret".to_owned()),
         ("SCHEDULE_REPORT_CHECKS", "true".to_owned()),
@@ -220,17 +235,22 @@ async fn from_the_cost_onprem_charts_environment_a_source_becomes_a_provider() {
     assert!(listener_stream.starts_with("kafka:"), "{listener_stream}");
 
     source_becomes_a_provider(&http, &base, "7001").await;
-    assert_eq!(provider_in_tenant(&database, "7001").await, 1);
+    assert_eq!(provider_in_tenant(database, "7001").await, 1);
 }
 
 #[tokio::test]
 async fn from_clowder_app_configs_with_renamed_topics_a_source_becomes_a_provider() {
-    keel_service::tls::install_crypto_provider();
-    let database = TestDatabase::create(&server_url(), &[]).await.unwrap();
-    let db = parts(&database);
-    let broker = TansuBroker::start().await;
-    let kafka = broker.kafka().brokers;
-    let (kafka_host, kafka_port) = kafka.rsplit_once(':').unwrap();
+    let setup = Setup::start().await;
+    let Setup {
+        database,
+        db_host,
+        db_port,
+        db_name,
+        db_user,
+        kafka_host,
+        kafka_port,
+        ..
+    } = &setup;
     let renamed = format!(
         "platform.sources.event-stream-{}",
         uuid::Uuid::new_v4().simple()
@@ -240,8 +260,8 @@ async fn from_clowder_app_configs_with_renamed_topics_a_source_becomes_a_provide
     let app_config = |public: u16, metrics: u16, endpoints: Value| {
         json!({
             "publicPort": public, "metricsPort": metrics, "metricsPath": "/metrics",
-            "database": {"name": db.name, "username": db.user, "password": "clowder-pw",
-                         "hostname": db.host, "port": db.port, "adminUsername": "admin",
+            "database": {"name": db_name, "username": db_user, "password": "clowder-pw",
+                         "hostname": db_host, "port": db_port, "adminUsername": "admin",
                          "adminPassword": "x", "sslMode": "disable"},
             "kafka": {"brokers": [{"hostname": kafka_host, "port": kafka_port.parse::<u16>().unwrap()}],
                       "topics": [{"requestedName": "platform.sources.event-stream", "name": renamed},
@@ -305,10 +325,10 @@ async fn from_clowder_app_configs_with_renamed_topics_a_source_becomes_a_provide
     );
 
     source_becomes_a_provider(&http, &base, "7002").await;
-    assert_eq!(provider_in_tenant(&database, "7002").await, 1);
+    assert_eq!(provider_in_tenant(database, "7002").await, 1);
     // The events went through the renamed topic: it exists on the broker (created by
     // sources-api under the name Clowder gave) and the default one was never created.
-    let plain = keel_events::KafkaSettings::plain(kafka.clone());
+    let plain = keel_events::KafkaSettings::plain(format!("{kafka_host}:{kafka_port}"));
     keel_events::kafka::ping(&plain, &renamed, Duration::from_secs(5))
         .await
         .expect("the renamed topic");

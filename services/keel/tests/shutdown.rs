@@ -13,7 +13,7 @@ use std::{
 use keel_db::testing::TestDatabase;
 use serde_json::{Value, json};
 use sqlx::PgPool;
-use support::{free_port, server_url, workspace_bin};
+use support::{free_port, get_json, server_url, workspace_bin};
 use tokio::process::{Child, Command};
 
 const PSK: &str = "shutdown-psk";
@@ -71,16 +71,8 @@ fn sigterm(pid: u32) {
 
 /// Creates a source through sources-api at `base`; returns its id.
 async fn create_source(http: &reqwest::Client, base: &str, org: &str, name: &str) -> String {
-    let types: Value = http
-        .get(format!(
-            "{base}/api/sources/v3.1/source_types?filter[name]=amazon"
-        ))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let url = format!("{base}/api/sources/v3.1/source_types?filter[name]=amazon");
+    let types = get_json(http, &url, None).await;
     let reply: Value = http
         .post(format!("{base}/api/sources/v3.1/sources"))
         .header("x-rh-sources-org-id", org)

@@ -233,26 +233,9 @@ impl Harness {
         collector.seen.lock().unwrap().clone()
     }
 
-    /// Waits until `holders` sessions other than `except` hold advisory locks with `keys` keys
-    /// in this database (1: the relay's, 2: embedded-log members'); returns their pids.
+    /// Sessions holding the library's advisory locks: see [`advisory_lock_holders`].
     pub async fn lock_holders(&self, keys: i32, holders: usize, except: &[i32]) -> Vec<i32> {
-        for _ in 0..200 {
-            let pids: Vec<i32> = sqlx::query_scalar(
-                "SELECT DISTINCT pid FROM pg_locks WHERE locktype = 'advisory' AND objsubid = $1 \
-                 AND granted AND pid <> ALL($2) \
-                 AND database = (SELECT oid FROM pg_database WHERE datname = current_database())",
-            )
-            .bind(keys)
-            .bind(except)
-            .fetch_all(&self.db)
-            .await
-            .unwrap();
-            if pids.len() == holders {
-                return pids;
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-        panic!("{holders} sessions never held advisory locks with {keys} keys together");
+        keel_events::testing::advisory_lock_holders(&self.db, keys, holders, except).await
     }
 
     /// Ends those sessions, as a database restart or a cut connection would.

@@ -24,6 +24,15 @@ pub fn workspace_bin(name: &str) -> PathBuf {
     path
 }
 
+/// The JSON answer of `GET url`, as the tenant `org` when one is given.
+pub async fn get_json(http: &reqwest::Client, url: &str, org: Option<&str>) -> serde_json::Value {
+    let mut request = http.get(url);
+    if let Some(org) = org {
+        request = request.header("x-rh-sources-org-id", org);
+    }
+    request.send().await.unwrap().json().await.unwrap()
+}
+
 pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()

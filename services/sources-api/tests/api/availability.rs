@@ -107,6 +107,25 @@ async fn wait_for(seen: &Seen, n: usize) -> Vec<(HeaderMap, Value)> {
     seen.lock().await.clone()
 }
 
+/// An AWS source with cost management in org 1.
+async fn source_with_cost_management(app: &TestApp) -> String {
+    let s = app.create_source("1", "aws", "amazon").await;
+    let sid = s["id"].as_str().unwrap().to_owned();
+    app.create_application("1", &sid, COST, json!({})).await;
+    sid
+}
+
+/// `POST /sources/{sid}/check_availability` as `who`.
+async fn request_check(app: &TestApp, sid: &str, who: As<'_>) -> crate::helpers::Reply {
+    app.request(
+        reqwest::Method::POST,
+        &format!("/sources/{sid}/check_availability"),
+        who,
+        None,
+    )
+    .await
+}
+
 #[tokio::test]
 async fn check_availability_answers_202_and_calls_the_application() {
     let (url, seen) = receiver().await;
@@ -115,18 +134,8 @@ async fn check_availability_answers_202_and_calls_the_application() {
             .insert("COST_MANAGEMENT".into(), url);
     })
     .await;
-    let s = app.create_source("1", "aws", "amazon").await;
-    let sid = s["id"].as_str().unwrap();
-    app.create_application("1", sid, COST, json!({})).await;
-
-    let reply = app
-        .request(
-            reqwest::Method::POST,
-            &format!("/sources/{sid}/check_availability"),
-            As::Org("1"),
-            None,
-        )
-        .await;
+    let sid = source_with_cost_management(&app).await;
+    let reply = request_check(&app, &sid, As::Org("1")).await;
     assert_eq!(reply.status, StatusCode::ACCEPTED);
     assert_eq!(reply.body, json!({}));
 
@@ -139,17 +148,15 @@ async fn check_availability_answers_202_and_calls_the_application() {
     assert_eq!(headers["content-type"], "application/json;charset=utf-8");
 
     // Cost management is skipped on request, and other tenants get 404.
-    let skipped = app
-        .request(
-            reqwest::Method::POST,
-            &format!("/sources/{sid}/check_availability"),
-            As::Raw(&[
-                ("x-rh-sources-org-id", "1"),
-                ("x-rh-sources-skip-empty-sources", "true"),
-            ]),
-            None,
-        )
-        .await;
+    let skipped = request_check(
+        &app,
+        &sid,
+        As::Raw(&[
+            ("x-rh-sources-org-id", "1"),
+            ("x-rh-sources-skip-empty-sources", "true"),
+        ]),
+    )
+    .await;
     assert_eq!(skipped.status, StatusCode::ACCEPTED);
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert_eq!(
@@ -157,14 +164,7 @@ async fn check_availability_answers_202_and_calls_the_application() {
         1,
         "no call when cost management is skipped"
     );
-    let theirs = app
-        .request(
-            reqwest::Method::POST,
-            &format!("/sources/{sid}/check_availability"),
-            As::Org("2"),
-            None,
-        )
-        .await;
+    let theirs = request_check(&app, &sid, As::Org("2")).await;
     assert_eq!(theirs.error(), "source not found");
 }
 
@@ -176,17 +176,8 @@ async fn an_unreachable_application_does_not_fail_the_request() {
             .insert("COST_MANAGEMENT".into(), "http://127.0.0.1:9/".into());
     })
     .await;
-    let s = app.create_source("1", "aws", "amazon").await;
-    app.create_application("1", s["id"].as_str().unwrap(), COST, json!({}))
-        .await;
-    let reply = app
-        .request(
-            reqwest::Method::POST,
-            &format!("/sources/{}/check_availability", s["id"].as_str().unwrap()),
-            As::Org("1"),
-            None,
-        )
-        .await;
+    let sid = source_with_cost_management(&app).await;
+    let reply = request_check(&app, &sid, As::Org("1")).await;
     assert_eq!(reply.status, StatusCode::ACCEPTED);
 }
 
@@ -206,17 +197,8 @@ async fn https_check_urls_are_called_trusting_the_configured_ca_bundle() {
             }
         })
         .await;
-        let s = app.create_source("1", "aws", "amazon").await;
-        let sid = s["id"].as_str().unwrap();
-        app.create_application("1", sid, COST, json!({})).await;
-        let reply = app
-            .request(
-                reqwest::Method::POST,
-                &format!("/sources/{sid}/check_availability"),
-                As::Org("1"),
-                None,
-            )
-            .await;
+        let sid = source_with_cost_management(&app).await;
+        let reply = request_check(&app, &sid, As::Org("1")).await;
         assert_eq!(reply.status, StatusCode::ACCEPTED);
         let calls = wait_for(&seen, 1).await;
         let _ = std::fs::remove_file(&bundle);

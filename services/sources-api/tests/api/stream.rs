@@ -257,28 +257,6 @@ async fn every_write_arrives_with_its_key_headers_and_payload_in_order() {
     }
 }
 
-/// Waits until `holders` sessions other than `except` hold advisory locks with `keys` keys in
-/// this database (1: the relay's, 2: embedded-log members'); returns their pids.
-async fn lock_holders(app: &TestApp, keys: i32, holders: usize, except: &[i32]) -> Vec<i32> {
-    for _ in 0..200 {
-        let pids: Vec<i32> = sqlx::query_scalar(
-            "SELECT DISTINCT pid FROM pg_locks WHERE locktype = 'advisory' AND objsubid = $1 \
-             AND granted AND pid <> ALL($2) \
-             AND database = (SELECT oid FROM pg_database WHERE datname = current_database())",
-        )
-        .bind(keys)
-        .bind(except)
-        .fetch_all(&app.db)
-        .await
-        .unwrap();
-        if pids.len() == holders {
-            return pids;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    panic!("{holders} sessions never held advisory locks with {keys} keys together");
-}
-
 #[tokio::test]
 async fn a_second_replica_is_ready_as_the_relays_standby() {
     let app = spawn(Via::Kafka).await;
@@ -317,7 +295,12 @@ async fn a_second_replica_is_ready_as_the_relays_standby() {
     assert_eq!(last.0, 200, "the standby replica is ready: {}", last.1);
     assert!(detail.starts_with("kafka: standby"), "{detail}");
     // The replica relaying is still the first one: its lock is the only relay lock.
-    assert_eq!(lock_holders(&app, 1, 1, &[]).await.len(), 1);
+    assert_eq!(
+        keel_events::testing::advisory_lock_holders(&app.db, 1, 1, &[])
+            .await
+            .len(),
+        1
+    );
     stop.trigger();
     run.await.unwrap().unwrap();
 }
