@@ -152,30 +152,20 @@ async fn provider_in_tenant(database: &TestDatabase, org: &str) -> i64 {
 
 #[tokio::test]
 async fn from_the_cost_onprem_charts_environment_a_source_becomes_a_provider() {
-    let setup = Setup::start().await;
-    let Setup {
-        database,
-        db_host,
-        db_port,
-        db_name,
-        db_user,
-        kafka_host,
-        kafka_port,
-        ..
-    } = &setup;
+    let s = Setup::start().await;
     let (port, metrics_port) = (free_port(), free_port());
     let sources_env = [
-        ("DATABASE_USER", db_user.clone()),
+        ("DATABASE_USER", s.db_user.clone()),
         ("DATABASE_PASSWORD", "chart-pass/word".to_owned()),
-        ("DATABASE_HOST", db_host.clone()),
-        ("DATABASE_PORT", db_port.to_string()),
-        ("DATABASE_NAME", db_name.clone()),
+        ("DATABASE_HOST", s.db_host.clone()),
+        ("DATABASE_PORT", s.db_port.to_string()),
+        ("DATABASE_NAME", s.db_name.clone()),
         ("LOG_LEVEL", "INFO".to_owned()),
         ("REDIS_CACHE_HOST", "cost-onprem-valkey".to_owned()),
         ("REDIS_CACHE_PORT", "6379".to_owned()),
         ("BYPASS_RBAC", "true".to_owned()),
-        ("QUEUE_HOST", kafka_host.clone()),
-        ("QUEUE_PORT", kafka_port.clone()),
+        ("QUEUE_HOST", s.kafka_host.clone()),
+        ("QUEUE_PORT", s.kafka_port.clone()),
         ("ENCRYPTION_KEY", GO_STYLE_KEY.to_owned()),
         ("SOURCES_ENV", "onprem".to_owned()),
         ("PORT", port.to_string()),
@@ -199,15 +189,15 @@ async fn from_the_cost_onprem_charts_environment_a_source_becomes_a_provider() {
         ("ONPREM", "True".to_owned()),
         ("DATABASE_SERVICE_NAME", "database".to_owned()),
         ("DATABASE_ENGINE", "postgresql".to_owned()),
-        ("DATABASE_SERVICE_HOST", db_host.clone()),
-        ("DATABASE_SERVICE_PORT", db_port.to_string()),
-        ("DATABASE_NAME", db_name.clone()),
-        ("DATABASE_USER", db_user.clone()),
+        ("DATABASE_SERVICE_HOST", s.db_host.clone()),
+        ("DATABASE_SERVICE_PORT", s.db_port.to_string()),
+        ("DATABASE_NAME", s.db_name.clone()),
+        ("DATABASE_USER", s.db_user.clone()),
         ("DATABASE_PASSWORD", "koku-password".to_owned()),
         ("REDIS_HOST", "cost-onprem-valkey".to_owned()),
         ("REDIS_PORT", "6379".to_owned()),
-        ("INSIGHTS_KAFKA_HOST", kafka_host.clone()),
-        ("INSIGHTS_KAFKA_PORT", kafka_port.clone()),
+        ("INSIGHTS_KAFKA_HOST", s.kafka_host.clone()),
+        ("INSIGHTS_KAFKA_PORT", s.kafka_port.clone()),
         ("S3_ENDPOINT", "http://cost-onprem-minio:9000".to_owned()),
         ("DJANGO_SECRET_KEY", "chart-django-secret".to_owned()),
         ("SCHEDULE_REPORT_CHECKS", "true".to_owned()),
@@ -235,22 +225,12 @@ async fn from_the_cost_onprem_charts_environment_a_source_becomes_a_provider() {
     assert!(listener_stream.starts_with("kafka:"), "{listener_stream}");
 
     source_becomes_a_provider(&http, &base, "7001").await;
-    assert_eq!(provider_in_tenant(database, "7001").await, 1);
+    assert_eq!(provider_in_tenant(&s.database, "7001").await, 1);
 }
 
 #[tokio::test]
 async fn from_clowder_app_configs_with_renamed_topics_a_source_becomes_a_provider() {
-    let setup = Setup::start().await;
-    let Setup {
-        database,
-        db_host,
-        db_port,
-        db_name,
-        db_user,
-        kafka_host,
-        kafka_port,
-        ..
-    } = &setup;
+    let s = Setup::start().await;
     let renamed = format!(
         "platform.sources.event-stream-{}",
         uuid::Uuid::new_v4().simple()
@@ -260,10 +240,10 @@ async fn from_clowder_app_configs_with_renamed_topics_a_source_becomes_a_provide
     let app_config = |public: u16, metrics: u16, endpoints: Value| {
         json!({
             "publicPort": public, "metricsPort": metrics, "metricsPath": "/metrics",
-            "database": {"name": db_name, "username": db_user, "password": "clowder-pw",
-                         "hostname": db_host, "port": db_port, "adminUsername": "admin",
+            "database": {"name": s.db_name, "username": s.db_user, "password": "clowder-pw",
+                         "hostname": s.db_host, "port": s.db_port, "adminUsername": "admin",
                          "adminPassword": "x", "sslMode": "disable"},
-            "kafka": {"brokers": [{"hostname": kafka_host, "port": kafka_port.parse::<u16>().unwrap()}],
+            "kafka": {"brokers": [{"hostname": s.kafka_host, "port": s.kafka_port.parse::<u16>().unwrap()}],
                       "topics": [{"requestedName": "platform.sources.event-stream", "name": renamed},
                                  {"requestedName": "platform.sources.status",
                                   "name": format!("{renamed}-status")}]},
@@ -325,10 +305,10 @@ async fn from_clowder_app_configs_with_renamed_topics_a_source_becomes_a_provide
     );
 
     source_becomes_a_provider(&http, &base, "7002").await;
-    assert_eq!(provider_in_tenant(database, "7002").await, 1);
+    assert_eq!(provider_in_tenant(&s.database, "7002").await, 1);
     // The events went through the renamed topic: it exists on the broker (created by
     // sources-api under the name Clowder gave) and the default one was never created.
-    let plain = keel_events::KafkaSettings::plain(format!("{kafka_host}:{kafka_port}"));
+    let plain = keel_events::KafkaSettings::plain(format!("{}:{}", s.kafka_host, s.kafka_port));
     keel_events::kafka::ping(&plain, &renamed, Duration::from_secs(5))
         .await
         .expect("the renamed topic");
