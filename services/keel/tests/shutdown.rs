@@ -322,3 +322,48 @@ async fn the_listener_binary_exits_0_on_sigterm_with_its_position_committed() {
     sigterm(sources.id().unwrap());
     assert!(sources.wait().await.unwrap().success());
 }
+
+/// `KEEL_SERVICES=sources-api` runs sources-api alone, to serve another listener (Koku's):
+/// the listener's port stays free, its schema is never made, nothing joins its consumer group,
+/// and SIGTERM still ends the run with 0.
+#[tokio::test]
+async fn keel_up_runs_only_the_services_chosen() {
+    let (database, db) = database().await;
+    let (port, listener_port) = (free_port(), free_port());
+    let data_dir = std::env::temp_dir().join(format!("keel-up-{}", uuid::Uuid::new_v4().simple()));
+    let mut child = spawn(
+        env!("CARGO_BIN_EXE_keel"),
+        &["up"],
+        &[
+            ("KEEL_SERVICES", "sources-api".to_owned()),
+            ("DATABASE_URL", database.url.clone()),
+            ("PORT", port.to_string()),
+            ("LISTENER_PORT", listener_port.to_string()),
+            ("SOURCES_PSKS", PSK.to_owned()),
+            ("KEEL_DATA_DIR", data_dir.to_string_lossy().into_owned()),
+        ],
+    );
+    let http = reqwest::Client::new();
+    let base = format!("http://127.0.0.1:{port}");
+    wait_ready(&http, &base).await;
+    create_source(&http, &base, "alone-org", "s").await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert!(
+        std::net::TcpStream::connect(("127.0.0.1", listener_port)).is_err(),
+        "nothing listens on the listener's port"
+    );
+    let cost: bool =
+        sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM pg_namespace WHERE nspname = 'cost')")
+            .fetch_one(&db)
+            .await
+            .unwrap();
+    assert!(!cost, "the listener's schema was never made");
+    assert_eq!(position(&db).await, None, "no hccm-sources position");
+    sigterm(child.id().unwrap());
+    let status = tokio::time::timeout(Duration::from_secs(DRAIN_SECONDS), child.wait())
+        .await
+        .expect("keel up exits within the drain deadline")
+        .unwrap();
+    assert!(status.success(), "exit status {status}");
+    let _ = std::fs::remove_dir_all(data_dir);
+}
