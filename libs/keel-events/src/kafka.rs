@@ -7,7 +7,7 @@ use rdkafka::{
     admin::{AdminClient, AdminOptions, NewTopic, TopicReplication},
     client::DefaultClientContext,
     consumer::{BaseConsumer, Consumer as _, StreamConsumer},
-    error::RDKafkaErrorCode,
+    error::{KafkaError, RDKafkaErrorCode},
     message::{Header, OwnedHeaders},
     producer::{DeliveryFuture, FutureProducer, FutureRecord},
 };
@@ -47,7 +47,7 @@ pub fn send(
     key: &str,
     headers: &[[String; 2]],
     payload: &str,
-) -> anyhow::Result<DeliveryFuture> {
+) -> Result<DeliveryFuture, KafkaError> {
     let headers = headers.iter().fold(OwnedHeaders::new(), |h, [k, v]| {
         h.insert(Header {
             key: k,
@@ -58,9 +58,23 @@ pub fn send(
         .key(key.as_bytes())
         .payload(payload.as_bytes())
         .headers(headers);
-    producer
-        .send_result(record)
-        .map_err(|(e, _)| anyhow::anyhow!("enqueueing to Kafka: {e}"))
+    producer.send_result(record).map_err(|(e, _)| e)
+}
+
+/// Why Kafka will never take this message, when that is what `error` says (too large, an
+/// invalid record or topic name): sending it again cannot succeed. `None` for everything
+/// that may heal (the broker away, a full queue, a timeout).
+pub fn refused_for_good(error: &KafkaError) -> Option<String> {
+    use RDKafkaErrorCode as Code;
+    let code = error.rdkafka_error_code()?;
+    matches!(
+        code,
+        Code::MessageSizeTooLarge
+            | Code::InvalidMessageSize
+            | Code::InvalidRecord
+            | Code::InvalidTopic
+    )
+    .then(|| format!("Kafka refuses the message: {error}"))
 }
 
 /// A group member that commits by hand; a new group starts from the earliest offset so

@@ -13,6 +13,8 @@
 
 /// Consumers: the handler API, retries, dead letters and commits.
 pub mod consumer;
+/// Messages given up on, with their reasons.
+pub mod dead_letter;
 /// Kafka clients: producer, consumer and admin settings.
 pub mod kafka;
 /// Messages as handlers see them.

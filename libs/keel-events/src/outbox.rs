@@ -65,6 +65,44 @@ pub struct AppendColumns<'a> {
     pub payload: &'a str,
 }
 
+/// Most payload bytes one read of the outbox returns (a relay batch, an embedded-log batch):
+/// 10,000 rows of 2 MB would otherwise be read into memory at once.
+pub const READ_BYTES: i64 = 16 * 1024 * 1024;
+
+/// How many of the rows whose payload sizes are `sizes`, in order, fit in `budget` bytes;
+/// the first always counts, whatever its size, so a large row still moves.
+pub fn within_budget(sizes: impl IntoIterator<Item = i64>, budget: i64) -> usize {
+    let mut used = 0i64;
+    let mut fitting = 0;
+    for size in sizes {
+        if fitting > 0 && used.saturating_add(size) > budget {
+            break;
+        }
+        used = used.saturating_add(size);
+        fitting += 1;
+    }
+    fitting
+}
+
+/// A parameter of the reads below, bound to both of their statements.
+enum Param {
+    Text(String),
+    Int(i64),
+}
+
+fn bind_all<'q, O>(
+    mut query: sqlx::query::QueryAs<'q, sqlx::Postgres, O, sqlx::postgres::PgArguments>,
+    params: &'q [Param],
+) -> sqlx::query::QueryAs<'q, sqlx::Postgres, O, sqlx::postgres::PgArguments> {
+    for param in params {
+        query = match param {
+            Param::Text(text) => query.bind(text.as_str()),
+            Param::Int(n) => query.bind(*n),
+        };
+    }
+    query
+}
+
 /// Rows one retention statement deletes: short transactions, no long lock on the table.
 const PRUNE_CHUNK: i64 = 10_000;
 
@@ -111,27 +149,58 @@ impl Outbox {
         }
     }
 
-    /// Final rows of `topic` after `after`, in (txid, id) order (index (topic, txid, id)).
+    /// Final rows of `topic` after `after`, in (txid, id) order (index (topic, txid, id)): at
+    /// most `limit` rows and [`READ_BYTES`] of payload.
     pub async fn read(
         &self,
-        db: impl PgExecutor<'_>,
+        conn: &mut PgConnection,
         topic: &str,
         after: Position,
         limit: i64,
     ) -> Result<Vec<OutboxRow>, sqlx::Error> {
-        let sql = format!(
-            "SELECT id, txid::text::bigint AS txid, topic, key, headers, payload::text AS payload \
-             FROM {table} o \
-             WHERE topic = $3 AND (txid, id) > ($1::text::xid8, $2) AND {FINAL} \
-             ORDER BY o.txid, o.id LIMIT $4",
+        let params = [
+            Param::Text(after.txid.to_string()),
+            Param::Int(after.id),
+            Param::Text(topic.to_owned()),
+        ];
+        let cond = format!("topic = $3 AND (txid, id) > ($1::text::xid8, $2) AND {FINAL}");
+        self.read_within(conn, &cond, &params, limit).await
+    }
+
+    /// The first rows of `cond` in (txid, id) order, at most `limit` of them and
+    /// [`READ_BYTES`] of payload (always one, however large). The sizes come first, from the
+    /// values' headers (nothing is decompressed), so rows past the budget are never fetched.
+    async fn read_within(
+        &self,
+        conn: &mut PgConnection,
+        cond: &str,
+        params: &[Param],
+        limit: i64,
+    ) -> Result<Vec<OutboxRow>, sqlx::Error> {
+        let limit_param = params.len() + 1;
+        let sizes = format!(
+            "SELECT octet_length(payload::text)::bigint FROM {table} o WHERE {cond} \
+             ORDER BY o.txid, o.id LIMIT ${limit_param}",
             table = self.table
         );
-        sqlx::query_as(AssertSqlSafe(sql))
-            .bind(after.txid.to_string())
-            .bind(after.id)
-            .bind(topic)
+        let sizes: Vec<(i64,)> = bind_all(sqlx::query_as(AssertSqlSafe(sizes)), params)
             .bind(limit)
-            .fetch_all(db)
+            .fetch_all(&mut *conn)
+            .await?;
+        let fitting = within_budget(sizes.iter().map(|(n,)| *n), READ_BYTES);
+        if fitting == 0 {
+            return Ok(Vec::new());
+        }
+        // Rows that became final since sort after these (see the relay), so the same first
+        // rows come back.
+        let rows = format!(
+            "SELECT id, txid::text::bigint AS txid, topic, key, headers, payload::text AS payload \
+             FROM {table} o WHERE {cond} ORDER BY o.txid, o.id LIMIT ${limit_param}",
+            table = self.table
+        );
+        bind_all(sqlx::query_as(AssertSqlSafe(rows)), params)
+            .bind(fitting as i64)
+            .fetch_all(conn)
             .await
     }
 
@@ -155,36 +224,28 @@ impl Outbox {
             .await
     }
 
-    /// The first `limit` rows not yet published whose transaction has finished, in (txid, id)
-    /// order, after `after` when given (the relay's last row of a run), else from the start (a
-    /// partial index holds only unpublished rows, so that read stays cheap).
+    /// The first rows not yet published whose transaction has finished, in (txid, id) order,
+    /// after `after` when given (the relay's last row of a run), else from the start (a partial
+    /// index holds only unpublished rows, so that read stays cheap): at most `limit` rows and
+    /// [`READ_BYTES`] of payload.
     pub async fn unpublished(
         &self,
-        db: impl PgExecutor<'_>,
+        conn: &mut PgConnection,
         after: Option<Position>,
         limit: i64,
     ) -> Result<Vec<OutboxRow>, sqlx::Error> {
-        let sql = format!(
-            "SELECT id, txid::text::bigint AS txid, topic, key, headers, payload::text AS payload \
-             FROM {table} o WHERE published_at IS NULL {after} AND {FINAL} \
-             ORDER BY o.txid, o.id LIMIT $1",
-            table = self.table,
-            after = if after.is_some() {
-                "AND (txid, id) > ($2::text::xid8, $3)"
-            } else {
-                ""
-            },
-        );
-        let query = sqlx::query_as(AssertSqlSafe(sql)).bind(limit);
         match after {
             Some(p) => {
-                query
-                    .bind(p.txid.to_string())
-                    .bind(p.id)
-                    .fetch_all(db)
-                    .await
+                let params = [Param::Text(p.txid.to_string()), Param::Int(p.id)];
+                let cond = format!(
+                    "published_at IS NULL AND (txid, id) > ($1::text::xid8, $2) AND {FINAL}"
+                );
+                self.read_within(conn, &cond, &params, limit).await
             }
-            None => query.fetch_all(db).await,
+            None => {
+                let cond = format!("published_at IS NULL AND {FINAL}");
+                self.read_within(conn, &cond, &[], limit).await
+            }
         }
     }
 
@@ -288,5 +349,24 @@ impl Outbox {
             columns.headers,
             columns.payload
         )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::within_budget;
+
+    #[test]
+    fn a_read_stops_at_its_byte_budget_but_always_takes_one_row() {
+        assert_eq!(within_budget([10, 10, 10], 25), 2);
+        assert_eq!(within_budget([10, 10, 5], 25), 3, "exactly the budget fits");
+        assert_eq!(within_budget([100, 1], 25), 1, "one large row still moves");
+        assert_eq!(
+            within_budget([1, 100, 1], 25),
+            1,
+            "and stops the batch behind it"
+        );
+        assert_eq!(within_budget([], 25), 0);
+        assert_eq!(within_budget([i64::MAX, 1], i64::MAX - 1), 1, "no overflow");
     }
 }

@@ -18,11 +18,18 @@ use tokio_util::sync::CancellationToken;
 
 use crate::outbox::{Outbox, OutboxRow, Position};
 
-/// A batch handed to the producer: its rows' ids and one delivery future per row.
+/// A batch handed to the producer, row by row.
 struct InFlight {
-    ids: Vec<i64>,
-    deliveries: Vec<DeliveryFuture>,
+    sent: Vec<Sent>,
     started: Instant,
+}
+
+/// One row handed to the producer: the future of its acknowledgement, or why the producer
+/// refused it at once (e.g. larger than `message.max.bytes`). The row is kept for its dead
+/// letter.
+struct Sent {
+    row: OutboxRow,
+    delivery: Result<DeliveryFuture, rdkafka::error::KafkaError>,
 }
 
 /// What `/readiness` and `/metrics` show about the relay.
@@ -35,6 +42,8 @@ pub struct RelayStatus {
     pub failures: AtomicU64,
     /// Another replica holds the relay lock; this one waits to take over.
     pub standby: AtomicBool,
+    /// Rows Kafka refused for good, moved to the dead letters.
+    pub dead_lettered: AtomicU64,
 }
 
 pub struct Relay {
@@ -192,37 +201,68 @@ impl Relay {
         }
     }
 
-    /// Hands the rows to the producer, in order; librdkafka batches them per partition.
+    /// Hands the rows to the producer, in order; librdkafka batches them per partition. A row
+    /// refused for good is kept aside for its dead letter; any other refusal (a full queue)
+    /// fails the attempt, to be sent again.
     fn enqueue(&self, rows: Vec<OutboxRow>) -> anyhow::Result<InFlight> {
         let started = Instant::now();
-        let mut deliveries = Vec::with_capacity(rows.len());
-        for row in &rows {
-            deliveries.push(crate::kafka::send(
+        let mut sent = Vec::with_capacity(rows.len());
+        for row in rows {
+            let delivery = crate::kafka::send(
                 &self.producer,
                 self.kafka.topic(&row.topic),
                 &row.key,
                 &row.headers.0,
                 &row.payload,
-            )?);
+            );
+            if let Err(e) = &delivery
+                && crate::kafka::refused_for_good(e).is_none()
+            {
+                anyhow::bail!("enqueueing to Kafka: {e}");
+            }
+            sent.push(Sent { row, delivery });
         }
-        Ok(InFlight {
-            ids: rows.iter().map(|r| r.id).collect(),
-            deliveries,
-            started,
-        })
+        Ok(InFlight { sent, started })
     }
 
-    /// Waits for every acknowledgement of a batch, then marks its rows published.
+    /// Waits for every acknowledgement of a batch, then marks its rows published; the rows
+    /// Kafka refused for good go to the dead letters in the same transaction, so one bad row
+    /// never holds back the others. Any other failure fails the attempt: nothing of the batch
+    /// is marked, and all of it is sent again.
     async fn settle(&self, conn: &mut PgConnection, batch: InFlight) -> anyhow::Result<()> {
-        for delivery in batch.deliveries {
-            match delivery.await {
-                Ok(Ok(_)) => {}
-                Ok(Err((e, _))) => anyhow::bail!("Kafka did not acknowledge: {e}"),
-                Err(_) => anyhow::bail!("the producer dropped a delivery"),
+        let mut published = Vec::with_capacity(batch.sent.len());
+        let mut refused = Vec::new();
+        for Sent { row, delivery } in batch.sent {
+            let outcome = match delivery {
+                Ok(future) => match future.await {
+                    Ok(Ok(_)) => Ok(()),
+                    Ok(Err((e, _))) => Err(e),
+                    Err(_) => anyhow::bail!("the producer dropped a delivery"),
+                },
+                Err(e) => Err(e),
+            };
+            match outcome {
+                Ok(()) => published.push(row.id),
+                Err(e) => match crate::kafka::refused_for_good(&e) {
+                    Some(reason) => refused.push((row, reason)),
+                    None => anyhow::bail!("Kafka did not acknowledge: {e}"),
+                },
             }
         }
-        self.outbox.mark_published(conn, &batch.ids).await?;
-        let n = batch.ids.len() as u64;
+        let mut tx = sqlx::Connection::begin(&mut *conn).await?;
+        for (row, reason) in &refused {
+            tracing::error!(id = row.id, topic = %row.topic, bytes = row.payload.len(), %reason, "outbox row dead-lettered");
+            crate::dead_letter::write(&mut *tx, &relay_letter(row, reason)).await?;
+            published.push(row.id);
+        }
+        self.outbox.mark_published(&mut *tx, &published).await?;
+        tx.commit().await?;
+        let refused = refused.len() as u64;
+        self.status
+            .dead_lettered
+            .fetch_add(refused, Ordering::Relaxed);
+        metrics::counter!("outbox_relay_dead_lettered_total").increment(refused);
+        let n = published.len() as u64 - refused;
         self.status.published.fetch_add(n, Ordering::Relaxed);
         metrics::counter!("outbox_relay_published_total").increment(n);
         metrics::histogram!("outbox_relay_batch_seconds")
@@ -252,5 +292,19 @@ impl Relay {
         let mut conn = conn.detach();
         crate::outbox::walk_indexes(&mut conn).await?;
         Ok(Some(conn))
+    }
+}
+
+/// The dead letter of an outbox row Kafka refused for good.
+fn relay_letter<'a>(row: &'a OutboxRow, reason: &'a str) -> crate::dead_letter::DeadLetter<'a> {
+    crate::dead_letter::DeadLetter {
+        group: crate::dead_letter::RELAY_GROUP,
+        topic: &row.topic,
+        partition: -1,
+        offset: row.id,
+        key: Some(row.key.as_bytes()),
+        headers: row.headers.0.clone(),
+        payload: Some(row.payload.as_bytes()),
+        reason,
     }
 }

@@ -228,24 +228,19 @@ async fn dead_letter(
     m: &Message,
     reason: &str,
 ) -> Result<(), sqlx::Error> {
-    let headers: Vec<[String; 2]> = m
-        .headers
-        .iter()
-        .map(|(k, v)| [k.clone(), String::from_utf8_lossy(v).into_owned()])
-        .collect();
-    sqlx::query(
-        "INSERT INTO keel_events.dead_letters (group_id, topic, partition, \"offset\", key, headers, payload, error) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
-    )
-    .bind(group)
-    .bind(&m.topic)
-    .bind(m.partition)
-    .bind(m.offset)
-    .bind(&m.key)
-    .bind(sqlx::types::Json(headers))
-    .bind(&m.payload)
-    .bind(reason)
-    .execute(db)
-    .await?;
-    Ok(())
+    let letter = crate::dead_letter::DeadLetter {
+        group,
+        topic: &m.topic,
+        partition: m.partition,
+        offset: m.offset,
+        key: m.key.as_deref(),
+        headers: m
+            .headers
+            .iter()
+            .map(|(k, v)| [k.clone(), String::from_utf8_lossy(v).into_owned()])
+            .collect(),
+        payload: Some(&m.payload),
+        reason,
+    };
+    crate::dead_letter::write(db, &letter).await
 }

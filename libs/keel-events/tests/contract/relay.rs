@@ -178,3 +178,83 @@ async fn retention_deletes_old_rows_but_never_unpublished_ones_under_kafka() {
     assert_eq!(outbox.prune(&h.db, week, false).await.unwrap(), 1);
     assert_eq!(left().await, ids[2..]);
 }
+
+/// A row Kafka will never take (over `message.max.bytes`) goes to the dead letters with its
+/// reason, and the rows around it are published in order: one bad row never stops the relay.
+#[tokio::test]
+async fn a_row_kafka_refuses_for_good_is_dead_lettered_and_the_others_flow() {
+    let h = Harness::start(Via::Kafka).await;
+    let key = unique("key");
+    let big = serde_json::json!({"name": "big", "pad": "x".repeat(1_100_000)}).to_string();
+    h.write_names(&key, &["before".to_owned()]).await;
+    h.write(&key, &[big]).await;
+    h.write_names(&key, &["after".to_owned()]).await;
+    h.wait_published().await;
+    let got = h.collect(&unique("group"), &key, 2).await;
+    assert_eq!(first_names(&got), ["before", "after"]);
+    let letters: Vec<(String, i32, i64, i32, String)> = sqlx::query_as(
+        "SELECT group_id, partition, \"offset\", octet_length(payload), error \
+         FROM keel_events.dead_letters",
+    )
+    .fetch_all(&h.db)
+    .await
+    .unwrap();
+    assert_eq!(letters.len(), 1, "{letters:?}");
+    let (group, partition, offset, bytes, error) = &letters[0];
+    assert_eq!(group, keel_events::dead_letter::RELAY_GROUP);
+    assert_eq!(*partition, -1);
+    let big_id: i64 = sqlx::query_scalar("SELECT id FROM outbox ORDER BY id OFFSET 1 LIMIT 1")
+        .fetch_one(&h.db)
+        .await
+        .unwrap();
+    assert_eq!(*offset, big_id, "the dead letter names the outbox row");
+    assert!(*bytes > 1_100_000, "the payload is kept whole");
+    assert!(error.contains("size too large"), "{error}");
+    let counted = h
+        .relay_status
+        .dead_lettered
+        .load(std::sync::atomic::Ordering::Relaxed);
+    assert_eq!(counted, 1);
+}
+
+/// A backlog of large rows is read within the byte budget, not 10,000 rows at a time, and
+/// still arrives whole and in order over both transports.
+#[tokio::test]
+async fn a_backlog_of_large_rows_is_read_within_the_byte_budget() {
+    let pad = "y".repeat(400_000);
+    let rows: Vec<String> = (0..60)
+        .map(|i| serde_json::json!({"name": format!("row-{i:02}"), "pad": pad}).to_string())
+        .collect();
+    for via in BOTH {
+        let h = Harness::start(via).await;
+        let key = unique("key");
+        if via == Via::Embedded {
+            h.write(&key, &rows).await;
+            let mut conn = h.db.acquire().await.unwrap();
+            let outbox = crate::harness::OUTBOX;
+            let unpublished = outbox.unpublished(&mut conn, None, 10_000).await.unwrap();
+            let read = outbox
+                .read(&mut conn, &h.topic, Default::default(), 10_000)
+                .await
+                .unwrap();
+            for batch in [unpublished, read] {
+                let bytes: usize = batch.iter().map(|r| r.payload.len()).sum();
+                assert!(
+                    (1..60).contains(&batch.len()),
+                    "{} rows in one read",
+                    batch.len()
+                );
+                assert!(
+                    bytes as i64 <= keel_events::outbox::READ_BYTES,
+                    "{bytes} bytes"
+                );
+            }
+        } else {
+            h.write(&key, &rows).await;
+        }
+        h.delivered().await;
+        let got = h.collect(&unique("group"), &key, 60).await;
+        assert_eq!(first_names(&got), names("row", 60), "{via:?}");
+        h.stop().await;
+    }
+}

@@ -160,7 +160,19 @@ async fn relay_throughput(
 
     // The broker's own ceiling: the same messages from memory through the same producer
     // settings, no database involved.
-    let rows = OUTBOX.unpublished(db, None, events).await?;
+    let mut rows = Vec::with_capacity(events as usize);
+    let mut conn = db.acquire().await?;
+    while (rows.len() as i64) < events {
+        let after = rows.last().map(keel_events::outbox::OutboxRow::position);
+        let batch = OUTBOX
+            .unpublished(&mut conn, after, events - rows.len() as i64)
+            .await?;
+        if batch.is_empty() {
+            break;
+        }
+        rows.extend(batch);
+    }
+    drop(conn);
     let producer = keel_events::kafka::producer(kafka)?;
     let start = Instant::now();
     let mut deliveries = Vec::with_capacity(rows.len());
