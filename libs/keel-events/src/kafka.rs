@@ -26,6 +26,10 @@ pub fn client_config(kafka: &KafkaSettings) -> ClientConfig {
 pub fn producer(kafka: &KafkaSettings) -> anyhow::Result<FutureProducer> {
     client_config(kafka)
         .set("acks", "all")
+        .set(
+            "message.max.bytes",
+            crate::outbox::MAX_MESSAGE_BYTES.to_string(),
+        )
         .set("max.in.flight.requests.per.connection", "1")
         .set("linger.ms", "5")
         .set("batch.num.messages", "10000")

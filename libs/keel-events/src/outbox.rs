@@ -65,6 +65,32 @@ pub struct AppendColumns<'a> {
     pub payload: &'a str,
 }
 
+/// The largest message the outbox takes: librdkafka's default `message.max.bytes` (its
+/// producer refuses larger ones, and brokers default to about the same). A larger one could
+/// never be published: it is refused when appended, while the writer can still answer.
+pub const MAX_MESSAGE_BYTES: usize = 1_000_000;
+
+/// Why messages were not appended.
+#[derive(Debug, thiserror::Error)]
+pub enum AppendError {
+    #[error("a {event_type} message of {bytes} bytes is larger than the {max} bytes Kafka takes")]
+    TooLarge {
+        event_type: String,
+        bytes: usize,
+        max: usize,
+    },
+    #[error(transparent)]
+    Database(#[from] sqlx::Error),
+}
+
+impl NewMessage<'_> {
+    /// Bytes of the message as the producer counts them: key, headers and payload.
+    pub fn size(&self) -> usize {
+        let headers: usize = self.headers.iter().map(|(k, v)| k.len() + v.len()).sum();
+        self.key.len() + headers + self.payload.len()
+    }
+}
+
 /// Most payload bytes one read of the outbox returns (a relay batch, an embedded-log batch):
 /// 10,000 rows of 2 MB would otherwise be read into memory at once.
 pub const READ_BYTES: i64 = 16 * 1024 * 1024;
@@ -315,9 +341,16 @@ impl Outbox {
         &self,
         conn: &mut PgConnection,
         messages: &[NewMessage<'_>],
-    ) -> Result<(), sqlx::Error> {
+    ) -> Result<(), AppendError> {
         if messages.is_empty() {
             return Ok(());
+        }
+        if let Some(m) = messages.iter().find(|m| m.size() > MAX_MESSAGE_BYTES) {
+            return Err(AppendError::TooLarge {
+                event_type: m.event_type.to_owned(),
+                bytes: m.size(),
+                max: MAX_MESSAGE_BYTES,
+            });
         }
         let mut insert = sqlx::QueryBuilder::new(format!(
             "INSERT INTO {} (topic, event_type, key, headers, payload) ",

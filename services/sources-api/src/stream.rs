@@ -14,7 +14,10 @@ pub use crate::store::OUTBOX;
 pub use keel_domain::sources_events::{EVENT_STREAM_TOPIC, STATUS_TOPIC};
 
 use crate::{
-    domain::parse_flexible_id,
+    domain::{
+        limits::{self, Field},
+        parse_flexible_id,
+    },
     state::AppState,
     store::{
         Write,
@@ -67,6 +70,10 @@ impl Handler for StatusHandler {
                 Err(()) => return Outcome::Fail(format!("invalid status {s:?}")),
             },
         };
+        let capped = [Field::Text("error", body.error.as_deref(), limits::MESSAGE)];
+        if let Err(e) = limits::check(&capped) {
+            return Outcome::Fail(e);
+        }
         let Some(resource_id) = parse_flexible_id(&body.resource_id) else {
             return Outcome::Fail(format!("invalid resource_id {}", body.resource_id));
         };

@@ -187,7 +187,18 @@ async fn a_row_kafka_refuses_for_good_is_dead_lettered_and_the_others_flow() {
     let key = unique("key");
     let big = serde_json::json!({"name": "big", "pad": "x".repeat(1_100_000)}).to_string();
     h.write_names(&key, &["before".to_owned()]).await;
-    h.write(&key, &[big]).await;
+    // Appending refuses it (below); a row like it can still be there, from another writer or
+    // an earlier version.
+    sqlx::query(
+        "INSERT INTO outbox (topic, event_type, key, headers, payload) \
+         VALUES ($1, 'Test.event', $2, '[]', $3::json)",
+    )
+    .bind(&h.topic)
+    .bind(&key)
+    .bind(&big)
+    .execute(&h.db)
+    .await
+    .unwrap();
     h.write_names(&key, &["after".to_owned()]).await;
     h.wait_published().await;
     let got = h.collect(&unique("group"), &key, 2).await;
@@ -257,4 +268,38 @@ async fn a_backlog_of_large_rows_is_read_within_the_byte_budget() {
         assert_eq!(first_names(&got), names("row", 60), "{via:?}");
         h.stop().await;
     }
+}
+
+/// A message larger than Kafka takes is refused when appended, while the writer can still
+/// answer, and nothing of the call is written.
+#[tokio::test]
+async fn appending_a_message_kafka_could_never_take_is_refused() {
+    let h = Harness::start_with(Via::Embedded, 10_000, None).await;
+    let headers = [("event_type".to_owned(), "Test.event".to_owned())];
+    let small = r#"{"name":"small"}"#;
+    let big = format!(
+        r#"{{"pad":"{}"}}"#,
+        "x".repeat(keel_events::outbox::MAX_MESSAGE_BYTES)
+    );
+    let message = |payload| keel_events::NewMessage {
+        topic: &h.topic,
+        event_type: "Test.event",
+        key: "k",
+        headers: &headers,
+        payload,
+    };
+    let mut conn = h.db.acquire().await.unwrap();
+    let refused = crate::harness::OUTBOX
+        .append(&mut conn, &[message(small), message(&big)])
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(refused, keel_events::outbox::AppendError::TooLarge { bytes, .. } if bytes > 1_000_000),
+        "{refused}"
+    );
+    let rows: i64 = sqlx::query_scalar("SELECT count(*) FROM outbox")
+        .fetch_one(&h.db)
+        .await
+        .unwrap();
+    assert_eq!(rows, 0, "neither message is written");
 }

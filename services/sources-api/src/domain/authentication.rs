@@ -5,7 +5,10 @@ use serde::Deserialize;
 use serde_json::Value;
 use utoipa::ToSchema;
 
-use super::parse_flexible_id;
+use super::{
+    limits::{self, Field},
+    parse_flexible_id,
+};
 
 /// The credential fields of an authentication or a secret, as sent; `None` keeps the stored
 /// value on an edit. Requests take them flattened (the request refuses unknown fields).
@@ -17,6 +20,18 @@ pub struct Credentials {
     /// Stored encrypted; never returned but by the internal API.
     pub password: Option<String>,
     pub extra: Option<Value>,
+}
+
+impl Credentials {
+    pub fn limits(&self) -> Vec<Field<'_>> {
+        vec![
+            Field::Text("name", self.name.as_deref(), limits::SHORT),
+            Field::Text("authtype", self.authtype.as_deref(), limits::SHORT),
+            Field::Text("username", self.username.as_deref(), limits::LONG),
+            Field::Text("password", self.password.as_deref(), limits::SECRET),
+            Field::Json("extra", self.extra.as_ref(), limits::DOCUMENT),
+        ]
+    }
 }
 
 /// The resource an authentication is created for.

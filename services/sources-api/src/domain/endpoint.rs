@@ -7,6 +7,8 @@ use regex::Regex;
 use serde::Deserialize;
 use utoipa::ToSchema;
 
+use super::limits::{self, Field};
+
 /// Where and how an endpoint is reached, as sent on create and edit (checked by the store,
 /// which needs the source's other endpoints); `None` keeps the stored value on an edit.
 #[derive(Debug, Clone, Default, Deserialize, ToSchema)]
@@ -20,6 +22,27 @@ pub struct EndpointSettings {
     pub path: Option<String>,
     pub verify_ssl: Option<bool>,
     pub certificate_authority: Option<String>,
+}
+
+impl EndpointSettings {
+    /// The caps of the settings; the host has its own check ([`validate_host`]).
+    pub fn limits(&self) -> Vec<Field<'_>> {
+        vec![
+            Field::Text(
+                "receptor_node",
+                self.receptor_node.as_deref(),
+                limits::SHORT,
+            ),
+            Field::Text("role", self.role.as_deref(), limits::SHORT),
+            Field::Text("scheme", self.scheme.as_deref(), limits::SHORT),
+            Field::Text("path", self.path.as_deref(), limits::LONG),
+            Field::Text(
+                "certificate_authority",
+                self.certificate_authority.as_deref(),
+                limits::DOCUMENT,
+            ),
+        ]
+    }
 }
 
 static FQDN: LazyLock<Regex> = LazyLock::new(|| {

@@ -4,6 +4,8 @@
 pub mod authentication;
 /// Endpoints: hosts, schemes, ports and statuses.
 pub mod endpoint;
+/// How large each field sent may be.
+pub mod limits;
 /// Sources: creation and edits.
 pub mod source;
 /// Availability reports sent on edits.

@@ -6,7 +6,11 @@ use keel_domain::AvailabilityStatus;
 use serde::Deserialize;
 use utoipa::ToSchema;
 
-use super::{INVALID_DATE, parse_status_time};
+use super::{
+    INVALID_DATE,
+    limits::{self, Field},
+    parse_status_time,
+};
 
 /// The status fields of an edit, as sent. Edit requests take them flattened (the request
 /// refuses unknown fields).
@@ -41,11 +45,19 @@ impl StatusFields {
             raw.map(|r| parse_status_time(&r).ok_or_else(|| INVALID_DATE.to_owned()))
                 .transpose()
         };
+        let (last_checked_at, last_available_at) =
+            (time(self.last_checked_at)?, time(self.last_available_at)?);
+        let error = self.availability_status_error;
+        limits::check(&[Field::Text(
+            "availability_status_error",
+            error.as_deref(),
+            limits::MESSAGE,
+        )])?;
         Ok(StatusReport {
             status,
-            error: self.availability_status_error,
-            last_checked_at: time(self.last_checked_at)?,
-            last_available_at: time(self.last_available_at)?,
+            error,
+            last_checked_at,
+            last_available_at,
         })
     }
 }
@@ -94,6 +106,18 @@ mod tests {
         };
         let refused = fields(Some("in_progress"), None).parse(only_available);
         assert_eq!(refused.unwrap_err(), "only available");
+    }
+
+    #[test]
+    fn an_error_message_is_capped() {
+        let long = StatusFields {
+            availability_status_error: Some("e".repeat(limits::MESSAGE + 1)),
+            ..StatusFields::default()
+        };
+        assert_eq!(
+            long.parse(any_status("no")).unwrap_err(),
+            "the provided availability_status_error is longer than 4096 characters"
+        );
     }
 
     #[test]

@@ -8,7 +8,8 @@ use utoipa_axum::{router::OpenApiRouter, routes};
 use super::collection;
 use crate::{
     domain::{
-        INVALID_STATUS, PAUSED_INVALID_STATUS, go_value, parse_flexible_id, status::any_status,
+        INVALID_STATUS, PAUSED_INVALID_STATUS, go_value, limits, parse_flexible_id,
+        status::any_status,
     },
     error::{Error, Result},
     extract::Writer,
@@ -71,6 +72,7 @@ async fn create(
     StrictJson(req): StrictJson<ApplicationCreateRequest>,
 ) -> Result<(StatusCode, Json<Application>)> {
     let (source_id, application_type_id) = parse_create(&req)?;
+    limits::check(&req.limits()).map_err(Error::validation)?;
     let mut w = Write::begin(&state.db, &tenant).await?;
     let new = NewApplication {
         source_id,
@@ -107,6 +109,7 @@ async fn edit(
         (None, req.status.parse(any_status(PAUSED_INVALID_STATUS)))
     } else {
         let req: ApplicationEditRequest = decode_strict(&body)?;
+        limits::check(&req.limits()).map_err(Error::bad_request)?;
         let invalid = format!("invalid payload: {INVALID_STATUS}");
         (req.extra, req.status.parse(any_status(&invalid)))
     };

@@ -4,7 +4,7 @@ use keel_sources_http::{ErrorDocument, PathId, StrictJson};
 use utoipa_axum::{router::OpenApiRouter, routes};
 
 use crate::{
-    domain::{INVALID_STATUS, authentication::validate_create, status::any_status},
+    domain::{INVALID_STATUS, authentication::validate_create, limits, status::any_status},
     error::{Error, Result},
     extract::Writer,
     state::AppState,
@@ -19,6 +19,7 @@ use crate::{
 
 /// A create request checked: the store's new authentication.
 pub(crate) fn new_authentication(req: AuthenticationCreateRequest) -> Result<NewAuthentication> {
+    limits::check(&req.limits()).map_err(Error::bad_request)?;
     let target = validate_create(
         req.resource_type.as_deref(),
         req.resource_id.as_ref(),
@@ -76,6 +77,7 @@ async fn edit(
     Writer(tenant): Writer,
     StrictJson(req): StrictJson<AuthenticationEditRequest>,
 ) -> Result<Json<Authentication>> {
+    limits::check(&req.credentials.limits()).map_err(Error::bad_request)?;
     let edit = AuthenticationEdit {
         credentials: req.credentials,
         report: req

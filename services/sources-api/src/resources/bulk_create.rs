@@ -11,7 +11,7 @@ use utoipa_axum::{router::OpenApiRouter, routes};
 
 use super::{authentications::new_authentication, endpoints, sources::new_source};
 use crate::{
-    domain::{authentication::Credentials, endpoint::EndpointSettings, parse_flexible_id},
+    domain::{authentication::Credentials, endpoint::EndpointSettings, limits, parse_flexible_id},
     error::{Error, Result},
     extract::Writer,
     state::AppState,
@@ -243,6 +243,7 @@ async fn bulk_create(
 
     let mut apps: Vec<(ApplicationRow, String)> = Vec::new();
     for a in &req.applications {
+        limits::check(&a.application.limits()).map_err(Error::validation)?;
         let (type_id, type_name) = application_type(&mut w, a).await?;
         let Some(parent) = created
             .iter()

@@ -5,7 +5,7 @@ use serde_json::Value;
 use utoipa_axum::{router::OpenApiRouter, routes};
 
 use crate::{
-    domain::parse_flexible_id,
+    domain::{limits, parse_flexible_id},
     error::{Error, Result},
     extract::Writer,
     state::AppState,
@@ -33,6 +33,7 @@ pub(crate) fn endpoint_source(raw: Option<&Value>) -> Result<i64> {
 
 /// Checks and inserts the endpoint of a create request; shared with bulk create.
 pub(crate) async fn insert(w: &mut Write<'_>, req: EndpointCreateRequest) -> Result<EndpointRow> {
+    limits::check(&req.settings.limits()).map_err(Error::validation)?;
     let source_id = endpoint_source(req.source_id.as_ref())?;
     endpoints::insert(
         w,
@@ -81,6 +82,7 @@ async fn edit(
     Writer(tenant): Writer,
     StrictJson(req): StrictJson<EndpointEditRequest>,
 ) -> Result<Json<Endpoint>> {
+    limits::check(&req.settings.limits()).map_err(Error::bad_request)?;
     let mut w = Write::begin(&state.db, &tenant).await?;
     let row = endpoints::update(&mut w, id.get(), req.settings, req.status).await?;
     w.commit().await?;

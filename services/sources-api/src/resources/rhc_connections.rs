@@ -4,7 +4,11 @@ use utoipa_axum::{router::OpenApiRouter, routes};
 
 use super::endpoints::endpoint_source;
 use crate::{
-    domain::{INVALID_STATUS, status::any_status},
+    domain::{
+        INVALID_STATUS,
+        limits::{self, Field},
+        status::any_status,
+    },
     error::{Error, Result},
     extract::Writer,
     state::AppState,
@@ -48,6 +52,11 @@ async fn create(
     Writer(tenant): Writer,
     StrictJson(req): StrictJson<RhcConnectionCreateRequest>,
 ) -> Result<(StatusCode, Json<RhcConnection>)> {
+    limits::check(&[
+        Field::Text("rhc_id", req.rhc_id.as_deref(), limits::SHORT),
+        Field::Json("extra", req.extra.as_ref(), limits::DOCUMENT),
+    ])
+    .map_err(Error::validation)?;
     let rhc_id = req.rhc_id.as_deref().unwrap_or_default();
     if rhc_id.is_empty() {
         return Err(Error::validation(
@@ -73,6 +82,8 @@ async fn edit(
     Writer(tenant): Writer,
     StrictJson(req): StrictJson<RhcConnectionEditRequest>,
 ) -> Result<Json<RhcConnection>> {
+    limits::check(&[Field::Json("extra", req.extra.as_ref(), limits::DOCUMENT)])
+        .map_err(Error::bad_request)?;
     let edit = RhcConnectionEdit {
         extra: req.extra,
         report: req

@@ -6,7 +6,7 @@ use keel_sources_http::{ErrorDocument, PathId, StrictJson};
 use utoipa_axum::{router::OpenApiRouter, routes};
 
 use crate::{
-    domain::authentication::Credentials,
+    domain::{authentication::Credentials, limits},
     error::{Error, Result},
     extract::Writer,
     state::AppState,
@@ -19,6 +19,7 @@ fn checked(req: SecretRequest) -> Result<Credentials> {
     if req.credentials.name.as_deref() == Some("") {
         return Err(Error::validation("secret name have to be populated"));
     }
+    limits::check(&req.credentials.limits()).map_err(Error::validation)?;
     Ok(req.credentials)
 }
 

@@ -13,7 +13,10 @@ use utoipa_axum::{router::OpenApiRouter, routes};
 use super::collection;
 use crate::{
     availability,
-    domain::source::{NewSource, NewSourceFields, SourceEdit, SourceEditFields},
+    domain::{
+        limits,
+        source::{NewSource, NewSourceFields, SourceEdit, SourceEditFields},
+    },
     error::{Error, Result},
     extract::Writer,
     state::AppState,
@@ -35,6 +38,7 @@ use crate::{
 
 /// A create request checked: the source to insert; shared with bulk create.
 pub(crate) fn new_source(req: SourceCreateRequest) -> Result<NewSource> {
+    limits::check(&req.limits()).map_err(Error::validation)?;
     NewSource::parse(NewSourceFields {
         name: req.name.as_deref(),
         version: req.version,
@@ -99,6 +103,7 @@ async fn edit(
         })
     } else {
         let req: SourceEditRequest = decode_strict(&body)?;
+        limits::check(&req.limits()).map_err(Error::bad_request)?;
         SourceEdit::parse(SourceEditFields {
             name: req.name,
             version: req.version,

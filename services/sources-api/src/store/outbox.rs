@@ -4,7 +4,10 @@
 
 use chrono::{DateTime, Utc};
 use keel_domain::sources_events::{EVENT_STREAM_TOPIC, EventType};
-use keel_events::{NewMessage, Outbox, outbox::AppendColumns};
+use keel_events::{
+    NewMessage, Outbox,
+    outbox::{AppendColumns, AppendError},
+};
 use serde_json::Value;
 use sqlx::PgConnection;
 
@@ -100,7 +103,7 @@ pub async fn record(
     conn: &mut PgConnection,
     tenant: &Tenant,
     events: &[Event],
-) -> Result<(), sqlx::Error> {
+) -> crate::error::Result<()> {
     if events.is_empty() {
         return Ok(());
     }
@@ -120,7 +123,12 @@ pub async fn record(
             payload,
         })
         .collect();
-    OUTBOX.append(conn, &messages).await?;
+    OUTBOX.append(conn, &messages).await.map_err(|e| match e {
+        AppendError::Database(e) => e.into(),
+        too_large => crate::error::Error::bad_request(format_args!(
+            "the change is too large to announce: {too_large}"
+        )),
+    })?;
     metrics::counter!("sources_events_recorded_total").increment(events.len() as u64);
     Ok(())
 }

@@ -4,7 +4,14 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use utoipa::ToSchema;
 
-use crate::{domain::status::StatusFields, store::applications::ApplicationRow, wire};
+use crate::{
+    domain::{
+        limits::{self, Field},
+        status::StatusFields,
+    },
+    store::applications::ApplicationRow,
+    wire,
+};
 
 /// An application attached to a source, e.g. cost management reading an AWS account.
 #[derive(Debug, Serialize, ToSchema)]
@@ -53,6 +60,18 @@ pub struct ApplicationEditRequest {
 pub struct PausedApplicationEditRequest {
     #[serde(flatten)]
     pub status: StatusFields,
+}
+
+impl ApplicationCreateRequest {
+    pub fn limits(&self) -> Vec<Field<'_>> {
+        vec![Field::Json("extra", self.extra.as_ref(), limits::DOCUMENT)]
+    }
+}
+
+impl ApplicationEditRequest {
+    pub fn limits(&self) -> Vec<Field<'_>> {
+        vec![Field::Json("extra", self.extra.as_ref(), limits::DOCUMENT)]
+    }
 }
 
 impl From<ApplicationRow> for Application {

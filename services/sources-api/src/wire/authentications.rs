@@ -6,7 +6,11 @@ use serde_json::Value;
 use utoipa::ToSchema;
 
 use crate::{
-    domain::{authentication::Credentials, status::StatusFields},
+    domain::{
+        authentication::Credentials,
+        limits::{self, Field},
+        status::StatusFields,
+    },
     store::authentications::AuthenticationRow,
     wire,
 };
@@ -65,6 +69,23 @@ pub struct InternalAuthentication {
     pub version: String,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub password: Option<String>,
+}
+
+impl AuthenticationCreateRequest {
+    pub fn limits(&self) -> Vec<Field<'_>> {
+        let mut fields = self.credentials.limits();
+        fields.push(Field::Text(
+            "availability_status_error",
+            self.availability_status_error.as_deref(),
+            limits::MESSAGE,
+        ));
+        fields.push(Field::Text(
+            "resource_type",
+            self.resource_type.as_deref(),
+            limits::SHORT,
+        ));
+        fields
+    }
 }
 
 impl From<AuthenticationRow> for Authentication {

@@ -4,7 +4,11 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use utoipa::ToSchema;
 
-use crate::{store::sources::SourceRow, wire};
+use crate::{
+    domain::limits::{self, Field},
+    store::sources::SourceRow,
+    wire,
+};
 
 /// A source: one account, subscription, project or cluster that applications read data from.
 /// Empty fields are omitted.
@@ -79,6 +83,33 @@ pub struct PausedSourceEditRequest {
     pub availability_status: Option<String>,
     pub last_checked_at: Option<String>,
     pub last_available_at: Option<String>,
+}
+
+/// The caps of a source's text fields, on create and edit alike.
+fn source_limits<'a>(
+    name: &'a Option<String>,
+    version: &'a Option<String>,
+    imported: &'a Option<String>,
+    source_ref: &'a Option<String>,
+) -> Vec<Field<'a>> {
+    vec![
+        Field::Text("name", name.as_deref(), limits::SHORT),
+        Field::Text("version", version.as_deref(), limits::SHORT),
+        Field::Text("imported", imported.as_deref(), limits::SHORT),
+        Field::Text("source_ref", source_ref.as_deref(), limits::SHORT),
+    ]
+}
+
+impl SourceCreateRequest {
+    pub fn limits(&self) -> Vec<Field<'_>> {
+        source_limits(&self.name, &self.version, &self.imported, &self.source_ref)
+    }
+}
+
+impl SourceEditRequest {
+    pub fn limits(&self) -> Vec<Field<'_>> {
+        source_limits(&self.name, &self.version, &self.imported, &self.source_ref)
+    }
 }
 
 impl From<SourceRow> for Source {

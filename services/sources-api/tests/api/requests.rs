@@ -200,3 +200,141 @@ async fn each_field_group_keeps_its_own_checks() {
     assert_eq!(kept.body["port"], 443, "nothing changed");
     assert!(kept.body.get("role").is_none());
 }
+
+/// Every field is capped at write, the field named in the message, so no change can make an
+/// event too large to publish (one such event once held back every tenant's): nothing of a
+/// refused write is stored or announced.
+#[tokio::test]
+async fn oversized_fields_are_refused_and_change_nothing() {
+    let app = TestApp::spawn().await;
+    let source = app.create_source("1", "aws", "amazon").await;
+    let sid = source["id"].as_str().unwrap().to_owned();
+    let application = app.create_application("1", &sid, COST, json!({})).await;
+    let app_id = application["id"].as_str().unwrap().to_owned();
+    let auth = app
+        .create_authentication(
+            "1",
+            json!({"resource_type": "Source", "resource_id": sid, "authtype": "token"}),
+        )
+        .await;
+    let aid = auth["id"].as_str().unwrap().to_owned();
+    let endpoint = app
+        .post(
+            "/endpoints",
+            As::Org("1"),
+            &json!({"source_id": sid, "host": "api.example.com"}),
+        )
+        .await;
+    let eid = endpoint.body["id"].as_str().unwrap().to_owned();
+    let type_id = app.source_type_id("amazon").await;
+    let cost = app.application_type_id(COST).await;
+    let before = (app.outbox().await.len(), app.count("sources").await);
+
+    let huge = "x".repeat(1_100_000);
+    let text = |n: usize| "y".repeat(n);
+    let create = |field: &str, n: usize| {
+        format!(
+            "bad request: Validation failed: the provided {field} is longer than {n} characters"
+        )
+    };
+    let edit = |field: &str, n: usize| {
+        format!("bad request: the provided {field} is longer than {n} characters")
+    };
+    let cases: Vec<(&str, String, Value, String)> = vec![
+        (
+            "POST",
+            "/sources".into(),
+            json!({"name": "big", "source_type_id": type_id, "source_ref": huge}),
+            create("source_ref", 255),
+        ),
+        (
+            "PATCH",
+            format!("/sources/{sid}"),
+            json!({"source_ref": huge}),
+            edit("source_ref", 255),
+        ),
+        (
+            "PATCH",
+            format!("/sources/{sid}"),
+            json!({"name": text(256)}),
+            edit("name", 255),
+        ),
+        (
+            "POST",
+            "/applications".into(),
+            json!({"source_id": sid, "application_type_id": cost, "extra": {"pad": huge}}),
+            "bad request: Validation failed: the provided extra is larger than 65536 bytes".into(),
+        ),
+        (
+            "PATCH",
+            format!("/applications/{app_id}"),
+            json!({"availability_status_error": text(4097)}),
+            edit("availability_status_error", 4096),
+        ),
+        (
+            "POST",
+            "/authentications".into(),
+            json!({"resource_type": "Source", "resource_id": sid, "authtype": "t", "password": text(16385)}),
+            edit("password", 16384),
+        ),
+        (
+            "PATCH",
+            format!("/authentications/{aid}"),
+            json!({"username": text(2049)}),
+            edit("username", 2048),
+        ),
+        (
+            "POST",
+            "/endpoints".into(),
+            json!({"source_id": sid, "role": "r", "certificate_authority": text(65537)}),
+            create("certificate_authority", 65536),
+        ),
+        (
+            "PATCH",
+            format!("/endpoints/{eid}"),
+            json!({"path": text(2049)}),
+            edit("path", 2048),
+        ),
+        (
+            "POST",
+            "/rhc_connections".into(),
+            json!({"rhc_id": text(256), "source_id": sid}),
+            create("rhc_id", 255),
+        ),
+        (
+            "POST",
+            "/secrets".into(),
+            json!({"name": text(256)}),
+            create("name", 255),
+        ),
+        (
+            "POST",
+            "/bulk_create".into(),
+            json!({"sources": [{"name": text(256), "source_type_name": "amazon"}]}),
+            create("name", 255),
+        ),
+    ];
+    for (method, path, body, want) in &cases {
+        let reply = match *method {
+            "POST" => app.post(path, As::Org("1"), body).await,
+            _ => app.patch(path, As::Org("1"), body).await,
+        };
+        assert_eq!(reply.status, StatusCode::BAD_REQUEST, "{method} {path}");
+        assert_eq!(&reply.error(), want, "{method} {path}");
+    }
+    assert_eq!(
+        (app.outbox().await.len(), app.count("sources").await),
+        before
+    );
+    let kept = app.get(&format!("/sources/{sid}"), As::Org("1")).await;
+    assert!(kept.body.get("source_ref").is_none());
+    // At the caps, a write still goes through.
+    let at_cap = app
+        .patch(
+            &format!("/sources/{sid}"),
+            As::Org("1"),
+            &json!({"source_ref": text(255)}),
+        )
+        .await;
+    assert_eq!(at_cap.status, StatusCode::OK, "{}", at_cap.body);
+}

@@ -375,6 +375,9 @@ async fn status_messages_update_resources_and_announce_it() {
         let status = json!({"resource_type": "Application", "resource_id": aid, "status": "unavailable", "error": "bucket missing"}).to_string();
         let bad = json!({"resource_type": "Application", "resource_id": aid, "status": "sideways"})
             .to_string();
+        let too_long = json!({"resource_type": "Application", "resource_id": aid,
+            "status": "available", "error": "e".repeat(4097)})
+        .to_string();
         publish(
             &app,
             via,
@@ -384,7 +387,7 @@ async fn status_messages_update_resources_and_announce_it() {
                 ("event_type", "availability_status"),
                 ("x-rh-sources-org-id", &org),
             ],
-            &[bad, status],
+            &[bad, too_long, status],
         )
         .await;
 
@@ -441,6 +444,14 @@ async fn status_messages_update_resources_and_announce_it() {
         assert_eq!(
             dead, 1,
             "{via:?}: the invalid message is dead-lettered, the next one still handled"
+        );
+        let capped: i64 = sqlx::query_scalar("SELECT count(*) FROM keel_events.dead_letters WHERE topic = 'platform.sources.status' AND error = 'the provided error is longer than 4096 characters'")
+            .fetch_one(&app.db)
+            .await
+            .unwrap();
+        assert_eq!(
+            capped, 1,
+            "{via:?}: an over-long error is dead-lettered, not stored"
         );
     }
 }
