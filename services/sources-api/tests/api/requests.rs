@@ -11,11 +11,19 @@ fn unknown(field: &str) -> String {
     format!("bad request: json: unknown field \"{field}\"")
 }
 
-#[tokio::test]
-async fn composed_requests_refuse_unknown_fields_and_change_nothing() {
-    let app = TestApp::spawn().await;
-    let source = app.create_source("1", "cluster", "openshift").await;
+/// The ids of one AWS source of org 1 with cost management, an endpoint and an
+/// authentication: what the tests below write to.
+struct Resources {
+    source: String,
+    application: String,
+    endpoint: String,
+    authentication: String,
+}
+
+async fn resources(app: &TestApp) -> Resources {
+    let source = app.create_source("1", "aws", "amazon").await;
     let sid = source["id"].as_str().unwrap().to_owned();
+    let application = app.create_application("1", &sid, COST, json!({})).await;
     let endpoint = app
         .post(
             "/endpoints",
@@ -24,14 +32,30 @@ async fn composed_requests_refuse_unknown_fields_and_change_nothing() {
         )
         .await;
     assert_eq!(endpoint.status, StatusCode::CREATED, "{}", endpoint.body);
-    let eid = endpoint.body["id"].as_str().unwrap().to_owned();
     let auth = app
         .create_authentication(
             "1",
             json!({"resource_type": "Source", "resource_id": sid, "authtype": "token", "password": "p"}),
         )
         .await;
-    let aid = auth["id"].as_str().unwrap().to_owned();
+    let id = |v: &Value| v["id"].as_str().unwrap().to_owned();
+    Resources {
+        application: id(&application),
+        endpoint: id(&endpoint.body),
+        authentication: id(&auth),
+        source: sid,
+    }
+}
+
+#[tokio::test]
+async fn composed_requests_refuse_unknown_fields_and_change_nothing() {
+    let app = TestApp::spawn().await;
+    let Resources {
+        source: sid,
+        endpoint: eid,
+        authentication: aid,
+        ..
+    } = resources(&app).await;
     let secret = app
         .post(
             "/secrets",
@@ -137,18 +161,11 @@ async fn composed_requests_refuse_unknown_fields_and_change_nothing() {
 #[tokio::test]
 async fn each_field_group_keeps_its_own_checks() {
     let app = TestApp::spawn().await;
-    let source = app.create_source("1", "aws", "amazon").await;
-    let sid = source["id"].as_str().unwrap().to_owned();
-    let application = app.create_application("1", &sid, COST, json!({})).await;
-    let app_id = application["id"].as_str().unwrap().to_owned();
-    let endpoint = app
-        .post(
-            "/endpoints",
-            As::Org("1"),
-            &json!({"source_id": sid, "host": "api.example.com"}),
-        )
-        .await;
-    let eid = endpoint.body["id"].as_str().unwrap().to_owned();
+    let Resources {
+        application: app_id,
+        endpoint: eid,
+        ..
+    } = resources(&app).await;
 
     // The settings are checked before the status fields, whichever group a field is in.
     let reply = app
@@ -207,25 +224,12 @@ async fn each_field_group_keeps_its_own_checks() {
 #[tokio::test]
 async fn oversized_fields_are_refused_and_change_nothing() {
     let app = TestApp::spawn().await;
-    let source = app.create_source("1", "aws", "amazon").await;
-    let sid = source["id"].as_str().unwrap().to_owned();
-    let application = app.create_application("1", &sid, COST, json!({})).await;
-    let app_id = application["id"].as_str().unwrap().to_owned();
-    let auth = app
-        .create_authentication(
-            "1",
-            json!({"resource_type": "Source", "resource_id": sid, "authtype": "token"}),
-        )
-        .await;
-    let aid = auth["id"].as_str().unwrap().to_owned();
-    let endpoint = app
-        .post(
-            "/endpoints",
-            As::Org("1"),
-            &json!({"source_id": sid, "host": "api.example.com"}),
-        )
-        .await;
-    let eid = endpoint.body["id"].as_str().unwrap().to_owned();
+    let Resources {
+        source: sid,
+        application: app_id,
+        endpoint: eid,
+        authentication: aid,
+    } = resources(&app).await;
     let type_id = app.source_type_id("amazon").await;
     let cost = app.application_type_id(COST).await;
     let before = (app.outbox().await.len(), app.count("sources").await);
