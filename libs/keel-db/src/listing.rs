@@ -82,28 +82,40 @@ impl Table {
 
 /// A fixed condition every listed row must meet (tenant, parent), written as
 /// `{before}<bound value>{after}` against the alias `t`.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct Scope {
     pub before: &'static str,
-    pub value: Option<i64>,
+    pub value: Option<Bound>,
     pub after: &'static str,
+}
+
+/// The value a [`Scope`] binds.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Bound {
+    Int(i64),
+    Text(String),
 }
 
 impl Scope {
     /// `t.<column> = value`
     pub const fn eq(before: &'static str, value: i64) -> Self {
-        Self {
-            before,
-            value: Some(value),
-            after: "",
-        }
+        Self::around(before, value, "")
     }
 
     /// `{before}<value>{after}`
     pub const fn around(before: &'static str, value: i64, after: &'static str) -> Self {
         Self {
             before,
-            value: Some(value),
+            value: Some(Bound::Int(value)),
+            after,
+        }
+    }
+
+    /// `{before}<text>{after}`
+    pub fn around_text(before: &'static str, text: impl Into<String>, after: &'static str) -> Self {
+        Self {
+            before,
+            value: Some(Bound::Text(text.into())),
             after,
         }
     }
@@ -276,8 +288,14 @@ impl Listing<'_> {
         for scope in &self.scopes {
             qb.push(" AND ");
             qb.push(scope.before);
-            if let Some(value) = scope.value {
-                qb.push_bind(value);
+            match &scope.value {
+                Some(Bound::Int(n)) => {
+                    qb.push_bind(*n);
+                }
+                Some(Bound::Text(text)) => {
+                    qb.push_bind(text.clone());
+                }
+                None => {}
             }
             qb.push(scope.after);
         }

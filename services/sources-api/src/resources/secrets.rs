@@ -11,20 +11,20 @@ use crate::{
     extract::Writer,
     state::AppState,
     store::secrets,
-    wire::secrets::{Secret, SecretRequest},
+    wire::secrets::{Secret, SecretCreateRequest, SecretEditRequest},
 };
 
 /// A secret sent to create or edit; its name may be left out but not empty.
-fn checked(req: SecretRequest) -> Result<Credentials> {
-    if req.credentials.name.as_deref() == Some("") {
+fn checked(credentials: Credentials) -> Result<Credentials> {
+    if credentials.name.as_deref() == Some("") {
         return Err(Error::validation("secret name have to be populated"));
     }
-    limits::check(&req.credentials.limits()).map_err(Error::validation)?;
-    Ok(req.credentials)
+    limits::check(&credentials.limits()).map_err(Error::validation)?;
+    Ok(credentials)
 }
 
 tenant_list! {
-    /// List the tenant's secrets.
+    /// List the tenant's shared secrets and the caller's own.
     list: "/secrets", "secrets", Secret, secrets::list
 }
 
@@ -34,21 +34,29 @@ tenant_get! {
 }
 
 /// Create a secret.
-#[utoipa::path(post, path = "/secrets", tag = "secrets", request_body = SecretRequest,
+#[utoipa::path(post, path = "/secrets", tag = "secrets", request_body = SecretCreateRequest,
     security(("psk" = [])),
     responses((status = 201, body = Secret), (status = 400, body = ErrorDocument),
         (status = 401, body = ErrorDocument)))]
 async fn create(
     State(state): State<AppState>,
     Writer(tenant): Writer,
-    StrictJson(req): StrictJson<SecretRequest>,
+    StrictJson(req): StrictJson<SecretCreateRequest>,
 ) -> Result<(StatusCode, Json<Secret>)> {
-    let row = secrets::insert(&state.db, &state.secrets, &tenant, &checked(req)?).await?;
+    let credentials = checked(req.credentials)?;
+    let row = secrets::insert(
+        &state.db,
+        &state.secrets,
+        &tenant,
+        &credentials,
+        req.user_scoped,
+    )
+    .await?;
     Ok((StatusCode::CREATED, Json(row.into())))
 }
 
 /// Edit a secret.
-#[utoipa::path(patch, path = "/secrets/{id}", tag = "secrets", request_body = SecretRequest,
+#[utoipa::path(patch, path = "/secrets/{id}", tag = "secrets", request_body = SecretEditRequest,
     params(("id" = String, Path, description = "Secret id")), security(("psk" = [])),
     responses((status = 200, body = Secret), (status = 400, body = ErrorDocument),
         (status = 401, body = ErrorDocument), (status = 404, body = ErrorDocument)))]
@@ -56,9 +64,9 @@ async fn edit(
     PathId(id): PathId,
     State(state): State<AppState>,
     Writer(tenant): Writer,
-    StrictJson(req): StrictJson<SecretRequest>,
+    StrictJson(req): StrictJson<SecretEditRequest>,
 ) -> Result<Json<Secret>> {
-    let edit = checked(req)?;
+    let edit = checked(req.credentials)?;
     let row = secrets::update(&state.db, &state.secrets, &tenant, id.get(), &edit).await?;
     Ok(Json(row.into()))
 }

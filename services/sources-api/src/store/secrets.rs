@@ -1,12 +1,13 @@
-//! Tenant secrets: credentials not tied to a source, owned by the user who created them when
-//! a user is known. Passwords are sealed like authentications'; secrets announce nothing, as in
-//! sources-api-go.
+//! Tenant secrets: credentials not tied to a source. A secret is shared by the tenant, or
+//! (created with `user_scoped`) its creating user's alone: every read and write sees the
+//! tenant's shared secrets and the caller's own, as sources-api-go does (`user_id IS NULL OR
+//! user_id = caller`). Passwords are sealed like authentications'; secrets announce nothing.
 
 use keel_crypto::SecretBox;
-use keel_db::{Column, Page, Table};
+use keel_db::{Column, Page, Scope, Table};
 use keel_domain::listing::ListQuery;
 use serde_json::Value;
-use sqlx::PgPool;
+use sqlx::{PgExecutor, PgPool};
 
 use super::Tenant;
 use crate::{
@@ -38,11 +39,42 @@ pub struct SecretRow {
     pub extra: Option<Value>,
 }
 
-pub async fn list(db: &PgPool, tenant: &Tenant, query: &ListQuery) -> Result<Page<SecretRow>> {
-    super::tenant_page(db, tenant, &TABLE, COLUMNS, vec![], query).await
+/// The condition, against `t`, of the secrets the caller may see, with the caller's user as
+/// parameter `$n` (NULL without one: the shared secrets only).
+fn visible(n: usize) -> String {
+    format!("(t.user_id IS NULL OR t.user_id = ${n})")
 }
 
-by_id!(SecretRow, COLUMNS, "secrets", "secret");
+fn caller(tenant: &Tenant) -> Option<&str> {
+    tenant.identity.user_id.as_deref()
+}
+
+pub async fn list(db: &PgPool, tenant: &Tenant, query: &ListQuery) -> Result<Page<SecretRow>> {
+    let visible = match caller(tenant) {
+        Some(user) => Scope::around_text("(t.user_id IS NULL OR t.user_id = ", user, ")"),
+        None => Scope::raw("t.user_id IS NULL"),
+    };
+    super::tenant_page(db, tenant, &TABLE, COLUMNS, vec![visible], query).await
+}
+
+/// The secret `id`, if the caller may see it, or 404.
+pub async fn find(db: &PgPool, tenant: &Tenant, id: i64) -> Result<SecretRow> {
+    fetch(db, tenant, id).await
+}
+
+async fn fetch(db: impl PgExecutor<'_>, tenant: &Tenant, id: i64) -> Result<SecretRow> {
+    let sql = format!(
+        "SELECT {COLUMNS} FROM secrets t WHERE t.id = $1 AND t.tenant_id = $2 AND {}",
+        visible(3)
+    );
+    sqlx::query_as(sqlx::AssertSqlSafe(sql))
+        .bind(id)
+        .bind(tenant.id())
+        .bind(caller(tenant))
+        .fetch_optional(db)
+        .await?
+        .ok_or_else(|| Error::not_found("secret"))
+}
 
 fn name_errors(e: sqlx::Error, name: Option<&str>) -> Error {
     match constraint(&e) {
@@ -54,12 +86,14 @@ fn name_errors(e: sqlx::Error, name: Option<&str>) -> Error {
     }
 }
 
-/// Creates a secret owned by the caller's user (when the identity names one).
+/// Creates a secret: the caller's own with `user_scoped` (when the identity names a user),
+/// else the tenant's.
 pub async fn insert(
     db: &PgPool,
     secrets: &SecretBox,
     tenant: &Tenant,
     f: &Credentials,
+    user_scoped: bool,
 ) -> Result<SecretRow> {
     let sealed = tenant.seal(secrets, f.password.as_deref());
     let insert = sqlx::query_as(sqlx::AssertSqlSafe(format!(
@@ -67,7 +101,7 @@ pub async fn insert(
          VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING {COLUMNS}"
     )))
     .bind(tenant.id())
-    .bind(&tenant.identity.user_id);
+    .bind(caller(tenant).filter(|_| user_scoped));
     super::bind_credentials(insert, f, &sealed)
         .fetch_one(db)
         .await
@@ -86,11 +120,13 @@ pub async fn update(
         "UPDATE secrets AS t SET name = COALESCE($3, name), authtype = COALESCE($4, authtype), \
            username = COALESCE($5, username), password_encrypted = COALESCE($6, password_encrypted), \
            extra = COALESCE($7, extra) \
-         WHERE t.id = $1 AND t.tenant_id = $2 RETURNING {COLUMNS}"
+         WHERE t.id = $1 AND t.tenant_id = $2 AND {} RETURNING {COLUMNS}",
+        visible(8)
     )))
     .bind(id)
     .bind(tenant.id());
     let row: Option<SecretRow> = super::bind_credentials(update, f, &sealed)
+        .bind(caller(tenant))
         .fetch_optional(db)
         .await
         .map_err(|e| name_errors(e, f.name.as_deref()))?;
@@ -98,9 +134,14 @@ pub async fn update(
 }
 
 pub async fn delete(db: &PgPool, tenant: &Tenant, id: i64) -> Result<()> {
-    let deleted = sqlx::query("DELETE FROM secrets WHERE id = $1 AND tenant_id = $2")
+    let sql = format!(
+        "DELETE FROM secrets t WHERE t.id = $1 AND t.tenant_id = $2 AND {}",
+        visible(3)
+    );
+    let deleted = sqlx::query(sqlx::AssertSqlSafe(sql))
         .bind(id)
         .bind(tenant.id())
+        .bind(caller(tenant))
         .execute(db)
         .await?;
     if deleted.rows_affected() == 0 {
@@ -117,7 +158,7 @@ pub async fn find_with_password(
     id: i64,
 ) -> Result<(SecretRow, Option<String>)> {
     let mut conn = db.acquire().await?;
-    let row = fetch(&mut conn, tenant, id).await?;
+    let row = fetch(&mut *conn, tenant, id).await?;
     let password = super::open_password(&mut conn, secrets, tenant, &TABLE, id).await?;
     Ok((row, password))
 }

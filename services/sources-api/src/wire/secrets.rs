@@ -21,10 +21,21 @@ pub struct Secret {
     pub user_id: Option<String>,
 }
 
-/// Create or edit a secret.
+/// Create a secret: the tenant's, or with `user_scoped` the calling user's alone.
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
-pub struct SecretRequest {
+pub struct SecretCreateRequest {
+    #[serde(flatten)]
+    pub credentials: Credentials,
+    /// Only the creating user (the identity's `user_id`) sees and changes it.
+    #[serde(default)]
+    pub user_scoped: bool,
+}
+
+/// Edit a secret.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SecretEditRequest {
     #[serde(flatten)]
     pub credentials: Credentials,
 }

@@ -39,6 +39,13 @@ pub enum As<'a> {
     Raw(&'a [(&'a str, &'a str)]),
 }
 
+/// A base64 identity of user `user_id` in org `org_id`.
+pub fn user_identity(org_id: &str, user_id: &str) -> String {
+    let id =
+        json!({ "identity": { "org_id": org_id, "type": "User", "user": { "user_id": user_id } } });
+    STANDARD.encode(id.to_string())
+}
+
 pub fn identity(org_id: &str, account: Option<&str>) -> String {
     let mut id =
         json!({ "identity": { "org_id": org_id, "type": "User", "user": { "user_id": "u1" } } });

@@ -1,7 +1,7 @@
 use reqwest::StatusCode;
 use serde_json::json;
 
-use crate::helpers::{As, PSK, TestApp};
+use crate::helpers::{As, PSK, TestApp, user_identity};
 
 #[tokio::test]
 async fn rhc_connections_are_shared_by_sources_and_cascade_with_their_last_source() {
@@ -172,5 +172,91 @@ async fn secrets_keep_passwords_write_only() {
             .await
             .error(),
         "secret not found"
+    );
+}
+
+/// A secret created `user_scoped` is its user's alone: another user of the same org, or a
+/// caller naming no user, can neither list, read, change, delete it nor read its password
+/// through the internal API; the tenant's shared secrets stay visible to all of them.
+#[tokio::test]
+async fn user_scoped_secrets_are_their_users_alone() {
+    let app = TestApp::spawn().await;
+    let (alice_id, bob_id) = (user_identity("1", "alice"), user_identity("1", "bob"));
+    let alice = [
+        ("x-rh-identity", alice_id.as_str()),
+        ("x-rh-sources-psk", PSK),
+    ];
+    let bob = [
+        ("x-rh-identity", bob_id.as_str()),
+        ("x-rh-sources-psk", PSK),
+    ];
+    let nobody: &[(&str, &str)] = &[("x-rh-sources-org-id", "1"), ("x-rh-sources-psk", PSK)];
+
+    let own = app
+        .post(
+            "/secrets",
+            As::Raw(&alice),
+            &json!({"name": "mine", "password": "alice-pw", "user_scoped": true}),
+        )
+        .await;
+    assert_eq!(own.status, StatusCode::CREATED, "{}", own.body);
+    assert_eq!(own.body["user_id"], "alice");
+    let own = own.body["id"].as_str().unwrap().to_owned();
+    let shared = app
+        .post(
+            "/secrets",
+            As::Raw(&alice),
+            &json!({"name": "shared", "password": "team-pw"}),
+        )
+        .await;
+    assert!(
+        shared.body.get("user_id").is_none(),
+        "not user-scoped: the tenant's"
+    );
+    let shared = shared.body["id"].as_str().unwrap().to_owned();
+
+    assert_eq!(
+        app.get("/secrets", As::Raw(&alice)).await.ids(),
+        vec![own.clone(), shared.clone()]
+    );
+    for who in [&bob[..], nobody] {
+        assert_eq!(
+            app.get("/secrets", As::Raw(who)).await.ids(),
+            vec![shared.clone()]
+        );
+        let path = format!("/secrets/{own}");
+        assert_eq!(
+            app.get(&path, As::Raw(who)).await.error(),
+            "secret not found"
+        );
+        let edit = app
+            .patch(&path, As::Raw(who), &json!({"username": "x"}))
+            .await;
+        assert_eq!(edit.error(), "secret not found");
+        assert_eq!(
+            app.delete(&path, As::Raw(who)).await.error(),
+            "secret not found"
+        );
+        let internal = app
+            .get(&format!("/internal/v2.0/secrets/{own}"), As::Raw(who))
+            .await;
+        assert_eq!(internal.error(), "secret not found");
+        assert!(!internal.body.to_string().contains("alice-pw"));
+    }
+    let internal = app
+        .get(&format!("/internal/v2.0/secrets/{own}"), As::Raw(&alice))
+        .await;
+    assert_eq!(internal.body["password"], "alice-pw");
+    let shared_internal = app
+        .get(&format!("/internal/v2.0/secrets/{shared}"), As::Raw(&bob))
+        .await;
+    assert_eq!(shared_internal.body["password"], "team-pw");
+    let kept = app.get(&format!("/secrets/{own}"), As::Raw(&alice)).await;
+    assert_eq!(kept.body["username"], "", "bob's edit changed nothing");
+    assert_eq!(
+        app.delete(&format!("/secrets/{own}"), As::Raw(&alice))
+            .await
+            .status,
+        StatusCode::NO_CONTENT
     );
 }
