@@ -6,7 +6,9 @@ use rdkafka::{
     ClientConfig,
     admin::{AdminClient, AdminOptions, NewTopic, TopicReplication},
     client::DefaultClientContext,
-    consumer::{BaseConsumer, Consumer as _, StreamConsumer},
+    consumer::{
+        BaseConsumer, Consumer as _, ConsumerContext, DefaultConsumerContext, StreamConsumer,
+    },
     error::{KafkaError, RDKafkaErrorCode},
     message::{Header, OwnedHeaders},
     producer::{DeliveryFuture, FutureProducer, FutureRecord},
@@ -84,6 +86,15 @@ pub fn refused_for_good(error: &KafkaError) -> Option<String> {
 /// A group member that commits by hand; a new group starts from the earliest offset so
 /// nothing published before it joined is missed.
 pub fn consumer(kafka: &KafkaSettings, group: &str) -> anyhow::Result<StreamConsumer> {
+    consumer_with(kafka, group, DefaultConsumerContext)
+}
+
+/// The same member, with `context` told of rebalances.
+pub fn consumer_with<C: ConsumerContext + 'static>(
+    kafka: &KafkaSettings,
+    group: &str,
+    context: C,
+) -> anyhow::Result<StreamConsumer<C>> {
     client_config(kafka)
         .set("group.id", group)
         .set("enable.auto.commit", "false")
@@ -95,7 +106,11 @@ pub fn consumer(kafka: &KafkaSettings, group: &str) -> anyhow::Result<StreamCons
         // A broker that holds a fetch until its wait expires (instead of answering when the
         // first byte arrives) would otherwise add up to librdkafka's default 500 ms.
         .set("fetch.wait.max.ms", "20")
-        .create()
+        // What the client fetches ahead of the handler stays small (librdkafka's defaults
+        // keep 100,000 messages or 64 MB per member); a busy partition's workers also pause it.
+        .set("queued.min.messages", "1000")
+        .set("queued.max.messages.kbytes", "16384")
+        .create_with_context(context)
         .context("creating the Kafka consumer")
 }
 

@@ -4,4 +4,5 @@
 
 mod consumers;
 mod harness;
+mod rebalance;
 mod relay;
