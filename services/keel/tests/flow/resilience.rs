@@ -127,7 +127,7 @@ fn flaky() -> Options {
 }
 
 #[tokio::test]
-async fn a_failing_source_retries_and_parks_without_delaying_others_and_a_check_revives_it() {
+async fn a_refused_source_retries_and_parks_without_delaying_others_and_a_check_revives_it() {
     let stack = Stack::start_with(flaky()).await;
     let proxy = stack.proxy.as_ref().unwrap();
     let org = "8101";
@@ -136,7 +136,8 @@ async fn a_failing_source_retries_and_parks_without_delaying_others_and_a_check_
         .bulk_create(org, aws("Unlucky", "arn:aws:iam::111111111111:role/Bad"))
         .await;
     let bad_id = bad.source_id();
-    proxy.fail(Failing::Source(bad_id));
+    // sources-api refuses every read of this source (400): that will not heal by itself.
+    proxy.fail(Failing::Refused(bad_id));
     let good = create_many(&stack, "8102", 5).await;
     for g in &good {
         stack.wait_state(g.source_id(), "linked").await;
@@ -159,7 +160,7 @@ async fn a_failing_source_retries_and_parks_without_delaying_others_and_a_check_
     assert_eq!(operation["attempts"], 3, "{operation}");
     assert!(operation["parked_at"].is_string(), "{operation}");
     assert!(
-        operation["last_error"].as_str().unwrap().contains("503"),
+        operation["last_error"].as_str().unwrap().contains("400"),
         "{operation}"
     );
     assert!(proxy.failed() >= 3);
@@ -199,10 +200,13 @@ async fn a_failing_source_retries_and_parks_without_delaying_others_and_a_check_
 }
 
 #[tokio::test]
-async fn a_sources_api_outage_delays_operations_until_it_ends() {
+/// An outage outlasting every attempt parks nothing: 503s (like timeouts and unreachable
+/// hosts) heal, so they only delay the retry; the operations finish once sources-api is back.
+async fn a_sources_api_outage_delays_operations_until_it_ends_and_parks_none() {
     let stack = Stack::start_with(Options {
         proxy: true,
         tune: |c| {
+            c.max_attempts = 2;
             c.retry_base = Duration::from_millis(50);
             c.retry_max = Duration::from_millis(300);
         },
@@ -213,13 +217,20 @@ async fn a_sources_api_outage_delays_operations_until_it_ends() {
     proxy.fail(Failing::Everything);
     let created = create_many(&stack, "8201", 4).await;
     stack
-        .wait_for("failed attempts", || async {
+        .wait_for("more failed attempts than max_attempts", || async {
             stack
-                .count("SELECT count(*) FROM operations WHERE attempts >= 2 AND last_error IS NOT NULL")
+                .count("SELECT count(*) FROM operations WHERE attempts >= 4 AND last_error IS NOT NULL")
                 .await
                 == 4
         })
         .await;
+    assert_eq!(
+        stack
+            .count("SELECT count(*) FROM operations WHERE parked_at IS NOT NULL")
+            .await,
+        0,
+        "an outage parks nothing"
+    );
     assert_eq!(stack.count("SELECT count(*) FROM api_provider").await, 0);
     assert_eq!(
         stack.readiness().await,

@@ -476,12 +476,13 @@ pub fn aws(name: &str, arn: &str) -> Value {
 pub enum Failing {
     Nothing,
     Everything,
-    /// Requests about this source id (its path or a `filter[source_id]`).
-    Source(i64),
+    /// Requests about this source id (its path or a `filter[source_id]`), answered 400: a
+    /// failure that will not heal.
+    Refused(i64),
 }
 
-/// A loopback HTTP proxy in front of sources-api that answers 503 to the requests it is told
-/// to fail and forwards the rest.
+/// A loopback HTTP proxy in front of sources-api that fails the requests it is told to (503
+/// for an outage, 400 for [`Failing::Refused`]) and forwards the rest.
 pub struct Proxy {
     pub url: String,
     failing: Arc<Mutex<Failing>>,
@@ -565,17 +566,14 @@ fn concerns(uri: &axum::http::Uri, source_id: i64) -> bool {
 
 async fn forward(State(state): State<ProxyState>, request: Request) -> Response {
     let fail = match &*state.failing.lock().unwrap() {
-        Failing::Nothing => false,
-        Failing::Everything => true,
-        Failing::Source(id) => concerns(request.uri(), *id),
+        Failing::Nothing => None,
+        Failing::Everything => Some(StatusCode::SERVICE_UNAVAILABLE),
+        Failing::Refused(id) => concerns(request.uri(), *id).then_some(StatusCode::BAD_REQUEST),
     };
-    if fail {
+    if let Some(status) = fail {
         *state.failed.lock().unwrap() += 1;
-        return (
-            StatusCode::SERVICE_UNAVAILABLE,
-            axum::Json(json!({"errors": [{"status": "503", "detail": "injected outage"}]})),
-        )
-            .into_response();
+        let error = json!({"errors": [{"status": status.as_str(), "detail": "injected failure"}]});
+        return (status, axum::Json(error)).into_response();
     }
     let (parts, body) = request.into_parts();
     state.forwarded.lock().unwrap().push(format!(

@@ -1,6 +1,6 @@
 //! The durable work queue (`cost.operations`): one operation per source, claimed with
 //! `FOR UPDATE SKIP LOCKED` under a lease, retried with backoff, parked after too many
-//! attempts.
+//! failures that will not heal (those that heal only delay it).
 
 use std::time::Duration;
 
@@ -17,7 +17,7 @@ pub(super) const ENQUEUE_CONFLICT: &str = "ON CONFLICT (source_id) DO UPDATE SET
                    WHEN operations.kind = 'create' THEN 'create' ELSE excluded.kind END, \
        reread = CASE WHEN operations.reread = 'application' AND excluded.reread = 'application' \
                      THEN 'application' ELSE 'all' END, \
-       generation = operations.generation + 1, attempts = 0, run_at = now(), \
+       generation = operations.generation + 1, attempts = 0, failures = 0, run_at = now(), \
        parked_at = NULL, updated_at = now()";
 
 /// Queues an operation for a source, merging with one already queued; a new trigger gives
@@ -93,26 +93,30 @@ pub async fn release(conn: &mut PgConnection, source_id: i64) -> Result<(), sqlx
     Ok(())
 }
 
-/// The operation failed: retried after `backoff`, or parked with its reason after the last
-/// attempt. A newer trigger that arrived meanwhile keeps it due now with fresh attempts.
+/// The operation failed: retried after `backoff`, or, when the failure will not heal
+/// (`lasting`) and it was the last of `max_failures`, parked with its reason. A newer trigger
+/// that arrived meanwhile keeps it due now with fresh attempts.
 pub async fn fail(
     db: &PgPool,
     claim: &Claim,
     error: &str,
     backoff: Duration,
-    max_attempts: i32,
+    lasting: bool,
+    max_failures: i32,
 ) -> Result<bool, sqlx::Error> {
     let parked: Option<bool> = sqlx::query_scalar(
         "UPDATE operations SET leased_until = NULL, last_error = $3, updated_at = now(), \
            run_at = CASE WHEN generation = $2 THEN now() + make_interval(secs => $4) ELSE run_at END, \
-           parked_at = CASE WHEN generation = $2 AND attempts >= $5 THEN now() ELSE NULL END \
+           failures = CASE WHEN generation = $2 AND $5 THEN failures + 1 ELSE failures END, \
+           parked_at = CASE WHEN generation = $2 AND $5 AND failures + 1 >= $6 THEN now() ELSE NULL END \
          WHERE source_id = $1 RETURNING parked_at IS NOT NULL",
     )
     .bind(claim.source_id)
     .bind(claim.generation)
     .bind(error)
     .bind(backoff.as_secs_f64())
-    .bind(max_attempts)
+    .bind(lasting)
+    .bind(max_failures)
     .fetch_optional(db)
     .await?;
     Ok(parked.unwrap_or(false))

@@ -72,6 +72,30 @@ enum OpError {
     Other(#[from] anyhow::Error),
 }
 
+impl OpError {
+    /// Whether the failure may heal by itself: sources-api unreachable, timing out or
+    /// answering 5xx (or 408/429), the database unavailable or in a conflict. Those only delay
+    /// the next attempt; the others count toward parking.
+    fn heals(&self) -> bool {
+        match self {
+            Self::Sources(ClientError::Transport { .. }) => true,
+            Self::Sources(ClientError::Status { status, .. }) => {
+                *status >= 500 || *status == 408 || *status == 429
+            }
+            Self::Sources(_) | Self::Other(_) => false,
+            Self::Database(sqlx::Error::Database(e)) => {
+                // Connection (08), transaction rollback (40), resources (53), operator
+                // intervention (57) and system (58) errors pass; the others are the data's.
+                let code = e.code().unwrap_or_default();
+                ["08", "40", "53", "57", "58"]
+                    .iter()
+                    .any(|class| code.starts_with(class))
+            }
+            Self::Database(_) => true,
+        }
+    }
+}
+
 impl Worker {
     /// Runs `concurrency` workers until `shutdown`.
     pub async fn run(self: Arc<Self>, concurrency: usize, shutdown: CancellationToken) {
@@ -152,16 +176,24 @@ impl Worker {
             Err(e) => {
                 let error = e.to_string();
                 let backoff = self.retry.backoff(claim.attempts);
-                let parked = store::fail(&self.db, claim, &error, backoff, self.retry.max_attempts)
-                    .await
-                    .unwrap_or(false);
+                let lasting = !e.heals();
+                let parked = store::fail(
+                    &self.db,
+                    claim,
+                    &error,
+                    backoff,
+                    lasting,
+                    self.retry.max_attempts,
+                )
+                .await
+                .unwrap_or(false);
                 let result = if parked { "parked" } else { "retry" };
                 metrics::counter!("provider_operations_total", "operation" => claim.kind.clone(), "result" => result)
                     .increment(1);
                 if parked {
                     tracing::error!(%error, attempts = claim.attempts, "operation parked after its last attempt");
                 } else {
-                    tracing::warn!(%error, retry_in_ms = backoff.as_millis() as u64, "operation failed; will retry");
+                    tracing::warn!(%error, lasting, retry_in_ms = backoff.as_millis() as u64, "operation failed; will retry");
                 }
             }
         }
