@@ -63,7 +63,8 @@ pub struct ListenerArgs {
     /// Provider operations run at the same time.
     #[arg(long, env = "LISTENER_WORKERS", default_value_t = 8)]
     pub workers: usize,
-    /// Attempts before an operation is parked.
+    /// Failures that will not heal before an operation is parked; sources-api or database
+    /// outages only delay it.
     #[arg(long, env = "LISTENER_MAX_ATTEMPTS", default_value_t = 12)]
     pub max_attempts: i32,
     /// First retry delay in milliseconds; doubles up to LISTENER_RETRY_MAX_SECONDS.
