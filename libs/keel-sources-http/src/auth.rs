@@ -3,6 +3,7 @@ use std::sync::Arc;
 use axum::extract::{FromRef, FromRequestParts};
 use http::{HeaderMap, request::Parts};
 use keel_domain::identity::{IdentityError, IdentityHeaders, RequestIdentity};
+use subtle::ConstantTimeEq as _;
 
 use crate::error::HttpError;
 
@@ -61,11 +62,14 @@ impl<S: Send + Sync> FromRequestParts<S> for Tenancy {
     }
 }
 
-/// Who may write: pre-shared keys from `SOURCES_PSKS`, or everyone with `BYPASS_RBAC=true`.
+/// Who may write: pre-shared keys from `SOURCES_PSKS`, or everyone with `BYPASS_RBAC=true`;
+/// and who may read the internal API (plaintext credentials, every tenant's sources): a listed
+/// key, whatever `BYPASS_RBAC` says, unless the internal API was opened explicitly.
 #[derive(Debug, Clone, Default)]
 pub struct AuthPolicy {
     psks: Arc<[String]>,
     bypass_rbac: bool,
+    internal_open: bool,
 }
 
 impl AuthPolicy {
@@ -77,7 +81,14 @@ impl AuthPolicy {
                 .filter(|p| !p.is_empty())
                 .collect(),
             bypass_rbac,
+            internal_open: false,
         }
+    }
+
+    /// Opens the internal API to callers without a key (development only).
+    pub fn with_internal_open(mut self, open: bool) -> Self {
+        self.internal_open = open;
+        self
     }
 
     /// sources-api-go's `PermissionCheck`: bypass, else the PSK must match, else RBAC. Keel has
@@ -86,8 +97,21 @@ impl AuthPolicy {
         if self.bypass_rbac {
             return Ok(());
         }
+        self.check_psk(headers)
+    }
+
+    /// The internal API: a listed key, unless opened explicitly; `BYPASS_RBAC` does not open it
+    /// (sources-api-go's does, handing any caller every tenant's plaintext credentials).
+    pub fn check_internal(&self, headers: &HeaderMap) -> Result<(), HttpError> {
+        if self.internal_open {
+            return Ok(());
+        }
+        self.check_psk(headers)
+    }
+
+    fn check_psk(&self, headers: &HeaderMap) -> Result<(), HttpError> {
         match header(headers, PSK) {
-            Some(psk) if self.psks.iter().any(|known| known == psk) => Ok(()),
+            Some(psk) if self.accepts(psk) => Ok(()),
             Some(_) => Err(HttpError::unauthorized(
                 "Unauthorized Action: Incorrect PSK",
             )),
@@ -95,6 +119,17 @@ impl AuthPolicy {
                 "Unauthorized Action: Missing RBAC permissions",
             )),
         }
+    }
+
+    /// Compares with every key in constant time, so the time taken says nothing of how much
+    /// of a key a guess got right.
+    fn accepts(&self, psk: &str) -> bool {
+        self.psks
+            .iter()
+            .fold(subtle::Choice::from(0), |found, known| {
+                found | known.as_bytes().ct_eq(psk.as_bytes())
+            })
+            .into()
     }
 }
 

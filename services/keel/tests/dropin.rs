@@ -6,8 +6,10 @@
 //! both, a source created through sources-api becomes a provider and its status comes back.
 //!
 //! The only variables added to the chart's are the ports (`PORT`, `METRICS_PORT`: two
-//! services on one test machine cannot both take 8000 and 9000); the values point at this
-//! test's database and a Kafka-protocol broker of its own.
+//! services on one test machine cannot both take 8000 and 9000) and `SOURCES_PSKS`, naming the
+//! key Koku's listener sends: `BYPASS_RBAC` opens writes but, unlike sources-api-go's, not the
+//! internal API with every tenant's credentials. The values point at this test's database and a
+//! Kafka-protocol broker of its own.
 
 mod support;
 
@@ -164,6 +166,9 @@ async fn from_the_cost_onprem_charts_environment_a_source_becomes_a_provider() {
         ("REDIS_CACHE_HOST", "cost-onprem-valkey".to_owned()),
         ("REDIS_CACHE_PORT", "6379".to_owned()),
         ("BYPASS_RBAC", "true".to_owned()),
+        // Keel's one addition: BYPASS_RBAC does not open the internal API (the credentials), so
+        // sources-api lists the key Koku's listener sends (its default, SOURCES_PSK).
+        ("SOURCES_PSKS", "sources-psk".to_owned()),
         ("QUEUE_HOST", s.kafka_host.clone()),
         ("QUEUE_PORT", s.kafka_port.clone()),
         ("ENCRYPTION_KEY", GO_STYLE_KEY.to_owned()),
@@ -274,6 +279,7 @@ async fn from_clowder_app_configs_with_renamed_topics_a_source_becomes_a_provide
             ("CLOWDER_ENABLED", "true".to_owned()),
             ("ENCRYPTION_KEY", GO_STYLE_KEY.to_owned()),
             ("BYPASS_RBAC", "true".to_owned()),
+            ("SOURCES_PSKS", "sources-psk".to_owned()),
         ],
     );
     let http = reqwest::Client::new();

@@ -115,7 +115,8 @@ impl App {
         let db = prepare_database(config).await?;
         let state = AppState {
             db: db.clone(),
-            auth: AuthPolicy::new(config.psks.iter().cloned(), config.bypass_rbac),
+            auth: AuthPolicy::new(config.psks.iter().cloned(), config.bypass_rbac)
+                .with_internal_open(config.internal_api_open),
             secrets,
             http: config
                 .common
@@ -214,6 +215,11 @@ fn transport(config: &Config) -> Transport {
 /// Without a PSK and without BYPASS_RBAC every write is refused; say so at start rather than
 /// on the first 401.
 fn warn_about_writes(config: &Config) {
+    if config.internal_api_open {
+        tracing::warn!(
+            "SOURCES_INTERNAL_API_OPEN=true: anyone reaching this port reads every tenant's credentials"
+        );
+    }
     if config.bypass_rbac {
         tracing::warn!("BYPASS_RBAC=true: writes need no pre-shared key");
     } else if config.psks.iter().all(|p| p.trim().is_empty()) {

@@ -29,9 +29,19 @@ pub struct SourcesArgs {
     )]
     pub psks: Vec<String>,
 
-    /// Allow writes without a PSK (development only).
+    /// Allow writes without a PSK (development only). The internal API still needs one.
     #[arg(long, env = "BYPASS_RBAC", default_value_t = false, action = clap::ArgAction::Set)]
     pub bypass_rbac: bool,
+
+    /// Open the internal API (plaintext credentials, every tenant's sources) to callers
+    /// without a PSK (development only).
+    #[arg(
+        long,
+        env = "SOURCES_INTERNAL_API_OPEN",
+        default_value_t = false,
+        action = clap::ArgAction::Set
+    )]
+    pub internal_api_open: bool,
 
     /// Source type names left out of the seed data (comma-separated).
     #[arg(long, env = "SOURCE_TYPE_SKIP_LIST", value_delimiter = ',')]
@@ -75,6 +85,7 @@ pub struct Config {
     pub listen: Listen,
     pub psks: Vec<String>,
     pub bypass_rbac: bool,
+    pub internal_api_open: bool,
     pub source_type_skip_list: Vec<String>,
     pub application_type_skip_list: Vec<String>,
     pub kafka_topic_partitions: i32,
@@ -102,6 +113,7 @@ impl Config {
             listen,
             psks: args.psks,
             bypass_rbac: args.bypass_rbac,
+            internal_api_open: args.internal_api_open,
             source_type_skip_list: args.source_type_skip_list,
             application_type_skip_list: args.application_type_skip_list,
             kafka_topic_partitions: args.kafka_topic_partitions,
@@ -120,6 +132,7 @@ impl Config {
             listen: Listen::ephemeral(),
             psks: Vec::new(),
             bypass_rbac: false,
+            internal_api_open: false,
             source_type_skip_list: Vec::new(),
             application_type_skip_list: Vec::new(),
             kafka_topic_partitions: 3,

@@ -12,23 +12,35 @@ use serde::{Deserialize, Serialize};
 
 use crate::{
     error::{Error, Result},
-    extract::Writer,
     state::AppState,
-    store::{authentications, secrets, sources},
+    store::{Tenant, authentications, secrets, sources},
     wire::{authentications::InternalAuthentication, secrets::Secret},
 };
 
 pub const PREFIXES: [&str; 2] = ["/internal/v1.0", "/internal/v2.0"];
 
-/// A caller holding a valid PSK; tenancy is not required (the sources list crosses tenants).
+/// A caller holding a listed PSK, whatever `BYPASS_RBAC` says ([`AuthPolicy::check_internal`]);
+/// tenancy is not required (the sources list crosses tenants).
 struct InternalCaller;
 
 impl FromRequestParts<AppState> for InternalCaller {
     type Rejection = Error;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self> {
-        AuthPolicy::check(&state.auth, &parts.headers)?;
+        AuthPolicy::check_internal(&state.auth, &parts.headers)?;
         Ok(Self)
+    }
+}
+
+/// The same caller, naming its tenant.
+struct InternalTenant(Tenant);
+
+impl FromRequestParts<AppState> for InternalTenant {
+    type Rejection = Error;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self> {
+        InternalCaller::from_request_parts(parts, state).await?;
+        Tenant::from_request_parts(parts, state).await.map(Self)
     }
 }
 
@@ -43,7 +55,7 @@ struct ExposeQuery {
 async fn get_authentication(
     PathId(id): PathId,
     State(state): State<AppState>,
-    Writer(tenant): Writer,
+    InternalTenant(tenant): InternalTenant,
     Query(query): Query<ExposeQuery>,
 ) -> Result<Json<InternalAuthentication>> {
     let expose = query.expose.as_deref() == Some("password");
@@ -71,7 +83,7 @@ struct InternalSecret {
 async fn get_secret(
     PathId(id): PathId,
     State(state): State<AppState>,
-    Writer(tenant): Writer,
+    InternalTenant(tenant): InternalTenant,
 ) -> Result<Json<InternalSecret>> {
     let (row, password) =
         secrets::find_with_password(&state.db, &state.secrets, &tenant, id.get()).await?;

@@ -143,6 +143,57 @@ async fn bypass_rbac_allows_writes_without_psk() {
     assert_eq!(reply.status, StatusCode::CREATED);
 }
 
+/// BYPASS_RBAC opens writes, never the internal API: plaintext credentials and every tenant's
+/// sources still need a listed key, unless the internal API is opened explicitly.
+#[tokio::test]
+async fn bypass_rbac_leaves_the_internal_api_closed() {
+    let app = TestApp::spawn_with(|c| c.bypass_rbac = true).await;
+    let source = app.create_source("1", "aws", "amazon").await;
+    let auth = app
+        .create_authentication(
+            "1",
+            json!({"resource_type": "Source", "resource_id": source["id"], "authtype": "token", "password": "hunter2"}),
+        )
+        .await;
+    let credentials = format!(
+        "/internal/v2.0/authentications/{}?expose_encrypted_attribute[]=password",
+        auth["id"].as_str().unwrap()
+    );
+    let cases: [(&[(&str, &str)], &str); 2] = [
+        (
+            &[("x-rh-sources-org-id", "1")],
+            "Unauthorized Action: Missing RBAC permissions",
+        ),
+        (
+            &[("x-rh-sources-org-id", "1"), ("x-rh-sources-psk", "guess")],
+            "Unauthorized Action: Incorrect PSK",
+        ),
+    ];
+    for (headers, detail) in cases {
+        for path in [credentials.as_str(), "/internal/v2.0/sources"] {
+            let reply = app.get(path, As::Raw(headers)).await;
+            assert_eq!(reply.status, StatusCode::UNAUTHORIZED, "{path} {headers:?}");
+            assert_eq!(reply.error(), detail);
+            assert!(!reply.body.to_string().contains("hunter2"));
+        }
+    }
+    let anonymous = app.get("/internal/v2.0/sources", As::Raw(&[])).await;
+    assert_eq!(anonymous.status, StatusCode::UNAUTHORIZED);
+    let keyed = app.get(&credentials, As::Org("1")).await;
+    assert_eq!(
+        keyed.body["password"], "hunter2",
+        "a listed key still reads it"
+    );
+
+    let open = TestApp::spawn_with(|c| {
+        c.psks.clear();
+        c.internal_api_open = true;
+    })
+    .await;
+    let listed = open.get("/internal/v2.0/sources", As::Raw(&[])).await;
+    assert_eq!(listed.status, StatusCode::OK, "opened on purpose");
+}
+
 #[tokio::test]
 async fn without_configured_psks_no_psk_is_accepted() {
     let app = TestApp::spawn_with(|c| c.psks.clear()).await;
