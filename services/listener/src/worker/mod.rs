@@ -3,6 +3,7 @@
 //! and report the availability status when it changed. HTTP calls happen here, never on the
 //! consuming task; a failing source only delays itself.
 
+mod error;
 mod fetch;
 
 use std::{collections::HashMap, sync::Arc, time::Duration};
@@ -16,11 +17,11 @@ use tokio_util::sync::CancellationToken;
 use tracing::Instrument as _;
 use uuid::Uuid;
 
-use self::fetch::Fetched;
+use self::{error::OpError, fetch::Fetched};
 use crate::{
     domain::{Plan, Problem, ProviderType, Reread, StatusBody, SyncState, Synced, Truth},
     secrets,
-    sources_client::{Caller, ClientError, SourcesClient},
+    sources_client::{Caller, SourcesClient},
     store::{
         self, Claim, SourceRow,
         providers::{self as provider, BuildError, ProviderSpec},
@@ -32,7 +33,7 @@ use crate::{
 pub struct RetryPolicy {
     pub base: Duration,
     pub max: Duration,
-    /// Attempts before an operation is parked.
+    /// Failures that will not heal before an operation is parked.
     pub max_attempts: i32,
     /// How long a claim lasts before another worker may take the operation over.
     pub lease: Duration,
@@ -59,41 +60,6 @@ pub struct Worker {
     pub wake: Arc<Notify>,
     /// Source type names by id (they never change).
     pub type_names: RwLock<HashMap<i64, Option<String>>>,
-}
-
-/// Why an operation did not finish.
-#[derive(Debug, thiserror::Error)]
-enum OpError {
-    #[error(transparent)]
-    Sources(#[from] ClientError),
-    #[error("database: {0}")]
-    Database(#[from] sqlx::Error),
-    #[error("{0:#}")]
-    Other(#[from] anyhow::Error),
-}
-
-impl OpError {
-    /// Whether the failure may heal by itself: sources-api unreachable, timing out or
-    /// answering 5xx (or 408/429), the database unavailable or in a conflict. Those only delay
-    /// the next attempt; the others count toward parking.
-    fn heals(&self) -> bool {
-        match self {
-            Self::Sources(ClientError::Transport { .. }) => true,
-            Self::Sources(ClientError::Status { status, .. }) => {
-                *status >= 500 || *status == 408 || *status == 429
-            }
-            Self::Sources(_) | Self::Other(_) => false,
-            Self::Database(sqlx::Error::Database(e)) => {
-                // Connection (08), transaction rollback (40), resources (53), operator
-                // intervention (57) and system (58) errors pass; the others are the data's.
-                let code = e.code().unwrap_or_default();
-                ["08", "40", "53", "57", "58"]
-                    .iter()
-                    .any(|class| code.starts_with(class))
-            }
-            Self::Database(_) => true,
-        }
-    }
 }
 
 impl Worker {
