@@ -1,6 +1,6 @@
-//! The caller's tenant, from its identity headers, for handlers: [`Tenant`] to read,
-//! [`Writer`] to write (pre-shared key checked before the tenant is created, so a refused write
-//! changes nothing).
+//! The caller's tenant, from its identity headers, for handlers: [`Tenant`] to read (never
+//! created by a read), [`Writer`] to write (pre-shared key checked before the tenant is
+//! created, so a refused write changes nothing).
 
 use axum::extract::FromRequestParts;
 use http::request::Parts;
@@ -21,7 +21,7 @@ impl FromRequestParts<AppState> for Tenant {
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Error> {
         let Tenancy(identity) = Tenancy::from_request_parts(parts, state).await?;
-        tenants::get_or_create(&state.db, &state.tenants, identity).await
+        tenants::lookup(&state.db, &state.tenants, identity).await
     }
 }
 

@@ -56,24 +56,54 @@ struct TenantRow {
     org_id: Option<String>,
 }
 
+const SELECT: &str = "SELECT id, external_tenant, org_id FROM tenants";
+
+/// The identity's tenant as sources-api-go finds it: by org id, else by account number; a
+/// legacy tenant found by its account alone gets the identity's org id attached, so its
+/// sources are found by org id from then on.
 async fn find(db: &PgPool, identity: &RequestIdentity) -> Result<Option<TenantRow>, sqlx::Error> {
-    match (&identity.org_id, &identity.account_number) {
-        (Some(org), _) => {
-            sqlx::query_as("SELECT id, external_tenant, org_id FROM tenants WHERE org_id = $1")
-                .bind(org)
-                .fetch_optional(db)
-                .await
-        }
-        (None, Some(account)) => {
-            sqlx::query_as(
-                "SELECT id, external_tenant, org_id FROM tenants WHERE external_tenant = $1 \
-                 ORDER BY id LIMIT 1",
-            )
-            .bind(account)
+    if let Some(org) = &identity.org_id {
+        let by_org = sqlx::query_as(sqlx::AssertSqlSafe(format!("{SELECT} WHERE org_id = $1")))
+            .bind(org)
             .fetch_optional(db)
-            .await
+            .await?;
+        if by_org.is_some() {
+            return Ok(by_org);
         }
-        (None, None) => Ok(None),
+    }
+    let Some(account) = &identity.account_number else {
+        return Ok(None);
+    };
+    let legacy: Option<TenantRow> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        "{SELECT} WHERE external_tenant = $1 AND org_id IS NULL ORDER BY id LIMIT 1"
+    )))
+    .bind(account)
+    .fetch_optional(db)
+    .await?;
+    match (legacy, &identity.org_id) {
+        (Some(row), Some(org)) => {
+            tracing::warn!(tenant_id = row.id, %account, "tenant found by its account number; org id attached");
+            // Another request may attach (or create) the org id first: then that row wins.
+            let attached = sqlx::query_as(
+                "UPDATE tenants SET org_id = $2 WHERE id = $1 AND org_id IS NULL \
+                 RETURNING id, external_tenant, org_id",
+            )
+            .bind(row.id)
+            .bind(org)
+            .fetch_optional(db)
+            .await;
+            match attached {
+                Ok(Some(row)) => Ok(Some(row)),
+                Ok(None) | Err(sqlx::Error::Database(_)) => {
+                    sqlx::query_as(sqlx::AssertSqlSafe(format!("{SELECT} WHERE org_id = $1")))
+                        .bind(org)
+                        .fetch_optional(db)
+                        .await
+                }
+                Err(e) => Err(e),
+            }
+        }
+        (legacy, _) => Ok(legacy),
     }
 }
 
@@ -143,6 +173,31 @@ pub async fn get_or_create(
     };
     cache.put(&identity, row.clone());
     Ok(tenant(row, identity))
+}
+
+/// The identity's tenant for a read: found (and cached) as for a write, but never created. An
+/// identity without a tenant reads as a tenant that has nothing (no row has id 0), so reads
+/// leave no tenant rows behind.
+pub async fn lookup(
+    db: &PgPool,
+    cache: &TenantCache,
+    identity: RequestIdentity,
+) -> Result<Tenant, Error> {
+    if let Some(row) = cache.get(&identity) {
+        return Ok(tenant(row, identity));
+    }
+    match find(db, &identity).await? {
+        Some(row) => {
+            cache.put(&identity, row.clone());
+            Ok(tenant(row, identity))
+        }
+        None => Ok(Tenant {
+            id: 0,
+            external_tenant: identity.account_number.clone(),
+            org_id: identity.org_id.clone(),
+            identity,
+        }),
+    }
 }
 
 fn tenant(row: TenantRow, identity: RequestIdentity) -> Tenant {

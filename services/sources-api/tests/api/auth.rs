@@ -251,3 +251,49 @@ async fn a_malformed_identity_is_a_401_not_a_500() {
         );
     }
 }
+
+/// A legacy tenant (account number only) is found when an identity names both its account
+/// and an org id, as sources-api-go finds it, and gets the org id attached: its sources are
+/// not lost behind a new, empty tenant.
+#[tokio::test]
+async fn a_legacy_account_tenant_is_found_and_given_the_org_id() {
+    let app = TestApp::spawn().await;
+    let type_id = app.source_type_id("amazon").await;
+    let legacy = [
+        ("x-rh-sources-account-number", "acct-9"),
+        ("x-rh-sources-psk", PSK),
+    ];
+    let created = app
+        .post(
+            "/sources",
+            As::Raw(&legacy),
+            &json!({"name": "old", "source_type_id": type_id}),
+        )
+        .await;
+    assert_eq!(created.status, StatusCode::CREATED, "{}", created.body);
+    let both = [
+        ("x-rh-sources-account-number", "acct-9"),
+        ("x-rh-sources-org-id", "org-9"),
+    ];
+    let listed = app.get("/sources", As::Raw(&both)).await;
+    assert_eq!(listed.ids(), vec![created.body["id"].as_str().unwrap()]);
+    let org_only = app.get("/sources", As::Org("org-9")).await;
+    assert_eq!(org_only.ids().len(), 1, "found by org id from then on");
+    assert_eq!(app.count("tenants").await, 1, "no second tenant");
+}
+
+/// Reads never create tenants: an unknown org reads as one that has nothing.
+#[tokio::test]
+async fn reads_leave_no_tenant_behind() {
+    let app = TestApp::spawn().await;
+    let listed = app.get("/sources", As::Org("never-wrote")).await;
+    assert_eq!(listed.status, StatusCode::OK);
+    assert_eq!(listed.body["meta"]["count"], 0);
+    assert_eq!(
+        app.get("/sources/1", As::Org("never-wrote")).await.error(),
+        "source not found"
+    );
+    assert_eq!(app.count("tenants").await, 0);
+    app.create_source("never-wrote", "aws", "amazon").await;
+    assert_eq!(app.count("tenants").await, 1, "a write creates it");
+}
