@@ -97,6 +97,8 @@ pub enum ListError {
     InvalidFilter,
     UnsupportedOperation(String),
     InvalidSort,
+    /// PostgreSQL text cannot hold NUL: refused here, not by the database.
+    NulCharacter,
 }
 
 impl fmt::Display for ListError {
@@ -109,6 +111,7 @@ impl fmt::Display for ListError {
             Self::InvalidFilter => f.write_str("invalid filter parameter"),
             Self::UnsupportedOperation(op) => write!(f, "unsupported operation {op}"),
             Self::InvalidSort => f.write_str("invalid sort_by parameter"),
+            Self::NulCharacter => f.write_str("query parameters cannot contain NUL characters"),
         }
     }
 }
@@ -183,6 +186,12 @@ fn parse_count(
 impl ListQuery {
     /// Parses decoded query pairs in request order.
     pub fn parse(pairs: Vec<(String, String)>) -> Result<Self, ListError> {
+        if pairs
+            .iter()
+            .any(|(k, v)| k.contains('\0') || v.contains('\0'))
+        {
+            return Err(ListError::NulCharacter);
+        }
         let limit = parse_count(&pairs, "limit", ListError::Limit)?.unwrap_or(DEFAULT_LIMIT);
         let offset = parse_count(&pairs, "offset", ListError::Offset)?.unwrap_or(0);
         if limit < 1 {
@@ -192,16 +201,21 @@ impl ListQuery {
             return Err(ListError::OffsetTooSmall);
         }
 
-        // Values are grouped by key, keys kept in first-seen order.
+        // Values are grouped by key, keys kept in first-seen order (indexed: a query of many
+        // distinct keys groups in linear time).
         let mut grouped: Vec<(String, Vec<String>)> = Vec::new();
+        let mut index: std::collections::HashMap<&str, usize> = std::collections::HashMap::new();
         let mut sort = Vec::new();
         for (key, value) in &pairs {
             match key.as_str() {
                 "limit" | "offset" => {}
                 "sort_by" => sort.push(parse_sort(value)?),
-                _ => match grouped.iter_mut().find(|(k, _)| k == key) {
-                    Some((_, values)) => values.push(value.clone()),
-                    None => grouped.push((key.clone(), vec![value.clone()])),
+                _ => match index.get(key.as_str()) {
+                    Some(&i) => grouped[i].1.push(value.clone()),
+                    None => {
+                        index.insert(key, grouped.len());
+                        grouped.push((key.clone(), vec![value.clone()]));
+                    }
                 },
             }
         }
@@ -304,6 +318,8 @@ mod tests {
         assert_eq!(q(&[("limit", "0")]), Err(ListError::LimitTooSmall));
         assert_eq!(q(&[("offset", "-1")]), Err(ListError::OffsetTooSmall));
         assert_eq!(ListError::LimitTooSmall.to_string(), "limit is less than 1");
+        assert_eq!(q(&[("filter[name]", "a\0b")]), Err(ListError::NulCharacter));
+        assert_eq!(q(&[("name\0", "x")]), Err(ListError::NulCharacter));
     }
 
     #[test]

@@ -40,7 +40,7 @@ impl<T> Collection<T> {
             },
             links: CollectionLinks {
                 first: link(params, limit, offset),
-                last: link(params, limit, offset + limit),
+                last: link(params, limit, offset.saturating_add(limit)),
             },
         }
     }

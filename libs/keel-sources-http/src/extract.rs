@@ -27,6 +27,17 @@ fn json_kind(value: &Value) -> &'static str {
     }
 }
 
+/// Whether a string or key anywhere in `value` holds NUL, which PostgreSQL text and jsonb
+/// refuse: refused here as a 400 rather than by the database as a 500.
+fn holds_nul(value: &Value) -> bool {
+    match value {
+        Value::String(s) => s.contains('\0'),
+        Value::Array(items) => items.iter().any(holds_nul),
+        Value::Object(map) => map.iter().any(|(k, v)| k.contains('\0') || holds_nul(v)),
+        _ => false,
+    }
+}
+
 /// Decodes a body. Public so services can decode bodies they have already read.
 pub fn decode_strict<T: DeserializeOwned>(body: &[u8]) -> Result<T, HttpError> {
     if body.iter().all(u8::is_ascii_whitespace) {
@@ -42,6 +53,11 @@ pub fn decode_strict<T: DeserializeOwned>(body: &[u8]) -> Result<T, HttpError> {
     };
     if map.values().all(Value::is_null) {
         return Err(HttpError::bad_request("empty body"));
+    }
+    if holds_nul(&value) {
+        return Err(HttpError::bad_request(
+            "json: strings cannot contain NUL characters",
+        ));
     }
     serde_json::from_value(value).map_err(|e| {
         let message = e.to_string();

@@ -123,7 +123,7 @@ pub const COST_AUTHTYPES: [&str; 4] = [
 
 /// What sources-api holds for a source, as read over REST: the parts credentials are built
 /// from.
-#[derive(Debug, Clone, Default, PartialEq)]
+#[derive(Clone, Default, PartialEq)]
 pub struct CredentialParts {
     /// `authentications[authtype].username`.
     pub username: Option<String>,
@@ -135,6 +135,19 @@ pub struct CredentialParts {
     pub app_extra: Object,
     /// The source's `source_ref` (OCP cluster id).
     pub source_ref: Option<String>,
+}
+
+/// The password never prints: logs and panics show it redacted.
+impl std::fmt::Debug for CredentialParts {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CredentialParts")
+            .field("username", &self.username)
+            .field("password", &self.password.as_ref().map(|_| "<redacted>"))
+            .field("auth_extra", &self.auth_extra)
+            .field("app_extra", &self.app_extra)
+            .field("source_ref", &self.source_ref)
+            .finish()
+    }
 }
 
 fn non_empty(v: Option<&str>) -> Option<&str> {
@@ -309,6 +322,18 @@ mod tests {
 
     fn obj(v: Value) -> Object {
         v.as_object().cloned().unwrap()
+    }
+
+    #[test]
+    fn debug_output_never_shows_the_password() {
+        let parts = CredentialParts {
+            username: Some("client-id".into()),
+            password: Some("hunter2".into()),
+            ..CredentialParts::default()
+        };
+        let printed = format!("{parts:?}");
+        assert!(printed.contains("client-id") && printed.contains("<redacted>"));
+        assert!(!printed.contains("hunter2"), "{printed}");
     }
 
     #[test]

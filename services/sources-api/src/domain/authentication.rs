@@ -12,7 +12,7 @@ use super::{
 
 /// The credential fields of an authentication or a secret, as sent; `None` keeps the stored
 /// value on an edit. Requests take them flattened (the request refuses unknown fields).
-#[derive(Debug, Clone, Default, Deserialize, ToSchema)]
+#[derive(Clone, Default, Deserialize, ToSchema)]
 pub struct Credentials {
     pub name: Option<String>,
     pub authtype: Option<String>,
@@ -20,6 +20,19 @@ pub struct Credentials {
     /// Stored encrypted; never returned but by the internal API.
     pub password: Option<String>,
     pub extra: Option<Value>,
+}
+
+/// The password never prints: logs and panics show it redacted.
+impl std::fmt::Debug for Credentials {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Credentials")
+            .field("name", &self.name)
+            .field("authtype", &self.authtype)
+            .field("username", &self.username)
+            .field("password", &self.password.as_ref().map(|_| "<redacted>"))
+            .field("extra", &self.extra)
+            .finish()
+    }
 }
 
 impl Credentials {
@@ -94,6 +107,21 @@ mod tests {
     use serde_json::json;
 
     use super::*;
+
+    #[test]
+    fn debug_output_never_shows_the_password() {
+        let credentials = Credentials {
+            username: Some("bot".into()),
+            password: Some("hunter2".into()),
+            ..Credentials::default()
+        };
+        let printed = format!("{credentials:?}");
+        assert!(
+            printed.contains("bot") && printed.contains("<redacted>"),
+            "{printed}"
+        );
+        assert!(!printed.contains("hunter2"));
+    }
 
     #[test]
     fn messages_in_sources_api_go_order() {

@@ -70,8 +70,8 @@ async fn get_authentication(
     Ok(Json(InternalAuthentication::new(row, password)))
 }
 
-/// A secret with its password.
-#[derive(Debug, Serialize)]
+/// A secret with its password (no `Debug`: nothing prints it).
+#[derive(Serialize)]
 struct InternalSecret {
     #[serde(flatten)]
     secret: Secret,

@@ -61,7 +61,7 @@ pub struct AuthenticationEditRequest {
 }
 
 /// The internal representation: adds `created_at`, `version` and, when asked, `password`.
-#[derive(Debug, Serialize, ToSchema)]
+#[derive(Serialize, ToSchema)]
 pub struct InternalAuthentication {
     #[serde(flatten)]
     pub authentication: Authentication,
@@ -69,6 +69,17 @@ pub struct InternalAuthentication {
     pub version: String,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub password: Option<String>,
+}
+
+impl std::fmt::Debug for InternalAuthentication {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("InternalAuthentication")
+            .field("authentication", &self.authentication)
+            .field("created_at", &self.created_at)
+            .field("version", &self.version)
+            .field("password", &self.password.as_ref().map(|_| "<redacted>"))
+            .finish()
+    }
 }
 
 impl AuthenticationCreateRequest {

@@ -260,3 +260,31 @@ async fn every_version_prefix_serves_the_same_api() {
     assert_eq!(unknown.status, StatusCode::NOT_FOUND);
     assert_eq!(unknown.body, json!({"message": "Not Found"}));
 }
+
+/// Hostile list queries are 400s or pages, never 500s: the largest limit and offset (links
+/// saturate instead of overflowing), NUL characters, and many distinct parameters.
+#[tokio::test]
+async fn extreme_list_queries_answer_cleanly() {
+    let app = TestApp::spawn().await;
+    app.create_source("1", "aws", "amazon").await;
+    let max = i64::MAX;
+    let reply = app
+        .get(&format!("/sources?limit={max}&offset={max}"), As::Org("1"))
+        .await;
+    assert_eq!(reply.status, StatusCode::OK, "{}", reply.body);
+    assert_eq!(reply.body["data"], json!([]));
+    assert_eq!(reply.body["meta"]["count"], 1);
+    let last = reply.body["links"]["last"].as_str().unwrap();
+    assert!(last.contains(&format!("offset={max}")), "{last}");
+    let nul = app.get("/sources?filter[name]=a%00b", As::Org("1")).await;
+    assert_eq!(nul.status, StatusCode::BAD_REQUEST);
+    assert_eq!(
+        nul.error(),
+        "bad request: query parameters cannot contain NUL characters"
+    );
+    let many: String = (0..1000).map(|i| format!("&filter[name][{i}]=x")).collect();
+    let wide = app
+        .get(&format!("/sources?limit=1{many}"), As::Org("1"))
+        .await;
+    assert_eq!(wide.status, StatusCode::BAD_REQUEST);
+}

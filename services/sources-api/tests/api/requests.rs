@@ -342,3 +342,45 @@ async fn oversized_fields_are_refused_and_change_nothing() {
         .await;
     assert_eq!(at_cap.status, StatusCode::OK, "{}", at_cap.body);
 }
+
+/// A NUL character anywhere in a body (PostgreSQL text and jsonb cannot hold one) is a 400,
+/// not a 500, and writes nothing.
+#[tokio::test]
+async fn nul_characters_are_refused_with_a_400() {
+    let app = TestApp::spawn().await;
+    let Resources { source: sid, .. } = resources(&app).await;
+    let type_id = app.source_type_id("amazon").await;
+    let before = app.outbox().await.len();
+    let bodies = [
+        (
+            "/sources",
+            json!({"name": "a\u{0}b", "source_type_id": type_id}),
+        ),
+        (
+            "/authentications",
+            json!({"resource_type": "Source", "resource_id": sid, "authtype": "t", "extra": {"k\u{0}": 1}}),
+        ),
+        (
+            "/secrets",
+            json!({"name": "s", "extra": {"list": ["x\u{0}"]}}),
+        ),
+    ];
+    for (path, body) in &bodies {
+        let reply = app.post(path, As::Org("1"), body).await;
+        assert_eq!(reply.status, StatusCode::BAD_REQUEST, "{path}");
+        assert_eq!(
+            reply.error(),
+            "bad request: json: strings cannot contain NUL characters"
+        );
+    }
+    let edit = app
+        .patch(
+            &format!("/sources/{sid}"),
+            As::Org("1"),
+            &json!({"source_ref": "\u{0}"}),
+        )
+        .await;
+    assert_eq!(edit.status, StatusCode::BAD_REQUEST);
+    assert_eq!(app.outbox().await.len(), before);
+    assert_eq!(app.count("secrets").await, 0);
+}
