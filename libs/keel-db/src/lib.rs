@@ -11,4 +11,7 @@ pub mod pool;
 pub mod testing;
 
 pub use listing::{Column, ColumnKind, Listing, ListingError, Page, Scope, Subresource, Table};
-pub use pool::{Owner, connect, ensure_database, migrate, migrate_schema, quote_ident};
+pub use pool::{
+    Owner, SessionLimits, connect, connect_limited, ensure_database, migrate, migrate_schema,
+    quote_ident,
+};

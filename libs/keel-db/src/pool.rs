@@ -78,12 +78,49 @@ fn owner_options(url: &str, schema: &str) -> anyhow::Result<PgConnectOptions> {
         .log_slow_statements(tracing::log::LevelFilter::Warn, Duration::from_secs(2)))
 }
 
-/// A pool whose connections see the owner's schema first.
+/// How long one session may hold the database up. A transaction left open holds back the
+/// horizon every outbox reader waits behind (and vacuum), so no session keeps one idle.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SessionLimits {
+    /// `statement_timeout`
+    pub statement: Duration,
+    /// `idle_in_transaction_session_timeout`
+    pub idle_in_transaction: Duration,
+}
+
+impl Default for SessionLimits {
+    fn default() -> Self {
+        Self {
+            statement: Duration::from_secs(30),
+            idle_in_transaction: Duration::from_secs(30),
+        }
+    }
+}
+
+/// A pool whose connections see the owner's schema first, with the default session limits.
 pub async fn connect(url: &str, schema: &str, max_connections: u32) -> anyhow::Result<PgPool> {
+    connect_limited(url, schema, max_connections, SessionLimits::default()).await
+}
+
+/// The same, with `limits` on every session.
+pub async fn connect_limited(
+    url: &str,
+    schema: &str,
+    max_connections: u32,
+    limits: SessionLimits,
+) -> anyhow::Result<PgPool> {
+    let millis = |d: Duration| d.as_millis().to_string();
+    let options = owner_options(url, schema)?.options([
+        ("statement_timeout", millis(limits.statement)),
+        (
+            "idle_in_transaction_session_timeout",
+            millis(limits.idle_in_transaction),
+        ),
+    ]);
     PgPoolOptions::new()
         .max_connections(max_connections)
         .acquire_timeout(Duration::from_secs(5))
-        .connect_with(owner_options(url, schema)?)
+        .connect_with(options)
         .await
         .context("cannot connect to PostgreSQL")
 }

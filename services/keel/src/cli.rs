@@ -192,6 +192,12 @@ async fn up(args: UpArgs) -> anyhow::Result<()> {
 fn local_encryption_key(data_dir: &Path) -> anyhow::Result<String> {
     let path = data_dir.join("encryption.key");
     if let Ok(key) = fs::read_to_string(&path) {
+        if readable_by_others(&path) {
+            tracing::warn!(
+                path = %path.display(),
+                "the encryption key file can be read by other users: chmod 600 it"
+            );
+        }
         return Ok(key.trim().to_owned());
     }
     fs::create_dir_all(data_dir).with_context(|| format!("creating {}", data_dir.display()))?;
@@ -208,4 +214,29 @@ fn local_encryption_key(data_dir: &Path) -> anyhow::Result<String> {
         "ENCRYPTION_KEY is not set: generated a new key for stored secrets and saved it; keep this file, or set ENCRYPTION_KEY"
     );
     Ok(key)
+}
+
+/// Whether users other than the owner may read or write the file at `path`.
+fn readable_by_others(path: &Path) -> bool {
+    use std::os::unix::fs::PermissionsExt as _;
+    fs::metadata(path).is_ok_and(|m| m.permissions().mode() & 0o077 != 0)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::os::unix::fs::PermissionsExt as _;
+
+    use super::*;
+
+    #[test]
+    fn a_key_file_others_can_read_is_noticed() {
+        let dir = std::env::temp_dir().join(format!("keel-key-{}", std::process::id()));
+        let key = local_encryption_key(&dir).unwrap();
+        let path = dir.join("encryption.key");
+        assert!(!readable_by_others(&path), "created 0600");
+        fs::set_permissions(&path, fs::Permissions::from_mode(0o644)).unwrap();
+        assert!(readable_by_others(&path));
+        assert_eq!(local_encryption_key(&dir).unwrap(), key, "still read");
+        let _ = fs::remove_dir_all(dir);
+    }
 }

@@ -86,7 +86,13 @@ pub async fn prepare_database(config: &Config) -> anyhow::Result<PgPool> {
     keel_db::migrate(url, OWNER).await?;
     keel_db::migrate(url, keel_events::OWNER).await?;
     keel_db::migrate(url, TEMPLATE).await?;
-    let db = keel_db::connect(url, OWNER.schema, config.common.database_max_connections).await?;
+    let db = keel_db::connect_limited(
+        url,
+        OWNER.schema,
+        config.common.database_max_connections,
+        config.common.session_limits,
+    )
+    .await?;
     let tenants = store::providers::tenant_schemas(&db).await?;
     for schema in &tenants {
         keel_db::migrate_schema(url, schema, &TENANT_MIGRATOR).await?;

@@ -89,7 +89,13 @@ pub async fn prepare_database(config: &Config) -> anyhow::Result<PgPool> {
     keel_db::migrate(url, OWNER).await?;
     keel_db::migrate(url, crate::store::OUTBOX.owner()).await?;
     keel_db::migrate(url, keel_events::OWNER).await?;
-    let db = keel_db::connect(url, OWNER.schema, config.common.database_max_connections).await?;
+    let db = keel_db::connect_limited(
+        url,
+        OWNER.schema,
+        config.common.database_max_connections,
+        config.common.session_limits,
+    )
+    .await?;
     let seeds = seed::Seeds::parse(seed::SEEDS_YAML)?.skipping(
         &config.source_type_skip_list,
         &config.application_type_skip_list,
@@ -122,6 +128,9 @@ impl App {
                 .common
                 .http_client(std::time::Duration::from_secs(10))?,
             availability_check_urls: Arc::new(config.availability_check_urls.clone()),
+            availability_checks: Arc::new(tokio::sync::Semaphore::new(
+                config.availability_check_concurrency,
+            )),
             tenants: Arc::default(),
         };
         warn_about_writes(config);

@@ -59,10 +59,22 @@ pub async fn request_checks(
     let account = tenant.external_tenant.clone().unwrap_or_default();
     let body = json!({ "source_id": source_id.to_string() }).to_string();
     let span = tracing::info_span!("availability_check", source_id);
+    // Each call holds a permit of a bounded pool: a flood of checks costs at most the pool's
+    // connections, and the checks beyond it are skipped (they are hints, not writes).
+    let mut permitted = Vec::with_capacity(targets.len());
+    for url in targets {
+        match state.availability_checks.clone().try_acquire_owned() {
+            Ok(permit) => permitted.push((url, permit)),
+            Err(_) => {
+                metrics::counter!("sources_availability_checks_skipped_total").increment(1);
+                tracing::warn!(%url, source_id, "availability check skipped: too many in flight");
+            }
+        }
+    }
     tokio::spawn(tracing::Instrument::instrument(
         async move {
             let mut calls = tokio::task::JoinSet::new();
-            for url in targets {
+            for (url, permit) in permitted {
                 let request = client
                     .post(&url)
                     .timeout(PER_CALL)
@@ -72,6 +84,7 @@ pub async fn request_checks(
                     .header("x-rh-sources-account-number", &account)
                     .body(body.clone());
                 calls.spawn(async move {
+                    let _permit = permit;
                     let outcome = request.send().await;
                     metrics::counter!("sources_availability_check_requests_total").increment(1);
                     match outcome {

@@ -51,6 +51,11 @@ pub struct SourcesArgs {
     #[arg(long, env = "APPLICATION_TYPE_SKIP_LIST", value_delimiter = ',')]
     pub application_type_skip_list: Vec<String>,
 
+    /// Availability-check calls in flight at once; checks beyond them are skipped and counted
+    /// (`sources_availability_checks_skipped_total`).
+    #[arg(long, env = "AVAILABILITY_CHECK_CONCURRENCY", default_value_t = 64)]
+    pub availability_check_concurrency: usize,
+
     /// Partitions of the topics Keel creates when they are missing.
     #[arg(long, env = "KAFKA_TOPIC_PARTITIONS", default_value_t = 3)]
     pub kafka_topic_partitions: i32,
@@ -86,6 +91,7 @@ pub struct Config {
     pub psks: Vec<String>,
     pub bypass_rbac: bool,
     pub internal_api_open: bool,
+    pub availability_check_concurrency: usize,
     pub source_type_skip_list: Vec<String>,
     pub application_type_skip_list: Vec<String>,
     pub kafka_topic_partitions: i32,
@@ -114,6 +120,7 @@ impl Config {
             psks: args.psks,
             bypass_rbac: args.bypass_rbac,
             internal_api_open: args.internal_api_open,
+            availability_check_concurrency: args.availability_check_concurrency.max(1),
             source_type_skip_list: args.source_type_skip_list,
             application_type_skip_list: args.application_type_skip_list,
             kafka_topic_partitions: args.kafka_topic_partitions,
@@ -133,6 +140,7 @@ impl Config {
             psks: Vec::new(),
             bypass_rbac: false,
             internal_api_open: false,
+            availability_check_concurrency: 64,
             source_type_skip_list: Vec::new(),
             application_type_skip_list: Vec::new(),
             kafka_topic_partitions: 3,

@@ -17,6 +17,8 @@ pub struct AppState {
     pub http: reqwest::Client,
     /// `<APP>_AVAILABILITY_CHECK_URL` by `<APP>` (e.g. `COST_MANAGEMENT`).
     pub availability_check_urls: Arc<HashMap<String, String>>,
+    /// Availability calls in flight at once; a check finding none free is skipped and counted.
+    pub availability_checks: Arc<tokio::sync::Semaphore>,
     pub tenants: Arc<TenantCache>,
 }
 

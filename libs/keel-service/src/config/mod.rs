@@ -44,6 +44,19 @@ pub struct CommonArgs {
     #[arg(long, env = "ENCRYPTION_KEY", hide_env_values = true)]
     pub encryption_key: Option<Secret>,
 
+    /// Seconds one SQL statement may run (`statement_timeout`).
+    #[arg(long, env = "DATABASE_STATEMENT_TIMEOUT_SECONDS", default_value_t = 30)]
+    pub database_statement_timeout_seconds: u64,
+
+    /// Seconds a session may sit idle inside a transaction (`idle_in_transaction_session_timeout`):
+    /// an open transaction holds back every outbox reader on the cluster.
+    #[arg(
+        long,
+        env = "DATABASE_IDLE_IN_TRANSACTION_TIMEOUT_SECONDS",
+        default_value_t = 30
+    )]
+    pub database_idle_in_transaction_timeout_seconds: u64,
+
     /// Seconds in-flight requests, batches and leases get to finish after SIGTERM or SIGINT.
     #[arg(long, env = "SHUTDOWN_DRAIN_SECONDS", default_value_t = 20)]
     pub shutdown_drain_seconds: u64,
@@ -83,6 +96,7 @@ pub struct ListenArgs {
 pub struct CommonConfig {
     pub database_url: String,
     pub database_max_connections: u32,
+    pub session_limits: keel_db::SessionLimits,
     /// `None`: the embedded log.
     pub kafka: Option<KafkaSettings>,
     pub encryption_key: Option<Secret>,
@@ -131,6 +145,12 @@ impl CommonArgs {
                 clowder.as_ref(),
             )?,
             database_max_connections: self.database_max_connections,
+            session_limits: keel_db::SessionLimits {
+                statement: Duration::from_secs(self.database_statement_timeout_seconds.max(1)),
+                idle_in_transaction: Duration::from_secs(
+                    self.database_idle_in_transaction_timeout_seconds.max(1),
+                ),
+            },
             kafka: kafka::resolve(self.kafka_brokers.as_deref(), env, clowder.as_ref()),
             encryption_key: self.encryption_key.clone(),
             drain: Duration::from_secs(self.shutdown_drain_seconds),
@@ -174,6 +194,7 @@ impl CommonConfig {
         Self {
             database_url: database_url.into(),
             database_max_connections: 5,
+            session_limits: keel_db::SessionLimits::default(),
             kafka: None,
             encryption_key: None,
             drain: crate::shutdown::DEFAULT_DRAIN,

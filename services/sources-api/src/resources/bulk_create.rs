@@ -101,6 +101,10 @@ pub struct BulkCreateResponse {
     pub authentications: Vec<Authentication>,
 }
 
+/// Most resources one bulk create takes (all four lists together): the whole request is one
+/// transaction, and a long one holds back every later event on the cluster.
+pub const MAX_RESOURCES: usize = 1000;
+
 /// Application types sources-api-go marks available on creation.
 const FORCED_AVAILABLE: [(&str, &str); 2] = [
     ("amazon", "/insights/platform/image-builder"),
@@ -227,6 +231,15 @@ async fn bulk_create(
     Writer(tenant): Writer,
     StrictJson(req): StrictJson<BulkCreateRequest>,
 ) -> Result<(StatusCode, Json<BulkCreateResponse>)> {
+    let resources = req.sources.len()
+        + req.applications.len()
+        + req.endpoints.len()
+        + req.authentications.len();
+    if resources > MAX_RESOURCES {
+        return Err(Error::bad_request(format_args!(
+            "bulk create takes at most {MAX_RESOURCES} resources, got {resources}"
+        )));
+    }
     let mut w = Write::begin(&state.db, &tenant).await?;
 
     let mut created: Vec<Created> = Vec::new();

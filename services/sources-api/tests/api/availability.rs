@@ -210,3 +210,44 @@ async fn https_check_urls_are_called_trusting_the_configured_ca_bundle() {
         }
     }
 }
+
+/// Checks go through a bounded pool: with every permit held by an application that never
+/// answers, further checks are skipped and counted, not queued without end.
+#[tokio::test]
+async fn checks_beyond_the_pool_are_skipped_and_counted() {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/check", listener.local_addr().unwrap());
+    let accepted = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let counter = accepted.clone();
+    // Accepts and holds every connection, answering nothing.
+    tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((socket, _)) = listener.accept().await {
+            counter.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            held.push(socket);
+        }
+    });
+    let app = TestApp::spawn_with(|c| {
+        c.availability_check_urls
+            .insert("COST_MANAGEMENT".into(), url);
+        c.availability_check_concurrency = 2;
+    })
+    .await;
+    let sid = source_with_cost_management(&app).await;
+    for _ in 0..5 {
+        let reply = request_check(&app, &sid, As::Org("1")).await;
+        assert_eq!(reply.status, StatusCode::ACCEPTED);
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(
+        accepted.load(std::sync::atomic::Ordering::SeqCst),
+        2,
+        "two calls in flight"
+    );
+    let metrics = app.metrics().await;
+    let skipped = metrics
+        .lines()
+        .find_map(|l| l.strip_prefix("sources_availability_checks_skipped_total "))
+        .and_then(|v| v.parse::<f64>().ok());
+    assert_eq!(skipped, Some(3.0), "three checks skipped");
+}

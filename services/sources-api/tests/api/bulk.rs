@@ -128,3 +128,21 @@ async fn bulk_create_messages_and_atomicity() {
         );
     }
 }
+
+/// One bulk create is one transaction: it takes at most 1,000 resources.
+#[tokio::test]
+async fn bulk_create_is_bounded() {
+    let app = TestApp::spawn().await;
+    let sources: Vec<_> = (0..1001)
+        .map(|i| json!({"name": format!("s{i}"), "source_type_name": "amazon"}))
+        .collect();
+    let reply = app
+        .post("/bulk_create", As::Org("1"), &json!({"sources": sources}))
+        .await;
+    assert_eq!(reply.status, StatusCode::BAD_REQUEST);
+    assert_eq!(
+        reply.error(),
+        "bad request: bulk create takes at most 1000 resources, got 1001"
+    );
+    assert_eq!(app.count("sources").await, 0);
+}

@@ -84,3 +84,29 @@ async fn unknown_routes_and_methods_answer_like_echo() {
         serde_json::json!({"message": "Method Not Allowed"})
     );
 }
+
+/// sources-api's sessions cannot hold the database up: a statement past its limit is
+/// cancelled, and a transaction left idle is ended (an open one holds back every outbox
+/// reader on the cluster).
+#[tokio::test]
+async fn sessions_are_bounded_by_statement_and_idle_transaction_timeouts() {
+    let app = TestApp::spawn_with(|c| {
+        c.common.session_limits = keel_db::SessionLimits {
+            statement: std::time::Duration::from_secs(1),
+            idle_in_transaction: std::time::Duration::from_secs(1),
+        };
+    })
+    .await;
+    let slow = sqlx::query("SELECT pg_sleep(3)").execute(&app.db).await;
+    let code = slow
+        .unwrap_err()
+        .as_database_error()
+        .and_then(|e| e.code())
+        .map(|c| c.into_owned());
+    assert_eq!(code.as_deref(), Some("57014"), "statement cancelled");
+    let mut tx = app.db.begin().await.unwrap();
+    sqlx::query("SELECT 1").execute(&mut *tx).await.unwrap();
+    tokio::time::sleep(std::time::Duration::from_secs(2)).await;
+    let after_idle = sqlx::query("SELECT 1").execute(&mut *tx).await;
+    assert!(after_idle.is_err(), "the idle transaction was ended");
+}
