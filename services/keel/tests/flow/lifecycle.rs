@@ -256,3 +256,45 @@ async fn application_only_changes_reread_only_the_application() {
     );
     stack.stop().await;
 }
+
+/// What Koku's tables cannot hold is the source's problem, reported to sources-api at once:
+/// an account number another org's customer already has, a name over 256 characters (a
+/// sources-api-go could send one). Nothing is retried into a database error.
+#[tokio::test]
+async fn what_the_provider_tables_cannot_hold_is_reported_not_retried() {
+    let stack = Stack::start_with(Options::default()).await;
+    let with_account = |org: &str, name: &str| {
+        let body = aws(name, "arn:aws:iam::123456789012:role/Cost");
+        let request = stack
+            .http
+            .post(format!("{}/api/sources/v3.1/bulk_create", stack.sources))
+            .header("x-rh-sources-org-id", org)
+            .header("x-rh-sources-account-number", "acct-shared")
+            .header("x-rh-sources-psk", crate::stack::PSK)
+            .json(&body);
+        async move {
+            let reply = request.send().await.unwrap();
+            assert_eq!(reply.status(), 201);
+            crate::stack::Created(reply.json().await.unwrap())
+        }
+    };
+    let first = with_account("9301", "First").await;
+    stack.wait_state(first.source_id(), "linked").await;
+    let second = with_account("9302", "Second").await;
+    stack.wait_state(second.source_id(), "failed").await;
+    let error = stack
+        .wait_availability(&second.app_id(), "9302", "unavailable")
+        .await;
+    assert_eq!(
+        error,
+        "This account number already belongs to another organization in cost management."
+    );
+    let database_errors: i64 = stack
+        .count("SELECT count(*) FROM operations WHERE parked_at IS NOT NULL OR last_error LIKE 'database%'")
+        .await;
+    assert_eq!(
+        database_errors, 0,
+        "nothing parked, no database error retried"
+    );
+    stack.stop().await;
+}

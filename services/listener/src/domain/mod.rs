@@ -9,4 +9,4 @@ pub mod status;
 pub use event::{EventKind, Parsed, SourceEvent};
 pub use provider_type::{CredentialParts, Object, ProviderType};
 pub use state::{Desired, OpKind, Plan, Reread, SyncState, Synced, Truth};
-pub use status::{Problem, StatusBody};
+pub use status::{Problem, StatusBody, too_long_message};

@@ -21,7 +21,7 @@
 use super::{
     event::EventKind,
     provider_type::{self, Object, ProviderType},
-    status::Problem,
+    status::{Problem, too_long_message},
 };
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -231,6 +231,28 @@ impl Plan {
     }
 }
 
+/// Longest provider name (`api_provider.name`).
+pub const MAX_NAME: usize = 256;
+/// Largest billing source, serialized: `api_providerbillingsource.data_source` is unique, and
+/// an index entry must stay under PostgreSQL's 2,704 bytes.
+pub const MAX_DATA_SOURCE: usize = 2048;
+
+/// What the provider tables constrain, checked before writing so that a source breaking it is
+/// reported to the user instead of failing in the database.
+fn fits_the_tables(name: &str, data_source: &Object) -> Result<(), Problem> {
+    if name.chars().count() > MAX_NAME {
+        return Err(Problem::new("source.name", too_long_message(MAX_NAME)));
+    }
+    let size = serde_json::to_vec(data_source).map_or(usize::MAX, |v| v.len());
+    if size > MAX_DATA_SOURCE {
+        return Err(Problem::new(
+            "billing_source.data_source",
+            too_long_message(MAX_DATA_SOURCE),
+        ));
+    }
+    Ok(())
+}
+
 /// Decides from the current truth and what the provider (if any) was built from.
 pub fn plan(truth: &Truth, synced: Option<&Synced>) -> Plan {
     let desired = match truth {
@@ -253,7 +275,9 @@ pub fn plan(truth: &Truth, synced: Option<&Synced>) -> Plan {
         };
     }
     let data_source = desired.data_source.clone().unwrap_or_default();
-    if let Err(problem) = provider_type::validate(desired.ty, &desired.credentials, &data_source) {
+    let valid = provider_type::validate(desired.ty, &desired.credentials, &data_source)
+        .and_then(|()| fits_the_tables(&desired.name, &data_source));
+    if let Err(problem) = valid {
         return Plan::Fail(problem);
     }
     match synced {
@@ -401,6 +425,31 @@ mod tests {
             "a provider keeps its last complete settings"
         );
         assert_eq!(plan(&Truth::Gone, Some(&synced)), Plan::Delete);
+    }
+
+    #[test]
+    fn what_the_tables_cannot_hold_fails_the_source() {
+        let mut long_name = aws("arn:aws:iam::123456789012:role/Cost", Some("b"));
+        long_name.name = "n".repeat(MAX_NAME + 1);
+        let Plan::Fail(problem) = plan(&Truth::Present(long_name), None) else {
+            panic!("a name over 256 characters fails")
+        };
+        assert_eq!(problem.key, "source.name");
+        assert_eq!(
+            problem.message,
+            "Ensure this field has no more than 256 characters."
+        );
+        let mut big = aws("arn:aws:iam::123456789012:role/Cost", Some("b"));
+        if let Some(ds) = big.data_source.as_mut() {
+            ds.insert("pad".into(), "x".repeat(MAX_DATA_SOURCE).into());
+        }
+        let Plan::Fail(problem) = plan(&Truth::Present(big), None) else {
+            panic!("a billing source over 2,048 bytes fails")
+        };
+        assert_eq!(problem.key, "billing_source.data_source");
+        let mut at_cap = aws("arn:aws:iam::123456789012:role/Cost", Some("b"));
+        at_cap.name = "n".repeat(MAX_NAME);
+        assert_eq!(plan(&Truth::Present(at_cap), None), Plan::Create);
     }
 
     #[test]

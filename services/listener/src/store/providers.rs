@@ -8,7 +8,7 @@ use regex::Regex;
 use sqlx::{PgConnection, types::Json};
 use uuid::Uuid;
 
-use crate::domain::{Object, Problem, ProviderType};
+use crate::domain::{Object, Problem, ProviderType, too_long_message};
 
 /// The schema every tenant is cloned from (Koku's `TEMPLATE_SCHEMA` default).
 pub const TEMPLATE_SCHEMA: &str = "template0";
@@ -94,8 +94,30 @@ async fn schema_exists(conn: &mut PgConnection, schema: &str) -> Result<bool, sq
         .await
 }
 
+/// Longest org id and account number `api_customer` holds (Koku's columns).
+const MAX_ORG_ID: usize = 36;
+const MAX_ACCOUNT_ID: usize = 150;
+
+/// The org's customer row. What the table cannot hold (an over-long org id or account, an
+/// account that already belongs to another org) is the source's problem, reported to the user,
+/// not a database error retried until the operation parks.
 async fn customer(conn: &mut PgConnection, spec: &ProviderSpec<'_>) -> Result<i64, BuildError> {
-    let id = sqlx::query_scalar(
+    if spec.org_id.chars().count() > MAX_ORG_ID {
+        return Err(BuildError::Problem(Problem::new(
+            "source.org_id",
+            too_long_message(MAX_ORG_ID),
+        )));
+    }
+    if spec
+        .account_id
+        .is_some_and(|a| a.chars().count() > MAX_ACCOUNT_ID)
+    {
+        return Err(BuildError::Problem(Problem::new(
+            "source.account_id",
+            too_long_message(MAX_ACCOUNT_ID),
+        )));
+    }
+    let inserted = sqlx::query_scalar(
         "INSERT INTO api_customer (org_id, account_id, schema_name) VALUES ($1, $2, $3) \
          ON CONFLICT (org_id) DO UPDATE SET date_updated = now() RETURNING id",
     )
@@ -103,9 +125,21 @@ async fn customer(conn: &mut PgConnection, spec: &ProviderSpec<'_>) -> Result<i6
     .bind(spec.account_id)
     .bind(schema_name(spec.org_id))
     .fetch_one(&mut *conn)
-    .await?;
-    Ok(id)
+    .await;
+    match inserted {
+        Ok(id) => Ok(id),
+        Err(sqlx::Error::Database(e)) if e.constraint() == Some("api_customer_account_id_key") => {
+            Err(BuildError::Problem(Problem::new(
+                "source.account_id",
+                ACCOUNT_TAKEN_MESSAGE,
+            )))
+        }
+        Err(e) => Err(e.into()),
+    }
 }
+
+const ACCOUNT_TAKEN_MESSAGE: &str =
+    "This account number already belongs to another organization in cost management.";
 
 /// The shared credential and billing-source rows (found by equality, as Koku's
 /// `get_or_create`).
