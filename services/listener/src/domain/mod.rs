@@ -6,6 +6,9 @@ pub mod provider_type;
 pub mod state;
 pub mod status;
 
+#[cfg(test)]
+mod event_properties;
+
 pub use event::{EventKind, Parsed, SourceEvent};
 pub use provider_type::{CredentialParts, Object, ProviderType};
 pub use state::{Desired, OpKind, Plan, Reread, SyncState, Synced, Truth};

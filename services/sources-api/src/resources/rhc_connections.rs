@@ -46,7 +46,8 @@ async fn get(
 #[utoipa::path(post, path = "/rhc_connections", tag = "rhc_connections",
     request_body = RhcConnectionCreateRequest, security(("psk" = [])),
     responses((status = 201, body = RhcConnection), (status = 400, body = ErrorDocument),
-        (status = 401, body = ErrorDocument)))]
+        (status = 401, body = ErrorDocument),
+        (status = 404, description = "The source is not the tenant's", body = ErrorDocument)))]
 async fn create(
     State(state): State<AppState>,
     Writer(tenant): Writer,

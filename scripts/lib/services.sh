@@ -1,0 +1,102 @@
+# Shared by scripts/test, scripts/fuzz and scripts/chaos: bring up what Keel runs on, and
+# remember what was started so that the caller's exit trap stops it (`stop_started`).
+# Expects DATABASE_URL to be set.
+
+started=()
+
+say() { printf '\033[1m==> %s\033[0m\n' "$*"; }
+
+pg_version() { ls /etc/postgresql 2>/dev/null | sort -V | tail -n 1; }
+
+psql_server() { psql "$DATABASE_URL" -v ON_ERROR_STOP=1 -Atq "$@"; }
+
+# PostgreSQL: use the one running, else start the machine's cluster, else install it.
+ensure_postgres() {
+    if pg_isready -d "$DATABASE_URL" -q 2>/dev/null; then return; fi
+    if ! command -v pg_ctlcluster >/dev/null 2>&1; then
+        say "installing PostgreSQL"
+        apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql >/dev/null
+    fi
+    say "starting PostgreSQL"
+    pg_ctlcluster --skip-systemctl-redirect "$(pg_version)" main start
+    started+=(postgres)
+    for _ in $(seq 1 30); do
+        pg_isready -d "$DATABASE_URL" -q && return
+        sleep 1
+    done
+    echo "PostgreSQL did not become ready at $DATABASE_URL" >&2
+    exit 1
+}
+
+# A real Kafka-protocol broker: tansu on sqlite storage (its memory engine cannot serve a
+# consumer resuming inside a produced batch). Built once (~11 minutes on 2 cores), then reused.
+TANSU_VERSION=0.6.0
+TANSU_ROOT="${TANSU_ROOT:-$HOME/.local/tansu}"
+ensure_tansu() {
+    export TANSU_BIN="$TANSU_ROOT/bin/tansu"
+    if [[ ! -x "$TANSU_BIN" ]] || ! grep -qs "^$TANSU_VERSION\$" "$TANSU_ROOT/.keel-version"; then
+        say "installing tansu $TANSU_VERSION with sqlite storage (about 11 minutes, once)"
+        cargo install tansu --version "$TANSU_VERSION" --locked --features libsql --root "$TANSU_ROOT"
+        echo "$TANSU_VERSION" > "$TANSU_ROOT/.keel-version"
+    fi
+}
+
+# tansu 0.6.0's sqlite schema has no index on its header table, and a fetch looks up each
+# record's headers there: every record read scans every header ever stored, so consumers crawl
+# once a topic holds a few thousand messages. The broker creates its tables on start; the index
+# is added beside them (tansu never drops what it did not create).
+tansu_index_headers() {
+    python3 - "$1" <<'PY'
+import sqlite3, sys, time
+for _ in range(100):
+    try:
+        db = sqlite3.connect(sys.argv[1], timeout=10)
+        db.execute("CREATE INDEX IF NOT EXISTS keel_header_record ON header (topition, offset_id)")
+        db.commit()
+        break
+    except sqlite3.OperationalError:
+        time.sleep(0.1)
+else:
+    sys.exit("could not index tansu's header table")
+PY
+}
+
+free_port() { python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
+
+start_kafka() {
+    if [[ -n "${KAFKA_BROKERS:-}" ]]; then return; fi
+    ensure_tansu
+    tansu_dir=$(mktemp -d)
+    local port
+    port=$(free_port)
+    say "starting tansu on 127.0.0.1:$port"
+    # The sqlite path is relative to the working directory: a fresh directory per run.
+    (cd "$tansu_dir" && exec "$TANSU_BIN" broker --listener-url "tcp://127.0.0.1:$port" \
+        --advertised-listener-url "tcp://127.0.0.1:$port" --storage-engine sqlite://tansu.db \
+        > "$tansu_dir/tansu.log" 2>&1) &
+    tansu_pid=$!
+    started+=(tansu)
+    for _ in $(seq 1 100); do
+        if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
+            tansu_index_headers "$tansu_dir/tansu.db"
+            export KAFKA_BROKERS="127.0.0.1:$port"
+            return
+        fi
+        sleep 0.1
+    done
+    echo "tansu did not start; its log:" >&2
+    cat "$tansu_dir/tansu.log" >&2
+    exit 1
+}
+
+# Stops what this run started, newest first.
+stop_started() {
+    local i
+    for ((i = ${#started[@]} - 1; i >= 0; i--)); do
+        case "${started[$i]}" in
+            postgres) say "stopping the PostgreSQL this run started"; pg_ctlcluster --skip-systemctl-redirect "$(pg_version)" main stop || true ;;
+            tansu) kill "$tansu_pid" 2>/dev/null || true; wait "$tansu_pid" 2>/dev/null || true; rm -rf "$tansu_dir" ;;
+            tls_postgres) runuser -u postgres -- "$pg_bin/pg_ctl" -D "$tls_dir/data" -m fast stop >/dev/null 2>&1 || true; rm -rf "$tls_dir" ;;
+        esac
+    done
+}
