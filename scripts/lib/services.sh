@@ -63,6 +63,8 @@ PY
 
 free_port() { python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
 
+# `start_kafka restartable` runs the broker under a loop that starts it again whenever it dies,
+# writing the running broker's pid to $tansu_dir/tansu.pid (what the chaos run kills).
 start_kafka() {
     if [[ -n "${KAFKA_BROKERS:-}" ]]; then return; fi
     ensure_tansu
@@ -70,10 +72,19 @@ start_kafka() {
     local port
     port=$(free_port)
     say "starting tansu on 127.0.0.1:$port"
+    local broker=("$TANSU_BIN" broker --listener-url "tcp://127.0.0.1:$port"
+        --advertised-listener-url "tcp://127.0.0.1:$port" --storage-engine sqlite://tansu.db)
     # The sqlite path is relative to the working directory: a fresh directory per run.
-    (cd "$tansu_dir" && exec "$TANSU_BIN" broker --listener-url "tcp://127.0.0.1:$port" \
-        --advertised-listener-url "tcp://127.0.0.1:$port" --storage-engine sqlite://tansu.db \
-        > "$tansu_dir/tansu.log" 2>&1) &
+    if [[ "${1:-}" == restartable ]]; then
+        (cd "$tansu_dir" && while [[ ! -e stop ]]; do
+            "${broker[@]}" >> tansu.log 2>&1 &
+            echo $! > tansu.pid
+            wait $! || true
+            sleep 0.5
+        done) 2>/dev/null &
+    else
+        (cd "$tansu_dir" && exec "${broker[@]}" > tansu.log 2>&1) &
+    fi
     tansu_pid=$!
     started+=(tansu)
     for _ in $(seq 1 100); do
@@ -95,7 +106,11 @@ stop_started() {
     for ((i = ${#started[@]} - 1; i >= 0; i--)); do
         case "${started[$i]}" in
             postgres) say "stopping the PostgreSQL this run started"; pg_ctlcluster --skip-systemctl-redirect "$(pg_version)" main stop || true ;;
-            tansu) kill "$tansu_pid" 2>/dev/null || true; wait "$tansu_pid" 2>/dev/null || true; rm -rf "$tansu_dir" ;;
+            tansu)
+                # The restart loop's broker first (the loop sees `stop` and ends), then the loop.
+                touch "$tansu_dir/stop"
+                if [[ -s "$tansu_dir/tansu.pid" ]]; then kill "$(cat "$tansu_dir/tansu.pid")" 2>/dev/null || true; fi
+                kill "$tansu_pid" 2>/dev/null || true; wait "$tansu_pid" 2>/dev/null || true; rm -rf "$tansu_dir" ;;
             tls_postgres) runuser -u postgres -- "$pg_bin/pg_ctl" -D "$tls_dir/data" -m fast stop >/dev/null 2>&1 || true; rm -rf "$tls_dir" ;;
         esac
     done

@@ -1,4 +1,4 @@
-//! The `keel` command line: `up`, `migrate`, `bench`.
+//! The `keel` command line: `up`, `migrate`, `bench`, `chaos`.
 
 use std::{
     fs,
@@ -39,6 +39,9 @@ enum Command {
     /// Measure a running service: throughput and latency percentiles.
     #[command(subcommand)]
     Bench(Bench),
+    /// SIGKILL sources-api, the listener and the broker at random under a workload, then check
+    /// that nothing acknowledged was lost (`scripts/chaos` sets it up).
+    Chaos(Box<crate::chaos::ChaosArgs>),
 }
 
 #[derive(Debug, clap::Args)]
@@ -93,6 +96,7 @@ pub async fn run() -> anyhow::Result<()> {
         Command::Bench(Bench::Sources(b)) => Box::pin(bench::run(b)).await,
         Command::Bench(Bench::Events(b)) => Box::pin(bench::events(b)).await,
         Command::Bench(Bench::Listener(b)) => Box::pin(bench::listener(b)).await,
+        Command::Chaos(args) => Box::pin(crate::chaos::run(*args)).await,
         Command::Migrate { common } => {
             let env = Env::process();
             let common = common.resolve(&env)?;

@@ -3,6 +3,7 @@
 //! benchmarks and the end-to-end tests alike.
 
 mod bench;
+mod chaos;
 /// The command line.
 pub mod cli;
 /// Services composed in one process.

@@ -37,14 +37,14 @@ fn report(name: &str, count: u64, errors: u64, elapsed: Duration, h: &Histogram<
 
 /// A database of its own on the benchmarked server, dropped and created again at start and
 /// dropped at the end.
-struct ScratchDatabase {
+pub(crate) struct ScratchDatabase {
     admin: String,
     name: &'static str,
     pub url: String,
 }
 
 impl ScratchDatabase {
-    async fn create(server_url: &str, name: &'static str) -> anyhow::Result<Self> {
+    pub(crate) async fn create(server_url: &str, name: &'static str) -> anyhow::Result<Self> {
         let scratch = Self {
             admin: replace_database(server_url, "postgres"),
             name,
@@ -62,7 +62,7 @@ impl ScratchDatabase {
         )
     }
 
-    fn remove(self) -> anyhow::Result<()> {
+    pub(crate) fn remove(self) -> anyhow::Result<()> {
         self.drop_database()
     }
 }
