@@ -146,7 +146,12 @@ impl Stack {
             sources: sources_url,
             listener: String::new(),
             db,
-            http: reqwest::Client::new(),
+            // Bounded, so that a request nobody answers fails the test where it was made
+            // instead of holding it until the harness's timeout.
+            http: reqwest::Client::builder()
+                .timeout(Duration::from_secs(30))
+                .build()
+                .unwrap(),
             proxy,
             config,
             stop,
