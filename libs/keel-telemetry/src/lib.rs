@@ -12,6 +12,8 @@ use tracing_subscriber::{
     EnvFilter, Layer as _, layer::SubscriberExt as _, util::SubscriberInitExt as _,
 };
 
+pub mod statements;
+
 /// Log output format, from `LOG_FORMAT` (`json` or `pretty`); JSON unless stdout is a terminal.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum LogFormat {
@@ -99,10 +101,11 @@ pub fn init(service: &'static str) -> anyhow::Result<TelemetryGuard> {
         .as_ref()
         .map(|p| tracing_opentelemetry::layer().with_tracer(p.tracer(service)));
 
+    // The log filter is the logs' and spans' own, so the statement counter sees sqlx's
+    // events whatever the log level.
     tracing_subscriber::registry()
-        .with(filter)
-        .with(fmt)
-        .with(otel)
+        .with(fmt.and_then(otel).with_filter(filter))
+        .with(statements::layer())
         .try_init()
         .context("a global tracing subscriber is already installed")?;
     Ok(TelemetryGuard { provider })

@@ -23,7 +23,7 @@ use crate::{
     sources_client::SourcesClient,
     state::AppState,
     store,
-    store::providers::TEMPLATE_SCHEMA,
+    store::tenants::TEMPLATE_SCHEMA,
     worker::{RetryPolicy, Worker},
 };
 
@@ -93,12 +93,12 @@ pub async fn prepare_database(config: &Config) -> anyhow::Result<PgPool> {
         config.common.session_limits,
     )
     .await?;
-    let tenants = store::providers::tenant_schemas(&db).await?;
+    let tenants = store::tenants::schemas(&db).await?;
     for schema in &tenants {
         keel_db::migrate_schema(url, schema, &TENANT_MIGRATOR).await?;
     }
     if !tenants.is_empty() {
-        tracing::info!(tenants = tenants.len(), "tenant schemas migrated");
+        tracing::info!(schemas = tenants.len(), "tenant and spare schemas migrated");
     }
     Ok(db)
 }
@@ -245,6 +245,17 @@ impl App {
             .await;
             Ok(())
         });
+        if self.config.spare_tenants > 0 {
+            let (db, target) = (self.db.clone(), self.config.spare_tenants);
+            let stop = shutdown.clone();
+            tasks.spawn(async move {
+                periodic::every("spare_tenants", Duration::from_secs(1), stop, move || {
+                    refill_spares(db.clone(), target)
+                })
+                .await;
+                Ok(())
+            });
+        }
         let served = self.listeners.serve(&shutdown).await;
         shutdown.trigger();
         while let Some(done) = tasks.join_next().await {
@@ -347,5 +358,14 @@ async fn report_queue(db: PgPool) -> anyhow::Result<()> {
     let (queued, parked) = store::queue_depth(&db).await?;
     metrics::gauge!("listener_queue_depth").set(queued as f64);
     metrics::gauge!("listener_parked_operations").set(parked as f64);
+    Ok(())
+}
+
+/// Keeps `target` spare tenant schemas cloned.
+async fn refill_spares(db: PgPool, target: usize) -> anyhow::Result<()> {
+    let made = store::tenants::refill(&db, target).await?;
+    if made > 0 {
+        tracing::info!(made, "spare tenant schemas cloned");
+    }
     Ok(())
 }

@@ -2,6 +2,9 @@ use std::time::Duration;
 
 use keel_service::{CommonArgs, CommonConfig, Env, Listen, ListenArgs, config::Secret};
 
+/// Provider operations run at the same time when LISTENER_WORKERS is unset.
+pub const DEFAULT_WORKERS: usize = 8;
+
 /// The read API's port when PORT is unset.
 pub const DEFAULT_PORT: u16 = 8001;
 
@@ -61,8 +64,12 @@ pub struct ListenerArgs {
     #[arg(long, env = "SCHEMA_SUFFIX", default_value = "")]
     pub schema_suffix: String,
     /// Provider operations run at the same time.
-    #[arg(long, env = "LISTENER_WORKERS", default_value_t = 8)]
+    #[arg(long, env = "LISTENER_WORKERS", default_value_t = DEFAULT_WORKERS)]
     pub workers: usize,
+    /// Tenant schemas cloned ahead of time, so the first source of a new org does not wait
+    /// for a clone (0: clone when needed).
+    #[arg(long, env = "LISTENER_SPARE_TENANTS", default_value_t = 3)]
+    pub spare_tenants: usize,
     /// Failures that will not heal before an operation is parked; sources-api or database
     /// outages only delay it.
     #[arg(long, env = "LISTENER_MAX_ATTEMPTS", default_value_t = 12)]
@@ -103,6 +110,8 @@ pub struct Config {
     pub schema_suffix: String,
     /// Operations run at the same time.
     pub workers: usize,
+    /// Spare tenant schemas kept cloned.
+    pub spare_tenants: usize,
     pub max_attempts: i32,
     pub retry_base: Duration,
     pub retry_max: Duration,
@@ -158,6 +167,7 @@ impl ListenerArgs {
             consumer_group: self.consumer_group,
             schema_suffix: sanitized,
             workers: self.workers.max(1),
+            spare_tenants: self.spare_tenants,
             max_attempts: self.max_attempts.max(1),
             retry_base: Duration::from_millis(self.retry_base_ms),
             retry_max: Duration::from_secs(self.retry_max_seconds),
@@ -210,6 +220,7 @@ impl Config {
             consumer_group: "hccm-sources".to_owned(),
             schema_suffix: String::new(),
             workers: 4,
+            spare_tenants: 1,
             max_attempts: 10,
             retry_base: Duration::from_millis(100),
             retry_max: Duration::from_secs(2),

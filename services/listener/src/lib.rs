@@ -32,4 +32,4 @@ pub use app::{
     App, MIGRATOR, OUTBOX, OWNER, TEMPLATE, TENANT_MIGRATOR, openapi_document, prepare_database,
     router,
 };
-pub use config::{Args, Config, CredentialKey, ListenerArgs};
+pub use config::{Args, Config, CredentialKey, DEFAULT_WORKERS, ListenerArgs};

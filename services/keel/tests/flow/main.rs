@@ -3,8 +3,10 @@
 //! tenant schemas and reports the status back through the same REST API. Real PostgreSQL,
 //! real HTTP.
 
+mod contention;
 mod lifecycle;
 mod ordering;
 mod resilience;
+mod spares;
 mod stack;
 mod types;

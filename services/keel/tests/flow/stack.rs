@@ -200,6 +200,12 @@ impl Stack {
     }
 
     pub async fn stop(mut self) {
+        self.halt().await;
+    }
+
+    /// Stops the listener and sources-api; the database stays for the test to read (their
+    /// sessions have ended, so PostgreSQL's statistics hold everything they did).
+    pub async fn halt(&mut self) {
         if let Some(running) = self.running.take() {
             running.stop.trigger();
             running.task.await.unwrap().unwrap();

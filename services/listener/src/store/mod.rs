@@ -1,7 +1,7 @@
 //! The listener's persistence, in the `cost` schema and the tenant schemas: every query the
 //! listener makes lives here. Reads for the API are scoped to one org.
 
-/// Customers, tenant schemas, provider rows and their settings.
+/// Provider rows and their shared settings rows.
 pub mod providers;
 /// The durable work queue.
 pub mod queue;
@@ -9,6 +9,8 @@ pub mod queue;
 pub mod read;
 /// The sync rows of followed sources.
 pub mod sources;
+/// Customers and tenant schemas, and the spare schemas new tenants take.
+pub mod tenants;
 
 pub use queue::{Claim, claim, complete, enqueue, fail, next_due, queue_depth, release};
 pub use sources::{Recorded, SourceRow, enqueue_check, record_events, source, source_for_update};

@@ -1,25 +1,20 @@
-//! Koku's provider builder: customer by org id, tenant schema `org<org_id>` cloned from the
-//! migrated template, shared credential and billing-source rows, the provider and the tenant's
-//! provider row, with Koku's duplicate rule. Everything runs in the caller's transaction.
+//! Provider rows: the shared credential and billing-source rows, the provider and the
+//! tenant's provider row, with Koku's duplicate rule. Everything runs in the caller's
+//! transaction, after the org's tenant exists ([`super::tenants::ensure`]).
+//!
+//! Lock order: shared settings rows (never updated, so only key-share locked), then
+//! `cost.api_provider`, then the tenant's provider row, then the source's sync row
+//! (`cost.api_sources`), then its queued operation. Settings rows left without a provider are
+//! removed after the provider transaction commits ([`remove_orphans`]), never inside it, so
+//! no transaction holds a shared row while it waits for another. A delete takes its source's
+//! sync row first; only one operation of a source runs at a time, so nothing else holds that
+//! source's provider rows meanwhile.
 
-use std::{sync::LazyLock, time::Instant};
-
-use regex::Regex;
-use sqlx::{PgConnection, types::Json};
+use sqlx::{PgConnection, PgPool, types::Json};
 use uuid::Uuid;
 
-use crate::domain::{Object, Problem, ProviderType, too_long_message};
-
-/// The schema every tenant is cloned from (Koku's `TEMPLATE_SCHEMA` default).
-pub const TEMPLATE_SCHEMA: &str = "template0";
-
-/// Koku's `create_schema_name`.
-pub fn schema_name(org_id: &str) -> String {
-    format!("org{org_id}")
-}
-
-static SCHEMA: LazyLock<Regex> =
-    LazyLock::new(|| Regex::new(r"^org[A-Za-z0-9_]{1,60}$").expect("valid regex"));
+use super::tenants::{TenantError, schema_name};
+use crate::domain::{Object, Problem, ProviderType};
 
 /// What a provider is built from.
 #[derive(Debug, Clone)]
@@ -28,7 +23,8 @@ pub struct ProviderSpec<'a> {
     pub name: &'a str,
     pub ty: ProviderType,
     pub org_id: &'a str,
-    pub account_id: Option<&'a str>,
+    /// The org's customer ([`super::tenants::ensure`]).
+    pub customer: i64,
     /// Sealed credentials, as stored.
     pub credentials: &'a Object,
     /// Digest of the plain credentials.
@@ -46,121 +42,70 @@ pub enum BuildError {
     Database(#[from] sqlx::Error),
 }
 
-/// Creates the tenant schema by cloning the template unless it exists, and records the
-/// tenant. Schemas are never dropped, so an existing one needs no lock. Clones take one lock
-/// for the whole database (held to the end of the transaction): concurrent clones contend on
-/// the catalogue and each gets many times slower, and the lock also keeps two sources of a
-/// new org from cloning it twice.
-pub async fn ensure_tenant(conn: &mut PgConnection, schema: &str) -> Result<(), BuildError> {
-    if !SCHEMA.is_match(schema) {
-        return Err(BuildError::Problem(Problem::new(
-            "source.provider",
-            format!("the org id does not make a valid schema name: {schema}"),
-        )));
-    }
-    if schema_exists(conn, schema).await? {
-        return Ok(());
-    }
-    sqlx::query("SELECT pg_advisory_xact_lock(hashtext('keel.tenant.clone'))")
-        .execute(&mut *conn)
-        .await?;
-    if schema_exists(conn, schema).await? {
-        return Ok(());
-    }
-    let started = Instant::now();
-    sqlx::query("SELECT cost.clone_schema($1, $2)")
-        .bind(TEMPLATE_SCHEMA)
-        .bind(schema)
-        .execute(&mut *conn)
-        .await?;
-    let took = started.elapsed();
-    metrics::histogram!("tenant_schema_clone_seconds").record(took.as_secs_f64());
-    tracing::info!(
-        schema,
-        took_ms = took.as_secs_f64() * 1e3,
-        "cloned tenant schema"
-    );
-    sqlx::query("INSERT INTO api_tenant (schema_name) VALUES ($1) ON CONFLICT DO NOTHING")
-        .bind(schema)
-        .execute(&mut *conn)
-        .await?;
-    Ok(())
-}
-
-async fn schema_exists(conn: &mut PgConnection, schema: &str) -> Result<bool, sqlx::Error> {
-    sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM pg_namespace WHERE nspname = $1)")
-        .bind(schema)
-        .fetch_one(&mut *conn)
-        .await
-}
-
-/// Longest org id and account number `api_customer` holds (Koku's columns).
-const MAX_ORG_ID: usize = 36;
-const MAX_ACCOUNT_ID: usize = 150;
-
-/// The org's customer row. What the table cannot hold (an over-long org id or account, an
-/// account that already belongs to another org) is the source's problem, reported to the user,
-/// not a database error retried until the operation parks.
-async fn customer(conn: &mut PgConnection, spec: &ProviderSpec<'_>) -> Result<i64, BuildError> {
-    if spec.org_id.chars().count() > MAX_ORG_ID {
-        return Err(BuildError::Problem(Problem::new(
-            "source.org_id",
-            too_long_message(MAX_ORG_ID),
-        )));
-    }
-    if spec
-        .account_id
-        .is_some_and(|a| a.chars().count() > MAX_ACCOUNT_ID)
-    {
-        return Err(BuildError::Problem(Problem::new(
-            "source.account_id",
-            too_long_message(MAX_ACCOUNT_ID),
-        )));
-    }
-    let inserted = sqlx::query_scalar(
-        "INSERT INTO api_customer (org_id, account_id, schema_name) VALUES ($1, $2, $3) \
-         ON CONFLICT (org_id) DO UPDATE SET date_updated = now() RETURNING id",
-    )
-    .bind(spec.org_id)
-    .bind(spec.account_id)
-    .bind(schema_name(spec.org_id))
-    .fetch_one(&mut *conn)
-    .await;
-    match inserted {
-        Ok(id) => Ok(id),
-        Err(sqlx::Error::Database(e)) if e.constraint() == Some("api_customer_account_id_key") => {
-            Err(BuildError::Problem(Problem::new(
-                "source.account_id",
-                ACCOUNT_TAKEN_MESSAGE,
-            )))
+impl From<TenantError> for BuildError {
+    fn from(e: TenantError) -> Self {
+        match e {
+            TenantError::Problem(p) => Self::Problem(p),
+            TenantError::Database(e) => Self::Database(e),
         }
-        Err(e) => Err(e.into()),
     }
 }
 
-const ACCOUNT_TAKEN_MESSAGE: &str =
-    "This account number already belongs to another organization in cost management.";
+/// Settings rows a provider stopped using: removed after its transaction commits, when no
+/// other provider took them meanwhile.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[must_use = "orphaned settings rows are removed after the commit"]
+pub struct Released {
+    pub authentication: i64,
+    pub billing_source: i64,
+}
 
-/// The shared credential and billing-source rows (found by equality, as Koku's
-/// `get_or_create`).
+/// Shared settings rows are found by equality, as Koku's `get_or_create`. An existing row is
+/// only key-share locked, as the provider's foreign key would lock it: concurrent providers
+/// with the same settings (every OpenShift provider has the billing source `{}`) never wait for
+/// each other. An insert that loses a race to another finds nothing; the row is read again.
+const AUTHENTICATION_ROW: &str = "\
+    WITH found AS (SELECT id FROM api_providerauthentication WHERE digest = $2 FOR KEY SHARE), \
+    made AS (INSERT INTO api_providerauthentication (credentials, digest) \
+             SELECT $1, $2 WHERE NOT EXISTS (SELECT 1 FROM found) \
+             ON CONFLICT (digest) DO NOTHING RETURNING id) \
+    SELECT id FROM found UNION ALL SELECT id FROM made";
+const BILLING_SOURCE_ROW: &str = "\
+    WITH found AS (SELECT id FROM api_providerbillingsource WHERE data_source = $1 FOR KEY SHARE), \
+    made AS (INSERT INTO api_providerbillingsource (data_source) \
+             SELECT $1 WHERE NOT EXISTS (SELECT 1 FROM found) \
+             ON CONFLICT (data_source) DO NOTHING RETURNING id) \
+    SELECT id FROM found UNION ALL SELECT id FROM made";
+
+/// Runs a settings-row statement until it answers (a lost race answers nothing once).
+async fn settings_row<'q>(
+    conn: &mut PgConnection,
+    query: impl Fn() -> sqlx::query::QueryScalar<'q, sqlx::Postgres, i64, sqlx::postgres::PgArguments>,
+) -> Result<i64, sqlx::Error> {
+    for _ in 0..3 {
+        if let Some(id) = query().fetch_optional(&mut *conn).await? {
+            return Ok(id);
+        }
+    }
+    Err(sqlx::Error::Protocol(
+        "a shared settings row kept disappearing while it was read".to_owned(),
+    ))
+}
+
+/// The shared credential and billing-source rows.
 async fn settings_rows(
     conn: &mut PgConnection,
     spec: &ProviderSpec<'_>,
-) -> Result<(i64, i64), BuildError> {
-    let auth: i64 = sqlx::query_scalar(
-        "INSERT INTO api_providerauthentication (credentials, digest) VALUES ($1, $2) \
-         ON CONFLICT (digest) DO UPDATE SET digest = excluded.digest RETURNING id",
-    )
-    .bind(Json(spec.credentials))
-    .bind(spec.digest)
-    .fetch_one(&mut *conn)
+) -> Result<(i64, i64), sqlx::Error> {
+    let auth = settings_row(conn, || {
+        sqlx::query_scalar(AUTHENTICATION_ROW)
+            .bind(Json(spec.credentials))
+            .bind(spec.digest)
+    })
     .await?;
-    let billing: i64 = sqlx::query_scalar(
-        "INSERT INTO api_providerbillingsource (data_source) VALUES ($1) \
-         ON CONFLICT (data_source) DO UPDATE SET data_source = excluded.data_source RETURNING id",
-    )
-    .bind(Json(spec.data_source))
-    .fetch_one(&mut *conn)
+    let billing = settings_row(conn, || {
+        sqlx::query_scalar(BILLING_SOURCE_ROW).bind(Json(spec.data_source))
+    })
     .await?;
     Ok((auth, billing))
 }
@@ -204,10 +149,11 @@ async fn tenant_row(
 
 /// Builds the provider of a source, or links the one that already exists for it (same uuid,
 /// same org: an earlier attempt that committed but was not recorded).
-pub async fn create(conn: &mut PgConnection, spec: &ProviderSpec<'_>) -> Result<(), BuildError> {
+pub async fn create(
+    conn: &mut PgConnection,
+    spec: &ProviderSpec<'_>,
+) -> Result<Option<Released>, BuildError> {
     let schema = schema_name(spec.org_id);
-    let customer = customer(conn, spec).await?;
-    ensure_tenant(conn, &schema).await?;
     let ids = settings_rows(conn, spec).await?;
     // The common case in one statement; a conflict (same uuid, or the same settings in the
     // org) is looked into only when it happens.
@@ -220,7 +166,7 @@ pub async fn create(conn: &mut PgConnection, spec: &ProviderSpec<'_>) -> Result<
     .bind(spec.ty.as_str())
     .bind(ids.0)
     .bind(ids.1)
-    .bind(customer)
+    .bind(spec.customer)
     .bind(spec.paused)
     .fetch_optional(&mut *conn)
     .await?;
@@ -231,7 +177,7 @@ pub async fn create(conn: &mut PgConnection, spec: &ProviderSpec<'_>) -> Result<
                 .fetch_optional(&mut *conn)
                 .await?;
         return match existing {
-            Some(owner) if owner == customer => {
+            Some(owner) if owner == spec.customer => {
                 tracing::info!(provider = %spec.uuid, "provider already exists for this source; linking it");
                 update(conn, spec).await
             }
@@ -241,15 +187,18 @@ pub async fn create(conn: &mut PgConnection, spec: &ProviderSpec<'_>) -> Result<
         };
     }
     tenant_row(conn, &schema, spec).await?;
-    Ok(())
+    Ok(None)
 }
 
-/// Brings the provider in line with its source (name, settings, pause) and reactivates it.
-pub async fn update(conn: &mut PgConnection, spec: &ProviderSpec<'_>) -> Result<(), BuildError> {
+/// Brings the provider in line with its source (name, settings, pause) and reactivates it;
+/// answers the settings rows it no longer uses.
+pub async fn update(
+    conn: &mut PgConnection,
+    spec: &ProviderSpec<'_>,
+) -> Result<Option<Released>, BuildError> {
     let schema = schema_name(spec.org_id);
-    let customer = customer(conn, spec).await?;
     let ids = settings_rows(conn, spec).await?;
-    if duplicate_of(conn, spec.uuid, ids, customer)
+    if duplicate_of(conn, spec.uuid, ids, spec.customer)
         .await?
         .is_some()
     {
@@ -269,8 +218,10 @@ pub async fn update(conn: &mut PgConnection, spec: &ProviderSpec<'_>) -> Result<
     .fetch_one(&mut *conn)
     .await?;
     tenant_row(conn, &schema, spec).await?;
-    remove_orphans(conn, old_auth, old_billing).await?;
-    Ok(())
+    Ok((old_auth, old_billing).ne(&ids).then_some(Released {
+        authentication: old_auth,
+        billing_source: old_billing,
+    }))
 }
 
 /// A provider whose source became invalid keeps running paused as asked but inactive, as
@@ -288,15 +239,14 @@ pub async fn deactivate(
     Ok(())
 }
 
-/// Removes the provider, its tenant row, and settings rows no provider uses any more.
-pub async fn destroy(conn: &mut PgConnection, uuid: Uuid, org_id: &str) -> Result<(), sqlx::Error> {
+/// Removes the provider and its tenant row; answers the settings rows it used.
+pub async fn destroy(
+    conn: &mut PgConnection,
+    uuid: Uuid,
+    org_id: &str,
+) -> Result<Option<Released>, sqlx::Error> {
     let schema = schema_name(org_id);
-    let tenant_exists: bool =
-        sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM pg_namespace WHERE nspname = $1)")
-            .bind(&schema)
-            .fetch_one(&mut *conn)
-            .await?;
-    if tenant_exists {
+    if super::tenants::exists(conn, &schema).await? {
         sqlx::query(sqlx::AssertSqlSafe(format!(
             "DELETE FROM {}.reporting_tenant_api_provider WHERE provider_id = $1",
             keel_db::quote_ident(&schema)
@@ -311,37 +261,35 @@ pub async fn destroy(conn: &mut PgConnection, uuid: Uuid, org_id: &str) -> Resul
     .bind(uuid)
     .fetch_optional(&mut *conn)
     .await?;
-    if let Some((auth, billing)) = removed {
-        remove_orphans(conn, auth, billing).await?;
+    Ok(removed.map(|(authentication, billing_source)| Released {
+        authentication,
+        billing_source,
+    }))
+}
+
+/// Removes released settings rows no provider uses, each in a statement of its own after the
+/// provider's transaction committed. A provider that took a row meanwhile keeps it: the
+/// delete then finds it used, or is refused by the foreign key.
+pub async fn remove_orphans(db: &PgPool, released: Released) -> Result<(), sqlx::Error> {
+    let statements = [
+        (
+            "DELETE FROM api_providerauthentication a WHERE a.id = $1 \
+               AND NOT EXISTS (SELECT 1 FROM api_provider p WHERE p.authentication_id = a.id)",
+            released.authentication,
+        ),
+        (
+            "DELETE FROM api_providerbillingsource b WHERE b.id = $1 \
+               AND NOT EXISTS (SELECT 1 FROM api_provider p WHERE p.billing_source_id = b.id)",
+            released.billing_source,
+        ),
+    ];
+    for (sql, id) in statements {
+        match sqlx::query(sql).bind(id).execute(db).await {
+            Ok(_) => {}
+            Err(sqlx::Error::Database(e))
+                if e.kind() == sqlx::error::ErrorKind::ForeignKeyViolation => {}
+            Err(e) => return Err(e),
+        }
     }
     Ok(())
-}
-
-async fn remove_orphans(
-    conn: &mut PgConnection,
-    auth: i64,
-    billing: i64,
-) -> Result<(), sqlx::Error> {
-    sqlx::query(
-        "DELETE FROM api_providerauthentication a WHERE a.id = $1 \
-           AND NOT EXISTS (SELECT 1 FROM api_provider p WHERE p.authentication_id = a.id)",
-    )
-    .bind(auth)
-    .execute(&mut *conn)
-    .await?;
-    sqlx::query(
-        "DELETE FROM api_providerbillingsource b WHERE b.id = $1 \
-           AND NOT EXISTS (SELECT 1 FROM api_provider p WHERE p.billing_source_id = b.id)",
-    )
-    .bind(billing)
-    .execute(conn)
-    .await?;
-    Ok(())
-}
-
-/// Every tenant schema, oldest first (each is migrated at start).
-pub async fn tenant_schemas(db: &sqlx::PgPool) -> Result<Vec<String>, sqlx::Error> {
-    sqlx::query_scalar("SELECT schema_name FROM api_tenant ORDER BY id")
-        .fetch_all(db)
-        .await
 }

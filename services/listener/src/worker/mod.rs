@@ -25,6 +25,7 @@ use crate::{
     store::{
         self, Claim, SourceRow,
         providers::{self as provider, BuildError, ProviderSpec},
+        tenants::{self, TenantError},
     },
 };
 
@@ -300,6 +301,17 @@ impl Worker {
             .or(row.source_uuid)
             .or(fetched.uid)
             .unwrap_or_else(Uuid::new_v4);
+        // The org's tenant is made and committed on its own first: a provider transaction
+        // never waits for a schema clone's locks.
+        let customer = match tenants::ensure(&self.db, &row.org_id, row.account_id.as_deref()).await
+        {
+            Ok(id) => id,
+            Err(TenantError::Problem(problem)) => {
+                self.fail_settings(claim, row, fetched, &problem).await?;
+                return Ok("invalid");
+            }
+            Err(TenantError::Database(e)) => return Err(e.into()),
+        };
         let sealed = secrets::seal(&self.secrets, &row.org_id, &desired.credentials);
         let digest = secrets::digest(&row.org_id, &desired.credentials);
         let data_source = desired.data_source.clone().unwrap_or_default();
@@ -308,7 +320,7 @@ impl Worker {
             name: &desired.name,
             ty: desired.ty,
             org_id: &row.org_id,
-            account_id: row.account_id.as_deref(),
+            customer,
             credentials: &sealed,
             digest: &digest,
             data_source: &data_source,
@@ -320,8 +332,8 @@ impl Worker {
         } else {
             provider::create(&mut tx, &spec).await
         };
-        match built {
-            Ok(()) => {}
+        let released = match built {
+            Ok(released) => released,
             Err(BuildError::Problem(problem)) => {
                 tx.rollback().await?;
                 self.fail_settings(claim, row, fetched, &problem).await?;
@@ -332,7 +344,7 @@ impl Worker {
                 });
             }
             Err(BuildError::Database(e)) => return Err(e.into()),
-        }
+        };
         let mut fetched = fetched.clone();
         fetched.uid = Some(uuid);
         let first_link = save_row(
@@ -346,6 +358,7 @@ impl Worker {
         )
         .await?;
         tx.commit().await?;
+        self.remove_orphans(released).await;
         if let Some(created) = first_link {
             let latency = (chrono::Utc::now() - created).to_std().unwrap_or_default();
             metrics::histogram!("source_to_provider_seconds").record(latency.as_secs_f64());
@@ -369,13 +382,25 @@ impl Worker {
         let Some(current) = store::source_for_update(&mut tx, row.source_id).await? else {
             return Ok("gone");
         };
-        if let Some(uuid) = provider_uuid(&current) {
-            provider::destroy(&mut tx, uuid, &current.org_id).await?;
-        }
+        let released = match provider_uuid(&current) {
+            Some(uuid) => provider::destroy(&mut tx, uuid, &current.org_id).await?,
+            None => None,
+        };
         store::sources::remove_unless_triggered(&mut tx, row.source_id, claim.generation).await?;
         tx.commit().await?;
+        self.remove_orphans(released).await;
         tracing::info!("source removed");
         Ok("deleted")
+    }
+
+    /// Settings rows a committed change left unused go; a failure only leaves a row behind
+    /// (the next change of a provider that used it tries again).
+    async fn remove_orphans(&self, released: Option<provider::Released>) {
+        if let Some(released) = released
+            && let Err(e) = provider::remove_orphans(&self.db, released).await
+        {
+            tracing::warn!(error = %e, "cannot remove unused settings rows");
+        }
     }
 
     /// Sends the status to sources-api when it differs from the last one sent.

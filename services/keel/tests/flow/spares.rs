@@ -1,0 +1,117 @@
+//! Spare tenant schemas: cloned ahead of time, renamed for a new org's first source, refilled
+//! in the background, and migrated at start like tenants.
+
+use crate::stack::{Options, Stack, aws};
+
+async fn namespace(stack: &Stack, name: &str) -> Option<i64> {
+    sqlx::query_scalar("SELECT oid::bigint FROM pg_namespace WHERE nspname = $1")
+        .bind(name)
+        .fetch_optional(&stack.db)
+        .await
+        .unwrap()
+}
+
+async fn spares(stack: &Stack) -> Vec<String> {
+    sqlx::query_scalar("SELECT schema_name FROM spare_tenants ORDER BY created_at")
+        .fetch_all(&stack.db)
+        .await
+        .unwrap()
+}
+
+fn created_from(metrics: &str, from: &str) -> f64 {
+    metrics
+        .lines()
+        .filter(|l| {
+            l.starts_with("tenant_schemas_created_total") && l.contains(&format!("from=\"{from}\""))
+        })
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
+}
+
+#[tokio::test]
+async fn a_new_orgs_first_source_takes_a_spare_schema_and_the_pool_refills() {
+    let mut stack = Stack::start_with(Options {
+        tune: |c| c.spare_tenants = 2,
+        ..Options::default()
+    })
+    .await;
+    stack
+        .wait_for("two spare schemas", || async {
+            spares(&stack).await.len() == 2
+        })
+        .await;
+    let before = spares(&stack).await;
+    let oldest = namespace(&stack, &before[0])
+        .await
+        .expect("the spare exists");
+
+    let created = stack
+        .bulk_create(
+            "72001",
+            aws("Spare", "arn:aws:iam::123456789012:role/Spare"),
+        )
+        .await;
+    stack.wait_state(created.source_id(), "linked").await;
+
+    // The oldest spare is now the org's schema, with the provider's tenant row in it.
+    assert_eq!(namespace(&stack, "org72001").await, Some(oldest));
+    assert_eq!(namespace(&stack, &before[0]).await, None);
+    let tenant_row: i64 = stack
+        .count("SELECT count(*) FROM org72001.reporting_tenant_api_provider")
+        .await;
+    assert_eq!(tenant_row, 1);
+    let metrics = stack.metrics().await;
+    assert_eq!(created_from(&metrics, "spare"), 1.0, "{metrics}");
+    assert_eq!(created_from(&metrics, "clone"), 0.0, "{metrics}");
+
+    // The pool is refilled with a new spare.
+    stack
+        .wait_for("the pool refilled", || async {
+            let now = spares(&stack).await;
+            now.len() == 2 && !now.contains(&before[0])
+        })
+        .await;
+
+    // A restart migrates tenants and spares alike, and the next new org takes a spare too.
+    stack.kill_listener().await;
+    stack.start_listener().await;
+    let next = spares(&stack).await[0].clone();
+    let next_oid = namespace(&stack, &next).await;
+    let second = stack
+        .bulk_create(
+            "72002",
+            aws("Spare 2", "arn:aws:iam::123456789012:role/Spare2"),
+        )
+        .await;
+    stack.wait_state(second.source_id(), "linked").await;
+    assert_eq!(namespace(&stack, "org72002").await, next_oid);
+    let history: i64 = stack
+        .count("SELECT count(*) FROM org72002._sqlx_migrations")
+        .await;
+    let template: i64 = stack
+        .count("SELECT count(*) FROM template0._sqlx_migrations")
+        .await;
+    assert_eq!(history, template, "the spare is at the template's version");
+    stack.stop().await;
+}
+
+#[tokio::test]
+async fn without_spares_a_new_org_is_cloned_on_demand() {
+    let stack = Stack::start_with(Options {
+        tune: |c| c.spare_tenants = 0,
+        ..Options::default()
+    })
+    .await;
+    let created = stack
+        .bulk_create(
+            "72101",
+            aws("Cloned", "arn:aws:iam::123456789012:role/Cloned"),
+        )
+        .await;
+    stack.wait_state(created.source_id(), "linked").await;
+    assert!(namespace(&stack, "org72101").await.is_some());
+    assert!(spares(&stack).await.is_empty());
+    let metrics = stack.metrics().await;
+    assert_eq!(created_from(&metrics, "clone"), 1.0, "{metrics}");
+    stack.stop().await;
+}

@@ -1,0 +1,280 @@
+//! Customers and tenant schemas. A new org's customer row, schema `org<org_id>` and tenant
+//! row are made and committed on their own, before any provider transaction of the org, so a
+//! provider transaction never holds the locks a schema clone takes (the clone adds a foreign
+//! key to `cost.api_provider`, which locks that table until commit).
+//!
+//! Schemas come from a small pool of spares cloned ahead of time (`cost.spare_tenants`): the
+//! first source of an org renames one instead of waiting for a clone, and the pool is refilled
+//! in the background ([`refill`]).
+
+use std::{sync::LazyLock, time::Instant};
+
+use regex::Regex;
+use sqlx::{PgConnection, PgPool};
+
+use crate::domain::{Problem, too_long_message};
+
+/// The schema every tenant is cloned from (Koku's `TEMPLATE_SCHEMA` default).
+pub const TEMPLATE_SCHEMA: &str = "template0";
+
+/// Koku's `create_schema_name`.
+pub fn schema_name(org_id: &str) -> String {
+    format!("org{org_id}")
+}
+
+static SCHEMA: LazyLock<Regex> =
+    LazyLock::new(|| Regex::new(r"^org[A-Za-z0-9_]{1,60}$").expect("valid regex"));
+
+/// Longest org id and account number `api_customer` holds (Koku's columns).
+const MAX_ORG_ID: usize = 36;
+const MAX_ACCOUNT_ID: usize = 150;
+
+const ACCOUNT_TAKEN_MESSAGE: &str =
+    "This account number already belongs to another organization in cost management.";
+
+/// Why a tenant could not be had.
+#[derive(Debug, thiserror::Error)]
+pub enum TenantError {
+    /// The source cannot have a tenant as it is (reported to the user).
+    #[error("{}", .0.message)]
+    Problem(Problem),
+    #[error(transparent)]
+    Database(#[from] sqlx::Error),
+}
+
+/// What the tables cannot hold is the source's problem, reported to the user, not a
+/// database error retried until the operation parks.
+fn check(org_id: &str, account_id: Option<&str>) -> Result<String, Problem> {
+    if org_id.chars().count() > MAX_ORG_ID {
+        return Err(Problem::new("source.org_id", too_long_message(MAX_ORG_ID)));
+    }
+    if account_id.is_some_and(|a| a.chars().count() > MAX_ACCOUNT_ID) {
+        return Err(Problem::new(
+            "source.account_id",
+            too_long_message(MAX_ACCOUNT_ID),
+        ));
+    }
+    let schema = schema_name(org_id);
+    if !SCHEMA.is_match(&schema) {
+        return Err(Problem::new(
+            "source.provider",
+            format!("the org id does not make a valid schema name: {schema}"),
+        ));
+    }
+    Ok(schema)
+}
+
+/// The org's customer id, once its customer row, tenant schema and tenant row exist and are
+/// committed; made in a transaction of their own when missing.
+pub async fn ensure(
+    db: &PgPool,
+    org_id: &str,
+    account_id: Option<&str>,
+) -> Result<i64, TenantError> {
+    let schema = check(org_id, account_id).map_err(TenantError::Problem)?;
+    // The tenant row is written last, in the same transaction as the schema: with it, the
+    // tenant is whole.
+    let ready: Option<i64> = sqlx::query_scalar(
+        "SELECT c.id FROM api_customer c JOIN api_tenant t ON t.schema_name = c.schema_name \
+         WHERE c.org_id = $1",
+    )
+    .bind(org_id)
+    .fetch_optional(db)
+    .await?;
+    if let Some(id) = ready {
+        return Ok(id);
+    }
+    let mut tx = db.begin().await?;
+    // Two first sources of one org: the second waits here, then finds the tenant made.
+    sqlx::query("SELECT pg_advisory_xact_lock(hashtext('keel.tenant'), hashtext($1))")
+        .bind(&schema)
+        .execute(&mut *tx)
+        .await?;
+    let customer = customer(&mut tx, org_id, account_id, &schema).await?;
+    if !schema_exists(&mut tx, &schema).await? {
+        create_schema(&mut tx, &schema).await?;
+    }
+    sqlx::query("INSERT INTO api_tenant (schema_name) VALUES ($1) ON CONFLICT DO NOTHING")
+        .bind(&schema)
+        .execute(&mut *tx)
+        .await?;
+    tx.commit().await?;
+    Ok(customer)
+}
+
+/// The org's customer row, found or inserted (never updated: an existing row is not locked).
+async fn customer(
+    conn: &mut PgConnection,
+    org_id: &str,
+    account_id: Option<&str>,
+    schema: &str,
+) -> Result<i64, TenantError> {
+    let inserted = sqlx::query_scalar(
+        "WITH found AS (SELECT id FROM api_customer WHERE org_id = $1), \
+         made AS (INSERT INTO api_customer (org_id, account_id, schema_name) \
+                  SELECT $1, $2, $3 WHERE NOT EXISTS (SELECT 1 FROM found) \
+                  ON CONFLICT (org_id) DO NOTHING RETURNING id) \
+         SELECT id FROM found UNION ALL SELECT id FROM made",
+    )
+    .bind(org_id)
+    .bind(account_id)
+    .bind(schema)
+    .fetch_one(&mut *conn)
+    .await;
+    match inserted {
+        Ok(id) => Ok(id),
+        Err(sqlx::Error::Database(e)) if e.constraint() == Some("api_customer_account_id_key") => {
+            Err(TenantError::Problem(Problem::new(
+                "source.account_id",
+                ACCOUNT_TAKEN_MESSAGE,
+            )))
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
+async fn schema_exists(conn: &mut PgConnection, schema: &str) -> Result<bool, sqlx::Error> {
+    sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM pg_namespace WHERE nspname = $1)")
+        .bind(schema)
+        .fetch_one(&mut *conn)
+        .await
+}
+
+/// Renames a spare to `schema`, or clones the template when none is left.
+async fn create_schema(conn: &mut PgConnection, schema: &str) -> Result<(), sqlx::Error> {
+    let spare: Option<String> = sqlx::query_scalar(
+        "DELETE FROM spare_tenants WHERE schema_name = ( \
+           SELECT schema_name FROM spare_tenants ORDER BY created_at \
+           LIMIT 1 FOR UPDATE SKIP LOCKED) \
+         RETURNING schema_name",
+    )
+    .fetch_optional(&mut *conn)
+    .await?;
+    match spare {
+        Some(spare) => {
+            sqlx::query(sqlx::AssertSqlSafe(format!(
+                "ALTER SCHEMA {} RENAME TO {}",
+                keel_db::quote_ident(&spare),
+                keel_db::quote_ident(schema)
+            )))
+            .execute(&mut *conn)
+            .await?;
+            metrics::counter!("tenant_schemas_created_total", "from" => "spare").increment(1);
+            tracing::info!(schema, spare, "tenant schema taken from the spares");
+        }
+        None => {
+            clone(conn, schema).await?;
+            metrics::counter!("tenant_schemas_created_total", "from" => "clone").increment(1);
+        }
+    }
+    Ok(())
+}
+
+/// Clones the template into `schema`. Clones take one lock for the whole database (held to
+/// the end of the transaction): concurrent clones contend on the catalogue and each gets many
+/// times slower.
+async fn clone(conn: &mut PgConnection, schema: &str) -> Result<(), sqlx::Error> {
+    sqlx::query("SELECT pg_advisory_xact_lock(hashtext('keel.tenant.clone'))")
+        .execute(&mut *conn)
+        .await?;
+    let started = Instant::now();
+    sqlx::query("SELECT cost.clone_schema($1, $2)")
+        .bind(TEMPLATE_SCHEMA)
+        .bind(schema)
+        .execute(&mut *conn)
+        .await?;
+    let took = started.elapsed();
+    metrics::histogram!("tenant_schema_clone_seconds").record(took.as_secs_f64());
+    tracing::info!(
+        schema,
+        took_ms = took.as_secs_f64() * 1e3,
+        "cloned tenant schema"
+    );
+    Ok(())
+}
+
+/// How long the background clone waits for its locks before giving way: while it waits for
+/// `cost.api_provider`'s, provider inserts queue behind it.
+const SPARE_LOCK_TIMEOUT: &str = "100ms";
+
+/// Clones spares until `target` are waiting; answers how many were made. A clone that cannot
+/// have its locks at once (providers being written, a tenant being cloned) is left for the
+/// next call.
+pub async fn refill(db: &PgPool, target: usize) -> Result<usize, sqlx::Error> {
+    let mut made = 0;
+    loop {
+        match refill_one(db, target).await {
+            Ok(true) => made += 1,
+            Ok(false) => return Ok(made),
+            Err(sqlx::Error::Database(e)) if e.code().as_deref() == Some(LOCK_NOT_AVAILABLE) => {
+                return Ok(made);
+            }
+            Err(e) => return Err(e),
+        }
+    }
+}
+
+/// SQLSTATE of a lock wait that reached `lock_timeout`.
+const LOCK_NOT_AVAILABLE: &str = "55P03";
+
+/// One spare, unless `target` are waiting (counted under the clone lock, so replicas
+/// refilling together do not overshoot).
+async fn refill_one(db: &PgPool, target: usize) -> Result<bool, sqlx::Error> {
+    let mut tx = db.begin().await?;
+    sqlx::query(sqlx::AssertSqlSafe(format!(
+        "SET LOCAL lock_timeout = '{SPARE_LOCK_TIMEOUT}'"
+    )))
+    .execute(&mut *tx)
+    .await?;
+    sqlx::query("SELECT pg_advisory_xact_lock(hashtext('keel.tenant.clone'))")
+        .execute(&mut *tx)
+        .await?;
+    let waiting: i64 = sqlx::query_scalar("SELECT count(*) FROM spare_tenants")
+        .fetch_one(&mut *tx)
+        .await?;
+    if waiting >= target as i64 {
+        return Ok(false);
+    }
+    let name = format!("keel_spare_{}", uuid::Uuid::new_v4().simple());
+    clone(&mut tx, &name).await?;
+    sqlx::query("INSERT INTO spare_tenants (schema_name) VALUES ($1)")
+        .bind(&name)
+        .execute(&mut *tx)
+        .await?;
+    tx.commit().await?;
+    Ok(true)
+}
+
+/// Every tenant schema, oldest first, and every spare: each is migrated at start.
+pub async fn schemas(db: &PgPool) -> Result<Vec<String>, sqlx::Error> {
+    sqlx::query_scalar(
+        "SELECT schema_name FROM (SELECT schema_name, 0 AS k, id FROM api_tenant \
+           UNION ALL SELECT schema_name, 1, 0 FROM spare_tenants) s ORDER BY k, id",
+    )
+    .fetch_all(db)
+    .await
+}
+
+/// Whether `schema` exists (a deleted source's tenant may never have been made).
+pub async fn exists(conn: &mut PgConnection, schema: &str) -> Result<bool, sqlx::Error> {
+    schema_exists(conn, schema).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn what_the_tables_cannot_hold_is_the_sources_problem() {
+        assert_eq!(check("1234567", Some("acct")).unwrap(), "org1234567");
+        let long_org = "9".repeat(37);
+        assert_eq!(check(&long_org, None).unwrap_err().key, "source.org_id");
+        let long_account = "a".repeat(151);
+        assert_eq!(
+            check("1", Some(&long_account)).unwrap_err().key,
+            "source.account_id"
+        );
+        assert_eq!(check("a-b", None).unwrap_err().key, "source.provider");
+        assert_eq!(check("o_1", None).unwrap(), "orgo_1");
+    }
+}
