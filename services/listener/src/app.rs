@@ -315,6 +315,7 @@ impl Background {
             },
             wake: self.wake.clone(),
             type_names: tokio::sync::RwLock::new(HashMap::new()),
+            tenants: std::sync::Mutex::new(HashMap::new()),
         });
         // Owned by this task: if it is dropped, the workers stop with it.
         let mut workers = tokio::task::JoinSet::new();

@@ -74,6 +74,10 @@ impl Handler for SourcesHandler {
                             tracing::info!(%event_type, source_id = event.source_id, operation = op.as_str(), "queued");
                             count(event_type, "queued");
                         }
+                        Recorded::Unchanged => {
+                            tracing::debug!(%event_type, source_id = event.source_id, "changes nothing");
+                            count(event_type, "unchanged");
+                        }
                         Recorded::UnknownSource => {
                             tracing::debug!(%event_type, source_id = event.source_id, "event for a source not followed");
                             count(event_type, "unknown_source");

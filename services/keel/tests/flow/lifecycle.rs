@@ -257,6 +257,93 @@ async fn application_only_changes_reread_only_the_application() {
     stack.stop().await;
 }
 
+/// `listener_events_total` for an event type and outcome.
+fn events(metrics: &str, event_type: &str, outcome: &str) -> f64 {
+    metrics
+        .lines()
+        .filter(|l| {
+            l.starts_with("listener_events_total")
+                && l.contains(&format!("event_type=\"{event_type}\""))
+                && l.contains(&format!("outcome=\"{outcome}\""))
+        })
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
+}
+
+/// sources-api announces the listener's own status report as `Application.update`; it, and
+/// any application change that leaves the provider's settings as they are, is recorded as
+/// changing nothing: no operation, no read of sources-api. A real change still runs one.
+#[tokio::test]
+async fn application_events_that_change_nothing_queue_nothing() {
+    let stack = Stack::start_with(Options {
+        proxy: true,
+        ..Options::default()
+    })
+    .await;
+    let proxy = stack.proxy.as_ref().unwrap();
+    let org = "6103";
+    let created = stack
+        .bulk_create(org, aws("Quiet", "arn:aws:iam::111111111111:role/Cost"))
+        .await;
+    let (source_id, app_id) = (created.source_id(), created.app_id());
+    stack.wait_state(source_id, "linked").await;
+    stack.wait_idle().await;
+    assert_eq!(stack.status_reports(&app_id).await, 1, "one status report");
+    let metrics = stack.metrics().await;
+    assert_eq!(
+        events(&metrics, "Application.update", "unchanged"),
+        1.0,
+        "{metrics}"
+    );
+    assert_eq!(
+        events(&metrics, "Application.update", "queued"),
+        0.0,
+        "{metrics}"
+    );
+
+    // A key that is not a setting: nothing is read again.
+    let mark = proxy.forwarded_count();
+    stack
+        .write(
+            Method::PATCH,
+            &format!("/applications/{app_id}"),
+            org,
+            Some(json!({"extra": {"bucket": "cost-bucket", "bucket_region": "eu-west-1", "note": "x"}})),
+            200,
+        )
+        .await;
+    stack
+        .wait_for("the edit recorded as unchanged", || async {
+            events(&stack.metrics().await, "Application.update", "unchanged") == 2.0
+        })
+        .await;
+    stack.wait_idle().await;
+    assert_eq!(proxy.forwarded_since(mark), Vec::<String>::new());
+
+    // Another region is a change: the provider follows.
+    stack
+        .write(
+            Method::PATCH,
+            &format!("/applications/{app_id}"),
+            org,
+            Some(json!({"extra": {"bucket": "cost-bucket", "bucket_region": "us-east-1"}})),
+            200,
+        )
+        .await;
+    wait_provider(&stack, "the new region", |p| {
+        p.4["bucket_region"] == json!("us-east-1")
+    })
+    .await;
+    stack.wait_idle().await;
+    let metrics = stack.metrics().await;
+    assert_eq!(
+        events(&metrics, "Application.update", "queued"),
+        1.0,
+        "{metrics}"
+    );
+    stack.stop().await;
+}
+
 /// What Koku's tables cannot hold is the source's problem, reported to sources-api at once:
 /// an account number another org's customer already has, a name over 256 characters (a
 /// sources-api-go could send one). Nothing is retried into a database error.

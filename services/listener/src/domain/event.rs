@@ -9,7 +9,7 @@ use keel_domain::{
 use keel_events::Message;
 use serde_json::Value;
 
-use super::provider_type::COST_AUTHTYPES;
+use super::{echo::AppFacts, provider_type::COST_AUTHTYPES};
 
 /// The events that concern cost management.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -78,6 +78,9 @@ pub struct SourceEvent {
     pub account_id: Option<String>,
     /// The org id, with `SCHEMA_SUFFIX` appended as Koku does.
     pub org_id: String,
+    /// What an application event's payload says of the application (to recognise events
+    /// that change nothing, [`super::echo`]).
+    pub application: Option<AppFacts>,
 }
 
 /// What the consumer does with a message.
@@ -188,12 +191,19 @@ pub fn parse(message: &Message, cost_type_id: i64, schema_suffix: &str) -> Parse
         }
         EventKind::SourceUpdate => {}
     }
+    let application = matches!(
+        kind,
+        EventKind::ApplicationUpdate | EventKind::ApplicationPause | EventKind::ApplicationUnpause
+    )
+    .then(|| AppFacts::from_payload(&payload))
+    .flatten();
     Parsed::Relevant(SourceEvent {
         kind,
         source_id,
         identity: identity.to_owned(),
         account_id,
         org_id: with_suffix(&org_id, schema_suffix),
+        application,
     })
 }
 
@@ -245,6 +255,7 @@ mod tests {
                 identity: id.clone(),
                 account_id: Some("10001".into()),
                 org_id: "1234567".into(),
+                application: None,
             })
         );
         assert!(

@@ -1,6 +1,7 @@
 //! The listener's domain: events, provider types and their settings, the sync state machine
 //! and status texts. No I/O.
 
+pub mod echo;
 pub mod event;
 pub mod provider_type;
 pub mod state;

@@ -10,6 +10,8 @@
 //! sync row first; only one operation of a source runs at a time, so nothing else holds that
 //! source's provider rows meanwhile.
 
+use std::sync::LazyLock;
+
 use sqlx::{PgConnection, PgPool, types::Json};
 use uuid::Uuid;
 
@@ -60,22 +62,58 @@ pub struct Released {
     pub billing_source: i64,
 }
 
-/// Shared settings rows are found by equality, as Koku's `get_or_create`. An existing row is
-/// only key-share locked, as the provider's foreign key would lock it: concurrent providers
-/// with the same settings (every OpenShift provider has the billing source `{}`) never wait for
-/// each other. An insert that loses a race to another finds nothing; the row is read again.
-const AUTHENTICATION_ROW: &str = "\
-    WITH found AS (SELECT id FROM api_providerauthentication WHERE digest = $2 FOR KEY SHARE), \
-    made AS (INSERT INTO api_providerauthentication (credentials, digest) \
-             SELECT $1, $2 WHERE NOT EXISTS (SELECT 1 FROM found) \
-             ON CONFLICT (digest) DO NOTHING RETURNING id) \
-    SELECT id FROM found UNION ALL SELECT id FROM made";
-const BILLING_SOURCE_ROW: &str = "\
-    WITH found AS (SELECT id FROM api_providerbillingsource WHERE data_source = $1 FOR KEY SHARE), \
-    made AS (INSERT INTO api_providerbillingsource (data_source) \
-             SELECT $1 WHERE NOT EXISTS (SELECT 1 FROM found) \
-             ON CONFLICT (data_source) DO NOTHING RETURNING id) \
-    SELECT id FROM found UNION ALL SELECT id FROM made";
+/// CTEs ending in `{name}`: the id of the `table` row whose `key` equals `value`, found or
+/// inserted with `columns` = `values`. Shared settings rows are found by equality, as Koku's
+/// `get_or_create`. An existing row is only key-share locked, as the provider's foreign key
+/// would lock it: concurrent providers with the same settings (every OpenShift provider has
+/// the billing source `{}`) never wait for each other. An insert that loses a race to another
+/// finds nothing, and the statement answers no row.
+fn settings_cte(
+    name: &str,
+    table: &str,
+    key: &str,
+    value: &str,
+    columns: &str,
+    values: &str,
+) -> String {
+    format!(
+        "{name}_found AS (SELECT id FROM {table} WHERE {key} = {value} FOR KEY SHARE), \
+         {name}_made AS (INSERT INTO {table} ({columns}) SELECT {values} \
+           WHERE NOT EXISTS (SELECT 1 FROM {name}_found) ON CONFLICT ({key}) DO NOTHING RETURNING id), \
+         {name} AS (SELECT id FROM {name}_found UNION ALL SELECT id FROM {name}_made)"
+    )
+}
+
+fn authentication_cte(credentials: &str, digest: &str) -> String {
+    settings_cte(
+        "auth",
+        "api_providerauthentication",
+        "digest",
+        digest,
+        "credentials, digest",
+        &format!("{credentials}, {digest}"),
+    )
+}
+
+fn billing_source_cte(data_source: &str) -> String {
+    settings_cte(
+        "billing",
+        "api_providerbillingsource",
+        "data_source",
+        data_source,
+        "data_source",
+        data_source,
+    )
+}
+
+static AUTHENTICATION_ROW: LazyLock<String> = LazyLock::new(|| {
+    format!(
+        "WITH {} SELECT id FROM auth",
+        authentication_cte("$1", "$2")
+    )
+});
+static BILLING_SOURCE_ROW: LazyLock<String> =
+    LazyLock::new(|| format!("WITH {} SELECT id FROM billing", billing_source_cte("$1")));
 
 /// Runs a settings-row statement until it answers (a lost race answers nothing once).
 async fn settings_row<'q>(
@@ -98,13 +136,14 @@ async fn settings_rows(
     spec: &ProviderSpec<'_>,
 ) -> Result<(i64, i64), sqlx::Error> {
     let auth = settings_row(conn, || {
-        sqlx::query_scalar(AUTHENTICATION_ROW)
+        sqlx::query_scalar(sqlx::AssertSqlSafe(AUTHENTICATION_ROW.as_str()))
             .bind(Json(spec.credentials))
             .bind(spec.digest)
     })
     .await?;
     let billing = settings_row(conn, || {
-        sqlx::query_scalar(BILLING_SOURCE_ROW).bind(Json(spec.data_source))
+        sqlx::query_scalar(sqlx::AssertSqlSafe(BILLING_SOURCE_ROW.as_str()))
+            .bind(Json(spec.data_source))
     })
     .await?;
     Ok((auth, billing))
@@ -145,6 +184,42 @@ async fn tenant_row(
     .execute(conn)
     .await?;
     Ok(())
+}
+
+/// The common case of [`create`] in one statement and its own transaction: the settings rows,
+/// the provider and the tenant's provider row. `false` when something stood in the way (a
+/// provider with this uuid or these settings, a settings row racing another): no provider was
+/// written (settings rows it made are there for [`create`], which then sorts it out).
+pub async fn try_create(
+    conn: &mut PgConnection,
+    spec: &ProviderSpec<'_>,
+) -> Result<bool, sqlx::Error> {
+    let sql = format!(
+        "WITH {auth}, {billing}, \
+         provider AS (INSERT INTO api_provider \
+             (uuid, name, type, authentication_id, billing_source_id, customer_id, paused) \
+           SELECT $1, $2, $3, auth.id, billing.id, $7, $8 FROM auth, billing \
+           ON CONFLICT DO NOTHING RETURNING uuid), \
+         tenant AS (INSERT INTO {schema}.reporting_tenant_api_provider (uuid, name, type, provider_id) \
+           SELECT uuid, $2, $3, uuid FROM provider \
+           ON CONFLICT (uuid) DO UPDATE SET name = excluded.name RETURNING uuid) \
+         SELECT count(*) FROM tenant",
+        auth = authentication_cte("$4", "$5"),
+        billing = billing_source_cte("$6"),
+        schema = keel_db::quote_ident(&schema_name(spec.org_id)),
+    );
+    let made: i64 = sqlx::query_scalar(sqlx::AssertSqlSafe(sql))
+        .bind(spec.uuid)
+        .bind(spec.name)
+        .bind(spec.ty.as_str())
+        .bind(Json(spec.credentials))
+        .bind(spec.digest)
+        .bind(Json(spec.data_source))
+        .bind(spec.customer)
+        .bind(spec.paused)
+        .fetch_one(conn)
+        .await?;
+    Ok(made == 1)
 }
 
 /// Builds the provider of a source, or links the one that already exists for it (same uuid,

@@ -5,9 +5,10 @@
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use sqlx::{PgConnection, PgPool};
+use sqlx::{PgConnection, PgPool, types::Json};
 
-use crate::domain::OpKind;
+use super::SourceRow;
+use crate::domain::{OpKind, StatusBody};
 
 /// A queued operation absorbs a newer trigger: a delete wins, a create stays a create
 /// ([`OpKind::merge`]), it re-reads what either needs ([`Reread::merge`]); the generation
@@ -18,7 +19,7 @@ pub(super) const ENQUEUE_CONFLICT: &str = "ON CONFLICT (source_id) DO UPDATE SET
        reread = CASE WHEN operations.reread = 'application' AND excluded.reread = 'application' \
                      THEN 'application' ELSE 'all' END, \
        generation = operations.generation + 1, attempts = 0, failures = 0, run_at = now(), \
-       parked_at = NULL, updated_at = now()";
+       parked_at = NULL, reporting = false, updated_at = now()";
 
 /// Queues an operation for a source, merging with one already queued; a new trigger gives
 /// the operation fresh attempts and makes it due now (a running one keeps its lease).
@@ -49,18 +50,30 @@ pub struct Claim {
     pub reread: String,
 }
 
-/// Claims up to `limit` due operations for `lease`; others skip them.
-pub async fn claim(db: &PgPool, limit: i64, lease: Duration) -> Result<Vec<Claim>, sqlx::Error> {
-    sqlx::query_as(
-        "UPDATE operations o SET leased_until = now() + make_interval(secs => $2), \
-           attempts = o.attempts + 1, updated_at = now() \
+/// A claimed operation with its source's sync row (an operation never outlives the row).
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct Claimed {
+    #[sqlx(flatten)]
+    pub claim: Claim,
+    #[sqlx(flatten)]
+    pub source: SourceRow,
+}
+
+/// Claims up to `limit` due operations for `lease`, with their sync rows; others skip them.
+pub async fn claim(db: &PgPool, limit: i64, lease: Duration) -> Result<Vec<Claimed>, sqlx::Error> {
+    sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        "WITH c AS (UPDATE operations o SET leased_until = now() + make_interval(secs => $2), \
+           attempts = o.attempts + 1, reporting = false, updated_at = now() \
          WHERE o.source_id IN ( \
            SELECT source_id FROM operations \
            WHERE parked_at IS NULL AND run_at <= now() \
              AND (leased_until IS NULL OR leased_until < now()) \
            ORDER BY run_at LIMIT $1 FOR UPDATE SKIP LOCKED) \
-         RETURNING o.source_id, o.kind, o.generation, o.attempts, o.enqueued_at, o.reread",
-    )
+         RETURNING o.source_id, o.kind, o.generation, o.attempts, o.enqueued_at, o.reread) \
+         SELECT c.kind, c.generation, c.attempts, c.enqueued_at, c.reread, {} \
+         FROM c JOIN api_sources s ON s.source_id = c.source_id",
+        *super::sources::SOURCE_COLUMNS_OF_S
+    )))
     .bind(limit)
     .bind(lease.as_secs_f64())
     .fetch_all(db)
@@ -68,14 +81,22 @@ pub async fn claim(db: &PgPool, limit: i64, lease: Duration) -> Result<Vec<Claim
 }
 
 /// The operation succeeded: removed, unless a newer trigger arrived while it ran (then it
-/// runs again).
-pub async fn complete(conn: &mut PgConnection, claim: &Claim) -> Result<(), sqlx::Error> {
-    let removed = sqlx::query("DELETE FROM operations WHERE source_id = $1 AND generation = $2")
-        .bind(claim.source_id)
-        .bind(claim.generation)
-        .execute(&mut *conn)
-        .await?
-        .rows_affected();
+/// runs again). `status`, when given, is the availability status just sent for the source.
+pub async fn complete(
+    conn: &mut PgConnection,
+    claim: &Claim,
+    status: Option<&StatusBody>,
+) -> Result<(), sqlx::Error> {
+    let removed = sqlx::query(
+        "WITH sent AS (UPDATE api_sources SET status = $3 WHERE source_id = $1 AND $3 IS NOT NULL) \
+         DELETE FROM operations WHERE source_id = $1 AND generation = $2",
+    )
+    .bind(claim.source_id)
+    .bind(claim.generation)
+    .bind(status.map(Json))
+    .execute(&mut *conn)
+    .await?
+    .rows_affected();
     if removed == 0 {
         release(conn, claim.source_id).await?;
     }

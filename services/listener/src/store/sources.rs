@@ -1,14 +1,17 @@
 //! The sync rows (`cost.api_sources`): one per followed source, its state, settings and
 //! the provider it is linked to.
 
-use std::collections::{HashMap, hash_map::Entry};
+use std::{
+    collections::{HashMap, hash_map::Entry},
+    sync::LazyLock,
+};
 
 use chrono::{DateTime, Utc};
 use serde_json::Value;
 use sqlx::{PgConnection, PgPool, types::Json};
 use uuid::Uuid;
 
-use crate::domain::{Object, OpKind, Reread, SourceEvent, SyncState, state};
+use crate::domain::{Object, OpKind, Reread, SourceEvent, SyncState, echo, state};
 
 /// A followed source, as stored.
 #[derive(Debug, Clone, sqlx::FromRow)]
@@ -57,6 +60,15 @@ const SOURCE_COLUMNS: &str = "source_id, source_uuid, name, auth_header, account
      authentication, billing_source, koku_uuid, application_id, paused, status, state, state_reason, \
      created_timestamp, linked_timestamp";
 
+/// [`SOURCE_COLUMNS`] of the table aliased `s`.
+pub(super) static SOURCE_COLUMNS_OF_S: LazyLock<String> = LazyLock::new(|| {
+    SOURCE_COLUMNS
+        .split(',')
+        .map(|c| format!("s.{}", c.trim()))
+        .collect::<Vec<_>>()
+        .join(", ")
+});
+
 pub async fn source(db: &PgPool, source_id: i64) -> Result<Option<SourceRow>, sqlx::Error> {
     sqlx::query_as(sqlx::AssertSqlSafe(format!(
         "SELECT {SOURCE_COLUMNS} FROM api_sources WHERE source_id = $1"
@@ -100,6 +112,38 @@ pub enum Recorded {
     Queued(OpKind),
     /// An event about a source the listener does not follow.
     UnknownSource,
+    /// An application event whose settings are those the provider has ([`echo`]).
+    Unchanged,
+}
+
+/// A followed source's row as the consumer reads it.
+#[derive(Debug, Clone, sqlx::FromRow)]
+struct KnownRow {
+    source_id: i64,
+    state: String,
+    has_provider: bool,
+    source_type: String,
+    billing_source: Json<serde_json::Value>,
+    paused: bool,
+    /// The queued operation's `reporting`, `None` when there is none.
+    reporting: Option<bool>,
+}
+
+impl KnownRow {
+    fn known(&self, state: SyncState) -> echo::Known<'_> {
+        echo::Known {
+            state,
+            has_provider: self.has_provider,
+            source_type: &self.source_type,
+            billing_source: &self.billing_source.0,
+            paused: self.paused,
+            operation: match self.reporting {
+                None => echo::Operation::None,
+                Some(false) => echo::Operation::Working,
+                Some(true) => echo::Operation::Reporting,
+            },
+        }
+    }
 }
 
 /// Records events (in their order) in one transaction: each followed source's state moves
@@ -113,6 +157,8 @@ pub async fn record_events(
     struct Followed {
         state: SyncState,
         has_provider: bool,
+        /// What events that change nothing are compared with (`None` for a new row).
+        known: Option<KnownRow>,
         /// Not in the table yet: (identity, account, org, offset) of the event that adds it.
         new: Option<(String, Option<String>, String, i64)>,
         /// The identity of the latest creating event, replayed on REST calls.
@@ -125,22 +171,25 @@ pub async fn record_events(
     ids.sort_unstable();
     ids.dedup();
     // Locked in id order, so two writers of the same rows cannot deadlock.
-    let current: Vec<(i64, String, bool)> = sqlx::query_as(
-        "SELECT source_id, state, koku_uuid IS NOT NULL FROM api_sources \
-         WHERE source_id = ANY($1) ORDER BY source_id FOR UPDATE",
+    let current: Vec<KnownRow> = sqlx::query_as(
+        "SELECT s.source_id, s.state, s.koku_uuid IS NOT NULL AS has_provider, s.source_type, \
+           s.billing_source, s.paused, o.reporting \
+         FROM api_sources s LEFT JOIN operations o ON o.source_id = s.source_id \
+         WHERE s.source_id = ANY($1) ORDER BY s.source_id FOR UPDATE OF s",
     )
     .bind(&ids)
     .fetch_all(&mut *tx)
     .await?;
     let mut followed: HashMap<i64, Followed> = current
         .into_iter()
-        .map(|(id, state, has_provider)| {
-            let state = SyncState::parse(&state).unwrap_or(SyncState::New);
+        .map(|row| {
+            let state = SyncState::parse(&row.state).unwrap_or(SyncState::New);
             (
-                id,
+                row.source_id,
                 Followed {
                     state,
-                    has_provider,
+                    has_provider: row.has_provider,
+                    known: Some(row),
                     new: None,
                     identity: None,
                     op: None,
@@ -157,6 +206,7 @@ pub async fn record_events(
             Entry::Vacant(v) if creates => v.insert(Followed {
                 state: SyncState::New,
                 has_provider: false,
+                known: None,
                 new: Some((
                     event.identity.clone(),
                     event.account_id.clone(),
@@ -172,6 +222,18 @@ pub async fn record_events(
                 continue;
             }
         };
+        // Nothing queued for it in this batch either: the event is compared with the row.
+        if entry.op.is_none()
+            && let Some(row) = &entry.known
+            && echo::changes_nothing(
+                &row.known(entry.state),
+                event.kind,
+                event.application.as_ref(),
+            )
+        {
+            recorded.push(Recorded::Unchanged);
+            continue;
+        }
         if creates {
             entry.identity = Some(event.identity.clone());
         }
@@ -279,6 +341,9 @@ pub struct Saved<'a> {
     pub reason: Option<&'a str>,
     /// The provider the source is now linked to.
     pub link: Option<Uuid>,
+    /// The generation of the operation whose changes this commits: it only reports the status
+    /// from now on (`operations.reporting`).
+    pub reporting: Option<i64>,
 }
 
 /// Writes an operation's outcome to the sync row. Answers the source's creation time when
@@ -289,7 +354,9 @@ pub async fn save(
     saved: &Saved<'_>,
 ) -> Result<Option<DateTime<Utc>>, sqlx::Error> {
     let first_link = sqlx::query_scalar(
-        "UPDATE api_sources SET name = $2, source_type = $3, authentication = $4, billing_source = $5, \
+        "WITH reporting AS (UPDATE operations SET reporting = true \
+           WHERE source_id = $1 AND generation = $12) \
+         UPDATE api_sources SET name = $2, source_type = $3, authentication = $4, billing_source = $5, \
            paused = $6, source_uuid = coalesce(source_uuid, $7), application_id = coalesce($8, application_id), \
            state = $9, state_reason = $10, updated_timestamp = now(), \
            koku_uuid = coalesce($11::uuid::text, koku_uuid), provider_id = coalesce($11::uuid, provider_id), \
@@ -308,6 +375,7 @@ pub async fn save(
     .bind(saved.state.as_str())
     .bind(saved.reason)
     .bind(saved.link)
+    .bind(saved.reporting)
     .fetch_optional(conn)
     .await?;
     Ok(first_link.flatten())

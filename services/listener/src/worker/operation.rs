@@ -1,0 +1,335 @@
+//! One operation: read the source, decide (`domain::state::plan`), and carry the decision
+//! out: build, update or remove the provider, and report the status when it changed.
+
+use anyhow::Context as _;
+use uuid::Uuid;
+
+use super::{
+    OpError, Worker, caller,
+    fetch::Fetched,
+    provider_uuid,
+    save::{Outcome, save_row},
+};
+use crate::{
+    domain::{Plan, Problem, Reread, StatusBody, SyncState, Synced, Truth},
+    secrets,
+    sources_client::Caller,
+    store::{
+        self, Claim, SourceRow,
+        providers::{self as provider, BuildError, ProviderSpec},
+        tenants::{self, TenantError},
+    },
+};
+
+impl Worker {
+    /// One operation: returns what was done, for the metrics.
+    pub(super) async fn reconcile(
+        &self,
+        claim: &Claim,
+        row: SourceRow,
+    ) -> Result<&'static str, OpError> {
+        let caller = caller(&row);
+        let synced = self.synced(&row)?;
+        let fetched = match (Reread::parse(&claim.reread), &synced) {
+            (Reread::Application, Some(synced)) => {
+                self.fetch_application(caller, &row, synced).await?
+            }
+            _ => self.fetch(caller, &row).await?,
+        };
+        let plan = crate::domain::state::plan(&fetched.truth, synced.as_ref());
+        tracing::debug!(?plan, "planned");
+        match plan {
+            Plan::Delete => self.delete(claim, &row).await,
+            Plan::Wait => {
+                self.save(&row, &fetched, Outcome::state(SyncState::Details))
+                    .await?;
+                self.complete(claim, None).await?;
+                Ok("waiting")
+            }
+            Plan::Fail(problem) => {
+                self.fail_settings(claim, &row, &fetched, &problem).await?;
+                Ok("invalid")
+            }
+            Plan::Create => self.build(claim, &row, &fetched, false).await,
+            Plan::Update => self.build(claim, &row, &fetched, true).await,
+            // Only planned for a source with a provider that matches it.
+            Plan::Keep => {
+                let kept = Outcome {
+                    reporting: Some(claim.generation),
+                    ..Outcome::state(SyncState::Linked)
+                };
+                self.save(&row, &fetched, kept).await?;
+                self.report_and_complete(
+                    claim,
+                    &row,
+                    fetched.application_id,
+                    StatusBody::available(),
+                )
+                .await?;
+                Ok("unchanged")
+            }
+        }
+    }
+
+    /// What the provider was last built from, when there is one.
+    fn synced(&self, row: &SourceRow) -> Result<Option<Synced>, OpError> {
+        if row.koku_uuid.is_none() {
+            return Ok(None);
+        }
+        let credentials = secrets::open(&self.secrets, &row.org_id, &row.credentials())
+            .context("opening stored credentials")?;
+        Ok(Some(Synced {
+            name: row.name.clone().unwrap_or_default(),
+            credentials,
+            data_source: row.data_source(),
+            paused: row.paused,
+        }))
+    }
+
+    /// Stores the fetched settings and the new state in the sync row.
+    async fn save(
+        &self,
+        row: &SourceRow,
+        fetched: &Fetched,
+        outcome: Outcome<'_>,
+    ) -> Result<(), OpError> {
+        let mut conn = self.db.acquire().await?;
+        save_row(&mut conn, &self.secrets, row, fetched, outcome).await?;
+        Ok(())
+    }
+
+    /// The operation is done (it runs again if a newer trigger arrived meanwhile); `sent` is
+    /// the status it reported, recorded in the same statement.
+    async fn complete(&self, claim: &Claim, sent: Option<&StatusBody>) -> Result<(), OpError> {
+        let mut conn = self.db.acquire().await?;
+        store::complete(&mut conn, claim, sent).await?;
+        Ok(())
+    }
+
+    async fn fail_settings(
+        &self,
+        claim: &Claim,
+        row: &SourceRow,
+        fetched: &Fetched,
+        problem: &Problem,
+    ) -> Result<(), OpError> {
+        let mut tx = self.db.begin().await?;
+        save_row(
+            &mut tx,
+            &self.secrets,
+            row,
+            fetched,
+            Outcome {
+                reason: Some(&problem.message),
+                ..Outcome::state(SyncState::Failed)
+            },
+        )
+        .await?;
+        if let (Some(uuid), Truth::Present(d)) = (provider_uuid(row), &fetched.truth) {
+            provider::deactivate(&mut tx, uuid, d.paused).await?;
+        }
+        tx.commit().await?;
+        self.report_and_complete(
+            claim,
+            row,
+            fetched.application_id,
+            StatusBody::unavailable(problem),
+        )
+        .await?;
+        tracing::info!(reason = %problem.message, "source settings are invalid");
+        Ok(())
+    }
+
+    /// Creates or updates the provider, then reports `available`.
+    async fn build(
+        &self,
+        claim: &Claim,
+        row: &SourceRow,
+        fetched: &Fetched,
+        update: bool,
+    ) -> Result<&'static str, OpError> {
+        let Truth::Present(desired) = &fetched.truth else {
+            return Err(OpError::Other(anyhow::anyhow!(
+                "building a provider for a source that is not present"
+            )));
+        };
+        let customer = match self.customer(row, fetched).await? {
+            Ok(id) => id,
+            Err(problem) => {
+                self.fail_settings(claim, row, fetched, &problem).await?;
+                return Ok("invalid");
+            }
+        };
+        let uuid = provider_uuid(row)
+            .or(row.source_uuid)
+            .or(fetched.uid)
+            .unwrap_or_else(Uuid::new_v4);
+        let sealed = secrets::seal(&self.secrets, &row.org_id, &desired.credentials);
+        let digest = secrets::digest(&row.org_id, &desired.credentials);
+        let data_source = desired.data_source.clone().unwrap_or_default();
+        let spec = ProviderSpec {
+            uuid,
+            name: &desired.name,
+            ty: desired.ty,
+            org_id: &row.org_id,
+            customer,
+            credentials: &sealed,
+            digest: &digest,
+            data_source: &data_source,
+            paused: desired.paused,
+        };
+        let released = match self.write_provider(&spec, update).await {
+            Ok(released) => released,
+            Err(BuildError::Problem(problem)) => {
+                self.fail_settings(claim, row, fetched, &problem).await?;
+                return Ok(if problem.key == "source.duplicate" {
+                    "duplicate"
+                } else {
+                    "invalid"
+                });
+            }
+            Err(BuildError::Database(e)) => return Err(e.into()),
+        };
+        let mut fetched = fetched.clone();
+        fetched.uid = Some(uuid);
+        // Written after the provider: if this is lost, the next attempt finds the provider
+        // made for this source and links it.
+        let mut conn = self.db.acquire().await?;
+        let first_link = save_row(
+            &mut conn,
+            &self.secrets,
+            row,
+            &fetched,
+            Outcome {
+                link: Some(uuid),
+                reporting: Some(claim.generation),
+                ..Outcome::state(SyncState::Linked)
+            },
+        )
+        .await?;
+        drop(conn);
+        self.remove_orphans(released).await;
+        if let Some(created) = first_link {
+            let latency = (chrono::Utc::now() - created).to_std().unwrap_or_default();
+            metrics::histogram!("source_to_provider_seconds").record(latency.as_secs_f64());
+        }
+        tracing::info!(provider = %uuid, update, "provider ready");
+        self.report_and_complete(claim, row, fetched.application_id, StatusBody::available())
+            .await?;
+        Ok(if update { "updated" } else { "created" })
+    }
+
+    /// The org's customer, once its tenant exists: made and committed on its own first, so a
+    /// provider transaction never waits for a schema clone's locks. While a tenant is made
+    /// the source shows `creating`.
+    async fn customer(
+        &self,
+        row: &SourceRow,
+        fetched: &Fetched,
+    ) -> Result<Result<i64, Problem>, OpError> {
+        let known = self
+            .tenants
+            .lock()
+            .ok()
+            .and_then(|t| t.get(&row.org_id).copied());
+        if let Some(id) = known {
+            return Ok(Ok(id));
+        }
+        self.save(row, fetched, Outcome::state(SyncState::Creating))
+            .await?;
+        match tenants::ensure(&self.db, &row.org_id, row.account_id.as_deref()).await {
+            Ok(id) => {
+                if let Ok(mut known) = self.tenants.lock() {
+                    known.insert(row.org_id.clone(), id);
+                }
+                Ok(Ok(id))
+            }
+            Err(TenantError::Problem(problem)) => Ok(Err(problem)),
+            Err(TenantError::Database(e)) => Err(e.into()),
+        }
+    }
+
+    /// The provider's rows: a new provider in one statement when nothing stands in the way,
+    /// else in a transaction that sorts out what does (an existing provider, a duplicate).
+    async fn write_provider(
+        &self,
+        spec: &ProviderSpec<'_>,
+        update: bool,
+    ) -> Result<Option<provider::Released>, BuildError> {
+        let mut conn = self.db.acquire().await?;
+        if !update && provider::try_create(&mut conn, spec).await? {
+            return Ok(None);
+        }
+        let mut tx = sqlx::Acquire::begin(&mut *conn).await?;
+        let released = if update {
+            provider::update(&mut tx, spec).await?
+        } else {
+            provider::create(&mut tx, spec).await?
+        };
+        tx.commit().await?;
+        Ok(released)
+    }
+
+    /// Removes the provider and its tenant row, then the sync row, unless a new trigger
+    /// arrived meanwhile (then the source is checked again).
+    async fn delete(&self, claim: &Claim, row: &SourceRow) -> Result<&'static str, OpError> {
+        let mut tx = self.db.begin().await?;
+        let Some(current) = store::source_for_update(&mut tx, row.source_id).await? else {
+            return Ok("gone");
+        };
+        let released = match provider_uuid(&current) {
+            Some(uuid) => provider::destroy(&mut tx, uuid, &current.org_id).await?,
+            None => None,
+        };
+        store::sources::remove_unless_triggered(&mut tx, row.source_id, claim.generation).await?;
+        tx.commit().await?;
+        self.remove_orphans(released).await;
+        tracing::info!("source removed");
+        Ok("deleted")
+    }
+
+    /// Settings rows a committed change left unused go; a failure only leaves a row behind
+    /// (the next change of a provider that used it tries again).
+    async fn remove_orphans(&self, released: Option<provider::Released>) {
+        if let Some(released) = released
+            && let Err(e) = provider::remove_orphans(&self.db, released).await
+        {
+            tracing::warn!(error = %e, "cannot remove unused settings rows");
+        }
+    }
+
+    /// Sends the status to sources-api when it differs from the last one sent; answers what
+    /// was sent, for [`Self::complete`] to record.
+    async fn report(
+        &self,
+        caller: Caller<'_>,
+        row: &SourceRow,
+        application_id: Option<i64>,
+        body: StatusBody,
+    ) -> Result<Option<StatusBody>, OpError> {
+        // Only this operation sends the source's status, so the row read at its start is current.
+        let last: Option<StatusBody> = serde_json::from_value(row.status.0.clone()).ok();
+        if last.as_ref() == Some(&body) {
+            return Ok(None);
+        }
+        let Some(app_id) = application_id else {
+            return Ok(None);
+        };
+        self.client.set_status(caller, app_id, &body).await?;
+        metrics::counter!("status_reports_total", "status" => body.availability_status.clone())
+            .increment(1);
+        Ok(Some(body))
+    }
+
+    /// Reports `body` and completes the operation.
+    async fn report_and_complete(
+        &self,
+        claim: &Claim,
+        row: &SourceRow,
+        application_id: Option<i64>,
+        body: StatusBody,
+    ) -> Result<(), OpError> {
+        let sent = self.report(caller(row), row, application_id, body).await?;
+        self.complete(claim, sent.as_ref()).await
+    }
+}
