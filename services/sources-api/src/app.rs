@@ -13,6 +13,7 @@ use utoipa_axum::router::OpenApiRouter;
 
 use crate::{
     config::Config,
+    creates::Creates,
     openapi::{self, ApiDoc, CANONICAL_PREFIX},
     relaying, resources, seed,
     state::AppState,
@@ -132,6 +133,7 @@ impl App {
                 config.availability_check_concurrency,
             )),
             tenants: Arc::default(),
+            creates: Creates::start(db.clone(), config.create_batch),
         };
         warn_about_writes(config);
         let relay = Arc::new(RelayStatus::default());

@@ -56,6 +56,11 @@ pub struct SourcesArgs {
     #[arg(long, env = "AVAILABILITY_CHECK_CONCURRENCY", default_value_t = 64)]
     pub availability_check_concurrency: usize,
 
+    /// Most source creates committed together (`POST /sources` requests arriving at once share
+    /// one statement and one commit); 1 commits each on its own.
+    #[arg(long, env = "SOURCES_CREATE_BATCH", default_value_t = 64)]
+    pub create_batch: usize,
+
     /// Partitions of the topics Keel creates when they are missing.
     #[arg(long, env = "KAFKA_TOPIC_PARTITIONS", default_value_t = 3)]
     pub kafka_topic_partitions: i32,
@@ -92,6 +97,8 @@ pub struct Config {
     pub bypass_rbac: bool,
     pub internal_api_open: bool,
     pub availability_check_concurrency: usize,
+    /// Most source creates committed together.
+    pub create_batch: usize,
     pub source_type_skip_list: Vec<String>,
     pub application_type_skip_list: Vec<String>,
     pub kafka_topic_partitions: i32,
@@ -121,6 +128,7 @@ impl Config {
             bypass_rbac: args.bypass_rbac,
             internal_api_open: args.internal_api_open,
             availability_check_concurrency: args.availability_check_concurrency.max(1),
+            create_batch: args.create_batch.max(1),
             source_type_skip_list: args.source_type_skip_list,
             application_type_skip_list: args.application_type_skip_list,
             kafka_topic_partitions: args.kafka_topic_partitions,
@@ -141,6 +149,7 @@ impl Config {
             bypass_rbac: false,
             internal_api_open: false,
             availability_check_concurrency: 64,
+            create_batch: 64,
             source_type_skip_list: Vec::new(),
             application_type_skip_list: Vec::new(),
             kafka_topic_partitions: 3,

@@ -10,6 +10,8 @@ mod app;
 pub mod availability;
 /// Configuration from flags and environment variables.
 pub mod config;
+/// Source creates committed in batches.
+pub mod creates;
 /// Domain types of this service, parsed from requests; no I/O.
 pub mod domain;
 /// The service's error type and its one `IntoResponse`.

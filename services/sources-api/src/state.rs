@@ -5,7 +5,7 @@ use keel_crypto::SecretBox;
 use keel_sources_http::AuthPolicy;
 use sqlx::PgPool;
 
-use crate::store::TenantCache;
+use crate::{creates::Creates, store::TenantCache};
 
 /// What every handler can reach.
 #[derive(Clone)]
@@ -20,6 +20,8 @@ pub struct AppState {
     /// Availability calls in flight at once; a check finding none free is skipped and counted.
     pub availability_checks: Arc<tokio::sync::Semaphore>,
     pub tenants: Arc<TenantCache>,
+    /// Source creates, committed in batches.
+    pub creates: Creates,
 }
 
 impl FromRef<AppState> for AuthPolicy {

@@ -72,8 +72,7 @@ async fn create(
     StrictJson(req): StrictJson<SourceCreateRequest>,
 ) -> Result<(StatusCode, Json<Source>)> {
     let source = new_source(req)?;
-    let mut conn = state.db.acquire().await?;
-    let row = sources::insert_announced(&mut conn, &tenant, &source).await?;
+    let row = state.creates.create(tenant, source).await?;
     tracing::info!(source_id = row.id, "source created");
     Ok((StatusCode::CREATED, Json(row.into())))
 }

@@ -85,9 +85,22 @@ pub fn append_for_inserted(
     headers: &str,
     payload: &str,
 ) -> String {
-    let payload = format!("replace({payload}, '\"id\":{PENDING_ID}', '\"id\":' || s.id)::json");
+    append_for_inserted_from("s", topic, event_type, key, headers, payload)
+}
+
+/// [`append_for_inserted`] for the rows of the CTE `from`, which has the inserted `id`.
+pub fn append_for_inserted_from(
+    from: &str,
+    topic: &str,
+    event_type: &str,
+    key: &str,
+    headers: &str,
+    payload: &str,
+) -> String {
+    let payload =
+        format!("replace({payload}, '\"id\":{PENDING_ID}', '\"id\":' || {from}.id)::json");
     OUTBOX.append_from(
-        "s",
+        from,
         AppendColumns {
             topic,
             event_type,

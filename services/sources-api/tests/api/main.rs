@@ -9,6 +9,7 @@ mod authentications;
 mod availability;
 mod bulk;
 mod client_proof;
+mod creates;
 mod endpoints;
 mod events;
 mod internal;
