@@ -1,4 +1,14 @@
+use std::{
+    collections::HashMap,
+    sync::{Arc, LazyLock, Mutex},
+};
+
 use sqlx::{AssertSqlSafe, PgConnection, PgExecutor, PgPool};
+use tokio::sync::Notify;
+
+/// This process's readers of each outbox table, woken by [`Outbox::committed`].
+static COMMITTED: LazyLock<Mutex<HashMap<&'static str, Arc<Notify>>>> =
+    LazyLock::new(Mutex::default);
 
 /// Where a reader stands in an outbox: the last row it has passed, in (txid, id) order.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord)]
@@ -164,6 +174,20 @@ impl Outbox {
     /// The outbox of `schema` (a `const`, so a service can name its outbox once).
     pub const fn new(schema: &'static str, table: &'static str) -> Self {
         Self { schema, table }
+    }
+
+    /// Wakes this process's readers of the outbox (embedded-log consumers, the relay): a
+    /// writer calls it after committing rows it appended, so that readers in the same process
+    /// (`keel up`) read them at once instead of at their next poll. Readers elsewhere find them
+    /// when they next poll.
+    pub fn committed(&self) {
+        self.wake().notify_waiters();
+    }
+
+    /// What [`Self::committed`] notifies.
+    pub(crate) fn wake(&self) -> Arc<Notify> {
+        let mut readers = COMMITTED.lock().unwrap_or_else(|e| e.into_inner());
+        readers.entry(self.table).or_default().clone()
     }
 
     /// The migrations that build this outbox, with a history of their own in its schema.

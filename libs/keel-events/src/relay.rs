@@ -167,7 +167,9 @@ impl Relay {
     ) -> anyhow::Result<()> {
         let mut after: Option<Position> = None;
         let mut in_flight: VecDeque<InFlight> = VecDeque::with_capacity(PIPELINE_DEPTH + 1);
+        let committed = self.outbox.wake();
         loop {
+            let woken = committed.notified();
             if shutdown.is_cancelled() {
                 while let Some(batch) = in_flight.pop_front() {
                     self.settle(conn, batch).await?;
@@ -192,6 +194,7 @@ impl Relay {
                 self.healthy();
                 tokio::select! {
                     _ = shutdown.cancelled() => {}
+                    _ = woken => {}
                     _ = tokio::time::sleep(IDLE_POLL) => {}
                 }
             }

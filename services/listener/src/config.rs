@@ -3,7 +3,10 @@ use std::time::Duration;
 use keel_service::{CommonArgs, CommonConfig, Env, Listen, ListenArgs, config::Secret};
 
 /// Provider operations run at the same time when LISTENER_WORKERS is unset.
-pub const DEFAULT_WORKERS: usize = 8;
+pub const DEFAULT_WORKERS: usize = 32;
+
+/// Spare tenant schemas kept cloned when LISTENER_SPARE_TENANTS is unset.
+pub const DEFAULT_SPARE_TENANTS: usize = 3;
 
 /// The read API's port when PORT is unset.
 pub const DEFAULT_PORT: u16 = 8001;
@@ -68,7 +71,7 @@ pub struct ListenerArgs {
     pub workers: usize,
     /// Tenant schemas cloned ahead of time, so the first source of a new org does not wait
     /// for a clone (0: clone when needed).
-    #[arg(long, env = "LISTENER_SPARE_TENANTS", default_value_t = 3)]
+    #[arg(long, env = "LISTENER_SPARE_TENANTS", default_value_t = DEFAULT_SPARE_TENANTS)]
     pub spare_tenants: usize,
     /// Failures that will not heal before an operation is parked; sources-api or database
     /// outages only delay it.

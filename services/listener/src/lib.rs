@@ -32,4 +32,6 @@ pub use app::{
     App, MIGRATOR, OUTBOX, OWNER, TEMPLATE, TENANT_MIGRATOR, openapi_document, prepare_database,
     router,
 };
-pub use config::{Args, Config, CredentialKey, DEFAULT_WORKERS, ListenerArgs};
+pub use config::{
+    Args, Config, CredentialKey, DEFAULT_SPARE_TENANTS, DEFAULT_WORKERS, ListenerArgs,
+};

@@ -316,27 +316,35 @@ impl SourcesClient {
         }))
     }
 
-    /// The source's authentication of that type.
-    pub async fn authentication(
+    /// The source's authentications of `authtype` (all of them when `None`), with their
+    /// authtypes, in sources-api's order.
+    pub async fn authentications(
         &self,
         caller: Caller<'_>,
         source_id: i64,
-        authtype: &str,
-    ) -> Result<Option<Authentication>, ClientError> {
-        let query = [
-            ("filter[source_id]", source_id.to_string()),
-            ("filter[authtype]", authtype.to_owned()),
-        ];
-        let found = self
-            .first("/authentications", caller, &query, "the authentication")
-            .await?;
-        Ok(found.and_then(|a| {
-            Some(Authentication {
-                id: id(&a["id"])?,
-                username: text(&a["username"]),
-                extra: object(&a["extra"]),
+        authtype: Option<&str>,
+    ) -> Result<Vec<(String, Authentication)>, ClientError> {
+        let mut query = vec![("filter[source_id]", source_id.to_string())];
+        if let Some(authtype) = authtype {
+            query.push(("filter[authtype]", authtype.to_owned()));
+        }
+        let url = format!("{}/authentications", self.base);
+        let page = self.get(&url, caller, &query, "the authentications").await?;
+        Ok(page["data"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|a| {
+                Some((
+                    text(&a["authtype"]).unwrap_or_default(),
+                    Authentication {
+                        id: id(&a["id"])?,
+                        username: text(&a["username"]),
+                        extra: object(&a["extra"]),
+                    },
+                ))
             })
-        }))
+            .collect())
     }
 
     /// The authentication's password, from the internal API.

@@ -102,7 +102,11 @@ async fn read_topic<H: Handler>(
         "partition" => "0"
     );
     let mut lag_measured: Option<std::time::Instant> = None;
+    let committed = outbox.wake();
+    let mut idle_wait = config.poll_interval;
     while !shutdown.is_cancelled() {
+        // Registered before the look, so a commit during it is not missed.
+        let woken = committed.notified();
         let rows = outbox
             .read(&mut *conn, topic, position, BATCH as i64)
             .await?;
@@ -117,10 +121,18 @@ async fn read_topic<H: Handler>(
         if rows.is_empty() {
             tokio::select! {
                 _ = shutdown.cancelled() => break,
-                _ = tokio::time::sleep(config.poll_interval) => {}
+                _ = woken => {
+                    // Gathers what the next few commits add into one read.
+                    idle_wait = config.poll_interval;
+                    tokio::time::sleep(idle_wait).await;
+                }
+                _ = tokio::time::sleep(idle_wait) => {
+                    idle_wait = (idle_wait * 2).min(config.max_poll_interval.max(config.poll_interval));
+                }
             }
             continue;
         }
+        idle_wait = config.poll_interval;
         let read = rows.len();
         let positions: Vec<Position> = rows.iter().map(OutboxRow::position).collect();
         let messages: Vec<Message> = rows

@@ -65,9 +65,13 @@ pub struct ConsumerConfig {
     /// First retry delay; doubles (with jitter) up to `retry_max`.
     pub retry_base: Duration,
     pub retry_max: Duration,
-    /// Embedded log only: how often to look for new rows when idle. A look is one index
-    /// probe of (topic, txid, id), so a short interval costs little and bounds the delay.
+    /// Embedded log only: how long to wait before looking again after a look found nothing;
+    /// doubled after each empty look up to `max_poll_interval`. When a writer of this process
+    /// commits rows ([`crate::Outbox::committed`]) the next look comes this long after it, with
+    /// whatever the commits meanwhile added.
     pub poll_interval: Duration,
+    /// Embedded log only: the longest wait between looks while idle.
+    pub max_poll_interval: Duration,
     /// How often `events_consumer_lag` is measured.
     pub lag_interval: Duration,
 }
@@ -80,6 +84,7 @@ impl ConsumerConfig {
             retry_base: Duration::from_millis(200),
             retry_max: Duration::from_secs(30),
             poll_interval: Duration::from_millis(10),
+            max_poll_interval: Duration::from_millis(100),
             lag_interval: Duration::from_secs(10),
         }
     }

@@ -186,29 +186,18 @@ async fn tenant_row(
     Ok(())
 }
 
-/// The common case of [`create`] in one statement and its own transaction: the settings rows,
-/// the provider and the tenant's provider row. `false` when something stood in the way (a
-/// provider with this uuid or these settings, a settings row racing another): no provider was
-/// written (settings rows it made are there for [`create`], which then sorts it out).
+/// The common case of [`create`] in two statements, each its own transaction: the settings
+/// rows and the provider (one statement, the same text for every tenant, so it is planned
+/// once per connection), then the tenant's provider row. `false` when something stood in the
+/// way of the provider (one with this uuid or these settings, a settings row racing another):
+/// none was written (settings rows it made are there for [`create`], which then sorts it out).
+/// A provider whose tenant row failed is found by the next attempt's [`create`], which links
+/// it and writes the row.
 pub async fn try_create(
     conn: &mut PgConnection,
     spec: &ProviderSpec<'_>,
 ) -> Result<bool, sqlx::Error> {
-    let sql = format!(
-        "WITH {auth}, {billing}, \
-         provider AS (INSERT INTO api_provider \
-             (uuid, name, type, authentication_id, billing_source_id, customer_id, paused) \
-           SELECT $1, $2, $3, auth.id, billing.id, $7, $8 FROM auth, billing \
-           ON CONFLICT DO NOTHING RETURNING uuid), \
-         tenant AS (INSERT INTO {schema}.reporting_tenant_api_provider (uuid, name, type, provider_id) \
-           SELECT uuid, $2, $3, uuid FROM provider \
-           ON CONFLICT (uuid) DO UPDATE SET name = excluded.name RETURNING uuid) \
-         SELECT count(*) FROM tenant",
-        auth = authentication_cte("$4", "$5"),
-        billing = billing_source_cte("$6"),
-        schema = keel_db::quote_ident(&schema_name(spec.org_id)),
-    );
-    let made: i64 = sqlx::query_scalar(sqlx::AssertSqlSafe(sql))
+    let made: i64 = sqlx::query_scalar(sqlx::AssertSqlSafe(NEW_PROVIDER.as_str()))
         .bind(spec.uuid)
         .bind(spec.name)
         .bind(spec.ty.as_str())
@@ -217,10 +206,27 @@ pub async fn try_create(
         .bind(Json(spec.data_source))
         .bind(spec.customer)
         .bind(spec.paused)
-        .fetch_one(conn)
+        .fetch_one(&mut *conn)
         .await?;
-    Ok(made == 1)
+    if made != 1 {
+        return Ok(false);
+    }
+    tenant_row(conn, &schema_name(spec.org_id), spec).await?;
+    Ok(true)
 }
+
+static NEW_PROVIDER: LazyLock<String> = LazyLock::new(|| {
+    format!(
+        "WITH {auth}, {billing}, \
+         provider AS (INSERT INTO api_provider \
+             (uuid, name, type, authentication_id, billing_source_id, customer_id, paused) \
+           SELECT $1, $2, $3, auth.id, billing.id, $7, $8 FROM auth, billing \
+           ON CONFLICT DO NOTHING RETURNING uuid) \
+         SELECT count(*) FROM provider",
+        auth = authentication_cte("$4", "$5"),
+        billing = billing_source_cte("$6"),
+    )
+});
 
 /// Builds the provider of a source, or links the one that already exists for it (same uuid,
 /// same org: an earlier attempt that committed but was not recorded).

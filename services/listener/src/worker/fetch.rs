@@ -50,10 +50,24 @@ impl Worker {
         row: &SourceRow,
     ) -> Result<Fetched, ClientError> {
         let id = row.source_id;
-        // Independent reads, sent together.
-        let (details, app) = tokio::join!(
+        // Independent reads, sent together. The authentications are read unless the source
+        // is known to be of a type without them; before its type is known, all of them (the
+        // one of its type is picked below).
+        let known = ProviderType::parse(&row.source_type);
+        let read_authentications = known.is_none_or(|t| t.authtype().is_some());
+        let (details, app, authentications) = tokio::join!(
             self.client.source(caller, id),
-            self.client.cost_application(caller, id, self.cost_type_id)
+            self.client.cost_application(caller, id, self.cost_type_id),
+            async {
+                match read_authentications {
+                    true => self
+                        .client
+                        .authentications(caller, id, known.and_then(ProviderType::authtype))
+                        .await
+                        .map(Some),
+                    false => Ok(None),
+                }
+            }
         );
         let details = match details {
             Ok(d) => d,
@@ -80,9 +94,18 @@ impl Worker {
             source_ref: details.source_ref.clone(),
             ..Default::default()
         };
-        if let Some(authtype) = ty.authtype()
-            && let Some(auth) = self.client.authentication(caller, id, authtype).await?
-        {
+        let authentications = match (authentications?, ty.authtype()) {
+            (Some(read), _) => read,
+            // Read only when a type needs them (a source's type never changes).
+            (None, Some(authtype)) => self.client.authentications(caller, id, Some(authtype)).await?,
+            (None, None) => Vec::new(),
+        };
+        let of_type = ty.authtype().and_then(|authtype| {
+            authentications
+                .into_iter()
+                .find_map(|(t, auth)| (t == authtype).then_some(auth))
+        });
+        if let Some(auth) = of_type {
             let needs_password = match ty.family() {
                 provider_type::Family::Azure => true,
                 provider_type::Family::Aws => auth.username.as_deref().is_none_or(str::is_empty),

@@ -145,6 +145,9 @@ impl<'t> Write<'t> {
     pub async fn commit(mut self) -> Result<()> {
         outbox::record(&mut self.tx, self.tenant, &self.events).await?;
         self.tx.commit().await?;
+        if !self.events.is_empty() {
+            outbox::OUTBOX.committed();
+        }
         Ok(())
     }
 }

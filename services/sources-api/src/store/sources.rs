@@ -198,6 +198,7 @@ pub async fn insert_announced(
         .fetch_one(conn)
         .await
         .map_err(source_constraint)?;
+    outbox::OUTBOX.committed();
     metrics::counter!("sources_events_recorded_total").increment(1);
     Ok(row)
 }
@@ -304,6 +305,7 @@ pub async fn insert_many_announced(
         .bind(event_type.as_str())
         .fetch_all(conn)
         .await?;
+    outbox::OUTBOX.committed();
     metrics::counter!("sources_events_recorded_total").increment(stored.len() as u64);
     let mut by_uid: HashMap<String, SourceRow> =
         stored.into_iter().map(|r| (r.uid.clone(), r)).collect();

@@ -83,6 +83,10 @@ pub struct ListenerBench {
     /// Listener workers.
     #[arg(long, default_value_t = listener::DEFAULT_WORKERS)]
     pub workers: usize,
+    /// Spare tenant schemas the listener keeps; the live phase starts once they are cloned,
+    /// as in a deployment that has been running.
+    #[arg(long, default_value_t = listener::DEFAULT_SPARE_TENANTS)]
+    pub spare_tenants: usize,
     /// Tenant schemas cloned in the clone phase.
     #[arg(long, default_value_t = 50)]
     pub clones: usize,
@@ -97,19 +101,21 @@ pub async fn listener(b: ListenerBench) -> anyhow::Result<()> {
     let mut services = Services::start(&b, &scratch.url).await?;
     let db = keel_db::connect(&scratch.url, "cost", 4).await?;
     println!(
-        "listener bench: {} {:?} sources at concurrency {} over {} {:?} tenants, {} workers, {}",
+        "listener bench: {} {:?} sources at concurrency {} over {} {:?} tenants, {} workers, {} spare tenants, {}",
         b.sources,
         b.source_type,
         b.concurrency,
         b.orgs,
         b.tenants,
         services.workers,
+        b.spare_tenants,
         if b.kafka_brokers.is_some() {
             "Kafka"
         } else {
             "the embedded log"
         }
     );
+    wait_for_spares(&db, b.spare_tenants).await?;
     let mut next = 0;
     if b.tenants == Tenants::Existing {
         create(&services, &b, next, b.orgs).await?;
@@ -328,6 +334,19 @@ async fn event_rows(db: &PgPool) -> anyhow::Result<i64> {
     )
     .fetch_one(db)
     .await?)
+}
+
+#[tracing::instrument(name = "bench", skip_all)]
+async fn wait_for_spares(db: &PgPool, n: usize) -> anyhow::Result<()> {
+    let full = wait_until(Duration::from_secs(600), || async {
+        let spares: i64 = sqlx::query_scalar("SELECT count(*) FROM spare_tenants")
+            .fetch_one(db)
+            .await?;
+        Ok(spares >= n as i64)
+    })
+    .await?;
+    anyhow::ensure!(full, "the listener did not clone {n} spare tenants within ten minutes");
+    Ok(())
 }
 
 /// The bench's own statements run in this span, left out of the counts.

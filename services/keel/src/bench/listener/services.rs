@@ -42,6 +42,7 @@ impl Services {
         config.credential_key = Some(listener::CredentialKey::Key(key));
         config.common.kafka = kafka;
         config.workers = b.workers;
+        config.spare_tenants = b.spare_tenants;
         config.common.database_max_connections = (config.workers as u32 + 8).max(20);
         // Every run gets a group of its own: a Kafka group keeps its offsets across runs.
         config.consumer_group = format!("hccm-sources-bench-{}", uuid::Uuid::new_v4().simple());
