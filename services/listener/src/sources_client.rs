@@ -329,7 +329,9 @@ impl SourcesClient {
             query.push(("filter[authtype]", authtype.to_owned()));
         }
         let url = format!("{}/authentications", self.base);
-        let page = self.get(&url, caller, &query, "the authentications").await?;
+        let page = self
+            .get(&url, caller, &query, "the authentications")
+            .await?;
         Ok(page["data"]
             .as_array()
             .into_iter()

@@ -16,7 +16,7 @@ use crate::{
     creates::Creates,
     openapi::{self, ApiDoc, CANONICAL_PREFIX},
     relaying, resources, seed,
-    state::AppState,
+    state::{AppState, Shared},
 };
 
 /// The `sources` schema's migrations, embedded at build time.
@@ -120,7 +120,7 @@ impl App {
             "ENCRYPTION_KEY is not set: authentication passwords need a key (base64 of 16, 24 or 32 bytes)",
         )?)?;
         let db = prepare_database(config).await?;
-        let state = AppState {
+        let state = AppState::new(Shared {
             db: db.clone(),
             auth: AuthPolicy::new(config.psks.iter().cloned(), config.bypass_rbac)
                 .with_internal_open(config.internal_api_open),
@@ -134,7 +134,7 @@ impl App {
             )),
             tenants: Arc::default(),
             creates: Creates::start(db.clone(), config.create_batch),
-        };
+        });
         warn_about_writes(config);
         let relay = Arc::new(RelayStatus::default());
         let readiness = ops::Readiness::default()

@@ -21,7 +21,7 @@ use crate::{
 };
 
 /// Batches committed at once: while one waits for its commit, the next one gathers.
-const COMMITTERS: usize = 4;
+const COMMITTERS: usize = 2;
 
 /// Where create requests wait for their batch.
 #[derive(Debug, Clone)]

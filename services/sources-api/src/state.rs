@@ -7,9 +7,26 @@ use sqlx::PgPool;
 
 use crate::{creates::Creates, store::TenantCache};
 
-/// What every handler can reach.
+/// What every handler can reach; cloned for every request, so it is one `Arc`.
 #[derive(Clone)]
-pub struct AppState {
+pub struct AppState(Arc<Shared>);
+
+impl AppState {
+    pub fn new(shared: Shared) -> Self {
+        Self(Arc::new(shared))
+    }
+}
+
+impl std::ops::Deref for AppState {
+    type Target = Shared;
+
+    fn deref(&self) -> &Shared {
+        &self.0
+    }
+}
+
+/// The parts of [`AppState`].
+pub struct Shared {
     pub db: PgPool,
     pub auth: AuthPolicy,
     pub secrets: SecretBox,

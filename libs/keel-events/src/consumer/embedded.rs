@@ -49,6 +49,10 @@ async fn store_position(
     Ok(())
 }
 
+/// After a commit of this process wakes a reader, how long it waits for the commits right
+/// behind it before reading.
+const GATHER: Duration = Duration::from_millis(10);
+
 /// Takes `pg_advisory_lock(group, topic)` on a dedicated connection, held for as long as the
 /// returned connection lives; `None` on shutdown.
 async fn hold_member_lock(
@@ -124,7 +128,7 @@ async fn read_topic<H: Handler>(
                 _ = woken => {
                     // Gathers what the next few commits add into one read.
                     idle_wait = config.poll_interval;
-                    tokio::time::sleep(idle_wait).await;
+                    tokio::time::sleep(GATHER.min(config.poll_interval)).await;
                 }
                 _ = tokio::time::sleep(idle_wait) => {
                     idle_wait = (idle_wait * 2).min(config.max_poll_interval.max(config.poll_interval));

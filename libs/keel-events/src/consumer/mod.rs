@@ -66,9 +66,8 @@ pub struct ConsumerConfig {
     pub retry_base: Duration,
     pub retry_max: Duration,
     /// Embedded log only: how long to wait before looking again after a look found nothing;
-    /// doubled after each empty look up to `max_poll_interval`. When a writer of this process
-    /// commits rows ([`crate::Outbox::committed`]) the next look comes this long after it, with
-    /// whatever the commits meanwhile added.
+    /// doubled after each empty look up to `max_poll_interval`. A writer of this process that
+    /// commits rows ([`crate::Outbox::committed`]) brings the next look forward to 10 ms later.
     pub poll_interval: Duration,
     /// Embedded log only: the longest wait between looks while idle.
     pub max_poll_interval: Duration,

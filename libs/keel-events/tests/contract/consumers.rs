@@ -370,3 +370,60 @@ async fn consumer_lag_counts_what_is_not_handled_yet() {
         h.stop().await;
     }
 }
+
+/// Counts what it handles.
+#[derive(Default)]
+struct Counted {
+    handled: Mutex<usize>,
+}
+
+impl Handler for Counted {
+    async fn handle(&self, _: &Message) -> Outcome {
+        *self.handled.lock().unwrap() += 1;
+        Outcome::Done
+    }
+}
+
+/// An idle embedded-log consumer that would not look again for an hour reads a row as soon
+/// as a writer of its process says it committed one.
+#[tokio::test]
+async fn a_commit_in_the_same_process_wakes_an_idle_embedded_consumer() {
+    let h = Harness::start(Via::Embedded).await;
+    let key = unique("key");
+    h.write_names(&key, &names("first", 1)).await;
+    let mut config = ConsumerConfig::new(unique("group"), &[h.topic.as_str()]);
+    config.poll_interval = Duration::from_secs(3600);
+    config.max_poll_interval = Duration::from_secs(3600);
+    let handler = Arc::new(Counted::default());
+    let token = CancellationToken::new();
+    let run = tokio::spawn(keel_events::consumer::run(
+        Via::Embedded.transport(),
+        h.db.clone(),
+        OUTBOX,
+        config,
+        handler.clone(),
+        token.clone(),
+    ));
+    let handled = |n: usize| {
+        let handler = handler.clone();
+        async move {
+            for _ in 0..300 {
+                if *handler.handled.lock().unwrap() >= n {
+                    return true;
+                }
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            false
+        }
+    };
+    assert!(
+        handled(1).await,
+        "the row written before the start is read at once"
+    );
+    h.write_names(&key, &names("second", 1)).await;
+    OUTBOX.committed();
+    assert!(handled(2).await, "the commit woke the consumer");
+    token.cancel();
+    run.await.unwrap().unwrap();
+    h.stop().await;
+}

@@ -1,10 +1,12 @@
 //! `keel bench sources`: load on a running sources-api, measured, beside PostgreSQL's own
 //! single-row insert speed (pgbench) at the same concurrency on the same server.
 //!
-//! Phase 1 drives `POST /sources` from `concurrency` workers for `duration` (closed loop).
-//! Phase 2 sends `GET /sources` at a fixed rate (open loop: latency is measured from when each
-//! request was due, so a stalled server cannot hide its queue). Phase 3 runs pgbench inserting
-//! one row per transaction with the same number of clients.
+//! `rounds` times: `POST /sources` from `concurrency` workers for `seconds` (closed loop), then
+//! pgbench inserting one row per transaction with the same number of clients for as long. The
+//! slices alternate so that both see the machine in the same state (a shared virtual machine's
+//! speed drifts by half within minutes); the ratio is of the totals. Then `GET /sources` at a
+//! fixed rate (open loop: latency is measured from when each request was due, so a stalled
+//! server cannot hide its queue).
 
 use std::{
     process::Command,
@@ -32,9 +34,12 @@ pub struct SourcesBench {
     /// Concurrent writers (and pgbench clients).
     #[arg(long, default_value_t = 16)]
     pub concurrency: usize,
-    /// Length of each phase, in seconds.
-    #[arg(long, default_value_t = 10)]
+    /// Length of each slice, in seconds.
+    #[arg(long, default_value_t = 5)]
     pub seconds: u64,
+    /// Rounds of a POST slice followed by a pgbench slice.
+    #[arg(long, default_value_t = 3)]
+    pub rounds: u32,
     /// Request rate of the GET phase.
     #[arg(long, default_value_t = 1000)]
     pub get_rate: u64,
@@ -68,58 +73,37 @@ pub async fn run(b: SourcesBench) -> anyhow::Result<()> {
         .context("no amazon source type")?
         .to_owned();
 
-    // Phase 1: POST /sources, closed loop.
-    let done = Arc::new(AtomicU64::new(0));
-    let errors = Arc::new(AtomicU64::new(0));
-    let hist = Arc::new(Mutex::new(histogram()));
-    let deadline = Instant::now() + Duration::from_secs(b.seconds);
-    let start = Instant::now();
-    let mut workers = tokio::task::JoinSet::new();
-    for worker in 0..b.concurrency {
-        let (client, api, org, amazon, psk) = (
-            client.clone(),
-            api.clone(),
-            org.clone(),
-            amazon.clone(),
-            b.psk.clone(),
-        );
-        let (done, errors, hist) = (done.clone(), errors.clone(), hist.clone());
-        workers.spawn(async move {
-            let mut local = histogram();
-            let mut n = 0u64;
-            while Instant::now() < deadline {
-                n += 1;
-                let t = Instant::now();
-                let res = client
-                    .post(format!("{api}/sources"))
-                    .header("x-rh-sources-org-id", &org)
-                    .header("x-rh-sources-psk", &psk)
-                    .json(&json!({"name": format!("bench-{worker}-{n}"), "source_type_id": amazon}))
-                    .send()
-                    .await;
-                match res {
-                    Ok(r) if r.status().as_u16() == 201 => {
-                        local.record(t.elapsed().as_micros() as u64).ok();
-                        done.fetch_add(1, Ordering::Relaxed);
-                    }
-                    _ => {
-                        errors.fetch_add(1, Ordering::Relaxed);
-                    }
-                }
-            }
-            hist.lock().await.add(&local).ok();
-        });
+    // POST /sources and pgbench, alternating.
+    let scratch = ScratchDatabase::create(&b.database_url, "keel_bench").await?;
+    psql(
+        &scratch.url,
+        "CREATE TABLE rows (id bigserial PRIMARY KEY, name text NOT NULL, created_at timestamptz NOT NULL DEFAULT now())",
+    )?;
+    let (mut posted, mut inserted) = (0.0, 0.0);
+    for round in 1..=b.rounds.max(1) {
+        posted += post_slice(&b, &client, &api, &org, &amazon, round).await?;
+        let tps = pgbench(&b, &scratch.url)?;
+        #[expect(clippy::print_stdout)]
+        {
+            println!(
+                "pgbench insert #{round} {tps:>9.1} tx/s  ({} clients, one INSERT per transaction)",
+                b.concurrency
+            );
+        }
+        inserted += tps;
     }
-    while workers.join_next().await.is_some() {}
-    let post_rate = report(
-        "POST /sources",
-        done.load(Ordering::Relaxed),
-        errors.load(Ordering::Relaxed),
-        start.elapsed(),
-        &*hist.lock().await,
-    );
+    scratch.remove()?;
+    #[expect(clippy::print_stdout)]
+    {
+        println!(
+            "POST / pgbench       {:>9.1} %  (mean {:.1} req/s beside {:.1} tx/s)",
+            100.0 * posted / inserted,
+            posted / f64::from(b.rounds.max(1)),
+            inserted / f64::from(b.rounds.max(1))
+        );
+    }
 
-    // Phase 2: GET /sources at a fixed rate: the first page of a tenant with `list_size`
+    // GET /sources at a fixed rate: the first page of a tenant with `list_size`
     // sources (the POST phase's tenant has far more than any real one).
     let list_org = format!("bench-list-{}", uuid::Uuid::new_v4().simple());
     for n in 0..b.list_size {
@@ -177,25 +161,71 @@ pub async fn run(b: SourcesBench) -> anyhow::Result<()> {
         &*hist.lock().await,
     );
 
-    // Phase 3: pgbench single-row inserts, same clients, same server.
-    let tps = pgbench(&b).await?;
-    #[expect(clippy::print_stdout)]
-    {
-        println!(
-            "pgbench insert     {tps:>9.1} tx/s  ({} clients, one INSERT per transaction)",
-            b.concurrency
-        );
-        println!("POST / pgbench     {:>9.1} %", 100.0 * post_rate / tps);
-    }
     Ok(())
 }
 
-async fn pgbench(b: &SourcesBench) -> anyhow::Result<f64> {
-    let scratch = ScratchDatabase::create(&b.database_url, "keel_bench").await?;
-    psql(
-        &scratch.url,
-        "CREATE TABLE rows (id bigserial PRIMARY KEY, name text NOT NULL, created_at timestamptz NOT NULL DEFAULT now())",
-    )?;
+/// One slice of `POST /sources` from `b.concurrency` workers; answers the rate.
+async fn post_slice(
+    b: &SourcesBench,
+    client: &reqwest::Client,
+    api: &str,
+    org: &str,
+    amazon: &str,
+    round: u32,
+) -> anyhow::Result<f64> {
+    let done = Arc::new(AtomicU64::new(0));
+    let errors = Arc::new(AtomicU64::new(0));
+    let hist = Arc::new(Mutex::new(histogram()));
+    let deadline = Instant::now() + Duration::from_secs(b.seconds);
+    let start = Instant::now();
+    let mut workers = tokio::task::JoinSet::new();
+    for worker in 0..b.concurrency {
+        let (client, api, org, amazon, psk) = (
+            client.clone(),
+            api.to_owned(),
+            org.to_owned(),
+            amazon.to_owned(),
+            b.psk.clone(),
+        );
+        let (done, errors, hist) = (done.clone(), errors.clone(), hist.clone());
+        workers.spawn(async move {
+            let mut local = histogram();
+            let mut n = 0u64;
+            while Instant::now() < deadline {
+                n += 1;
+                let t = Instant::now();
+                let res = client
+                    .post(format!("{api}/sources"))
+                    .header("x-rh-sources-org-id", &org)
+                    .header("x-rh-sources-psk", &psk)
+                    .json(&json!({"name": format!("bench-{round}-{worker}-{n}"), "source_type_id": amazon}))
+                    .send()
+                    .await;
+                match res {
+                    Ok(r) if r.status().as_u16() == 201 => {
+                        local.record(t.elapsed().as_micros() as u64).ok();
+                        done.fetch_add(1, Ordering::Relaxed);
+                    }
+                    _ => {
+                        errors.fetch_add(1, Ordering::Relaxed);
+                    }
+                }
+            }
+            hist.lock().await.add(&local).ok();
+        });
+    }
+    while workers.join_next().await.is_some() {}
+    Ok(report(
+        &format!("POST /sources #{round}"),
+        done.load(Ordering::Relaxed),
+        errors.load(Ordering::Relaxed),
+        start.elapsed(),
+        &*hist.lock().await,
+    ))
+}
+
+/// pgbench's single-row inserts into `rows` of the scratch database, for `b.seconds`.
+fn pgbench(b: &SourcesBench, url: &str) -> anyhow::Result<f64> {
     let script = std::env::temp_dir().join(format!("keel-pgbench-{}.sql", std::process::id()));
     std::fs::write(
         &script,
@@ -211,11 +241,10 @@ async fn pgbench(b: &SourcesBench) -> anyhow::Result<f64> {
         ])
         .args(["-T", &b.seconds.to_string(), "-f"])
         .arg(&script)
-        .arg(&scratch.url)
+        .arg(url)
         .output()
         .context("pgbench is needed for the baseline (Debian: postgresql-contrib)")?;
     let _ = std::fs::remove_file(&script);
-    scratch.remove()?;
     let text = String::from_utf8_lossy(&out.stdout);
     let tps = text
         .lines()

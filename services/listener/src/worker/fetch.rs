@@ -97,7 +97,11 @@ impl Worker {
         let authentications = match (authentications?, ty.authtype()) {
             (Some(read), _) => read,
             // Read only when a type needs them (a source's type never changes).
-            (None, Some(authtype)) => self.client.authentications(caller, id, Some(authtype)).await?,
+            (None, Some(authtype)) => {
+                self.client
+                    .authentications(caller, id, Some(authtype))
+                    .await?
+            }
             (None, None) => Vec::new(),
         };
         let of_type = ty.authtype().and_then(|authtype| {

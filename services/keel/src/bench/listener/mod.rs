@@ -345,7 +345,10 @@ async fn wait_for_spares(db: &PgPool, n: usize) -> anyhow::Result<()> {
         Ok(spares >= n as i64)
     })
     .await?;
-    anyhow::ensure!(full, "the listener did not clone {n} spare tenants within ten minutes");
+    anyhow::ensure!(
+        full,
+        "the listener did not clone {n} spare tenants within ten minutes"
+    );
     Ok(())
 }
 
