@@ -16,7 +16,8 @@ use crate::{
     error::{Error, Result},
     store::{
         Tenant,
-        sources::{self, Draft, SourceRow},
+        source_batches::{self, Draft},
+        sources::{self, SourceRow},
     },
 };
 
@@ -99,7 +100,7 @@ async fn commit(db: &PgPool, batch: Vec<Pending>) {
     let drafts: Vec<Draft> = batch.iter().map(|p| p.draft.clone()).collect();
     let inserted = async {
         let mut conn = db.acquire().await?;
-        sources::insert_many_announced(&mut conn, &drafts).await
+        source_batches::insert_many_announced(&mut conn, &drafts).await
     }
     .await;
     let rows = match inserted {

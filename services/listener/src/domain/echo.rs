@@ -10,31 +10,10 @@
 use serde_json::{Value, json};
 
 use super::{
-    event::EventKind,
+    event::{AppFacts, EventKind},
     provider_type::{self, Family, Object, ProviderType},
     state::SyncState,
 };
-
-/// What an application event's payload says of the application.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct AppFacts {
-    pub extra: Object,
-    pub paused: bool,
-}
-
-impl AppFacts {
-    /// Read from an application event's payload (`extra` and `paused_at`); `None` when the
-    /// payload does not carry them.
-    pub fn from_payload(payload: &Value) -> Option<Self> {
-        let extra = match payload.get("extra")? {
-            Value::Object(extra) => extra.clone(),
-            Value::Null => Object::new(),
-            _ => return None,
-        };
-        let paused = !payload.get("paused_at")?.is_null();
-        Some(Self { extra, paused })
-    }
-}
 
 /// The source's operation, as the consumer sees it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -9,7 +9,7 @@ use keel_domain::{
 use keel_events::Message;
 use serde_json::Value;
 
-use super::{echo::AppFacts, provider_type::COST_AUTHTYPES};
+use super::provider_type::{COST_AUTHTYPES, Object};
 
 /// The events that concern cost management.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -65,6 +65,27 @@ impl EventKind {
     /// the others concern known sources only.
     pub fn creates_row(self) -> bool {
         matches!(self, Self::ApplicationCreate | Self::AuthenticationCreate)
+    }
+}
+
+/// What an application event's payload says of the application.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AppFacts {
+    pub extra: Object,
+    pub paused: bool,
+}
+
+impl AppFacts {
+    /// Read from an application event's payload (`extra` and `paused_at`); `None` when the
+    /// payload does not carry them.
+    pub fn from_payload(payload: &Value) -> Option<Self> {
+        let extra = match payload.get("extra")? {
+            Value::Object(extra) => extra.clone(),
+            Value::Null => Object::new(),
+            _ => return None,
+        };
+        let paused = !payload.get("paused_at")?.is_null();
+        Some(Self { extra, paused })
     }
 }
 

@@ -7,7 +7,7 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use sqlx::{PgConnection, PgPool, types::Json};
 
-use super::SourceRow;
+use super::sync_row::{SOURCE_COLUMNS_OF_S, SourceRow};
 use crate::domain::{OpKind, StatusBody};
 
 /// A queued operation absorbs a newer trigger: a delete wins, a create stays a create
@@ -72,7 +72,7 @@ pub async fn claim(db: &PgPool, limit: i64, lease: Duration) -> Result<Vec<Claim
          RETURNING o.source_id, o.kind, o.generation, o.attempts, o.enqueued_at, o.reread) \
          SELECT c.kind, c.generation, c.attempts, c.enqueued_at, c.reread, {} \
          FROM c JOIN api_sources s ON s.source_id = c.source_id",
-        *super::sources::SOURCE_COLUMNS_OF_S
+        *SOURCE_COLUMNS_OF_S
     )))
     .bind(limit)
     .bind(lease.as_secs_f64())

@@ -61,6 +61,7 @@ pub mod endpoints;
 pub mod outbox;
 pub mod rhc_connections;
 pub mod secrets;
+pub mod source_batches;
 pub mod sources;
 pub mod status;
 pub mod tenants;

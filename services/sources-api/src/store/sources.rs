@@ -1,7 +1,5 @@
 //! Sources: the `sources` table, its events, and the cascade of a delete.
 
-use std::collections::HashMap;
-
 use chrono::{DateTime, Utc};
 use keel_db::{Column, Page, Scope, Subresource, Table};
 use keel_domain::{
@@ -140,6 +138,34 @@ fn source_constraint(e: sqlx::Error) -> Error {
     }
 }
 
+/// Now as PostgreSQL stores it (microseconds): a payload must show the stored value.
+pub(super) fn write_time() -> DateTime<Utc> {
+    DateTime::<Utc>::from_timestamp_micros(Utc::now().timestamp_micros()).unwrap_or_else(Utc::now)
+}
+
+impl SourceRow {
+    /// The row a create will store at `now`, with a new uid; its id is [`outbox::PENDING_ID`]
+    /// until the insert assigns one.
+    pub(super) fn draft(source: &NewSource, now: DateTime<Utc>) -> Self {
+        Self {
+            id: outbox::PENDING_ID,
+            created_at: now,
+            updated_at: now,
+            paused_at: None,
+            name: source.name.clone(),
+            uid: uuid::Uuid::new_v4().to_string(),
+            version: source.version.clone(),
+            imported: source.imported.clone(),
+            source_ref: source.source_ref.clone(),
+            app_creation_workflow: source.app_creation_workflow.as_str().to_owned(),
+            availability_status: source.availability_status.as_str().to_owned(),
+            last_checked_at: None,
+            last_available_at: None,
+            source_type_id: source.source_type_id,
+        }
+    }
+}
+
 /// Inserts a source and its `Source.create` event in one statement (one round trip, atomic,
 /// no transaction needed): the hot path of the API. The event is rendered here and gets the
 /// new id in SQL.
@@ -148,25 +174,8 @@ pub async fn insert_announced(
     tenant: &Tenant,
     source: &NewSource,
 ) -> Result<SourceRow> {
-    // PostgreSQL keeps microseconds; the payload must show the stored value.
-    let now = DateTime::<Utc>::from_timestamp_micros(Utc::now().timestamp_micros())
-        .unwrap_or_else(Utc::now);
-    let draft = SourceRow {
-        id: outbox::PENDING_ID,
-        created_at: now,
-        updated_at: now,
-        paused_at: None,
-        name: source.name.clone(),
-        uid: uuid::Uuid::new_v4().to_string(),
-        version: source.version.clone(),
-        imported: source.imported.clone(),
-        source_ref: source.source_ref.clone(),
-        app_creation_workflow: source.app_creation_workflow.as_str().to_owned(),
-        availability_status: source.availability_status.as_str().to_owned(),
-        last_checked_at: None,
-        last_available_at: None,
-        source_type_id: source.source_type_id,
-    };
+    let now = write_time();
+    let draft = SourceRow::draft(source, now);
     let event_type = Resource::Source.create();
     let sql = format!(
         "WITH s AS ( \
@@ -201,125 +210,6 @@ pub async fn insert_announced(
     outbox::OUTBOX.committed();
     metrics::counter!("sources_events_recorded_total").increment(1);
     Ok(row)
-}
-
-/// The source a create request asks for, in its tenant.
-#[derive(Debug, Clone)]
-pub struct Draft {
-    pub tenant: Tenant,
-    pub source: NewSource,
-}
-
-/// Inserts the sources of many create requests (of any tenants) with their `Source.create`
-/// events in one statement, so concurrent creates share one commit. Answers, per draft in
-/// order, the stored row, or `None` when it was not inserted (its name is taken in its tenant,
-/// or its type is unknown): the caller runs those alone with [`insert_announced`], which names
-/// the reason.
-pub async fn insert_many_announced(
-    conn: &mut PgConnection,
-    drafts: &[Draft],
-) -> Result<Vec<Option<SourceRow>>> {
-    let now = DateTime::<Utc>::from_timestamp_micros(Utc::now().timestamp_micros())
-        .unwrap_or_else(Utc::now);
-    let event_type = Resource::Source.create();
-    let mut columns = ManyColumns::default();
-    for Draft { tenant, source } in drafts {
-        let row = SourceRow {
-            id: outbox::PENDING_ID,
-            created_at: now,
-            updated_at: now,
-            paused_at: None,
-            name: source.name.clone(),
-            uid: uuid::Uuid::new_v4().to_string(),
-            version: source.version.clone(),
-            imported: source.imported.clone(),
-            source_ref: source.source_ref.clone(),
-            app_creation_workflow: source.app_creation_workflow.as_str().to_owned(),
-            availability_status: source.availability_status.as_str().to_owned(),
-            last_checked_at: None,
-            last_available_at: None,
-            source_type_id: source.source_type_id,
-        };
-        columns.tenant_ids.push(tenant.id());
-        columns.keys.push(outbox::key(tenant));
-        columns
-            .headers
-            .push(keel_events::outbox::headers_json(&outbox::headers(
-                tenant, event_type,
-            )));
-        columns.payloads.push(row.to_event(tenant).to_string());
-        columns.rows.push(row);
-    }
-    let sql = format!(
-        "WITH v AS (SELECT * FROM unnest($1::bigint[], $2::bigint[], $3::text[], $4::text[], \
-             $5::text[], $6::text[], $7::text[], $8::text[], $9::text[], $10::text[], $11::jsonb[], \
-             $12::text[]) AS v(tenant_id, source_type_id, name, uid, version, imported, source_ref, \
-             workflow, status, key, headers, payload)), \
-         s AS (INSERT INTO sources (tenant_id, source_type_id, name, uid, version, imported, \
-             source_ref, app_creation_workflow, availability_status, created_at, updated_at) \
-           SELECT v.tenant_id, v.source_type_id, v.name, v.uid, v.version, v.imported, \
-             v.source_ref, v.workflow, v.status, $13, $13 \
-           FROM v JOIN source_types t ON t.id = v.source_type_id \
-           ON CONFLICT (tenant_id, name) DO NOTHING RETURNING *), \
-         e AS (SELECT v.key, v.headers, v.payload, s.id FROM s JOIN v ON v.uid = s.uid), \
-         o AS ({}) \
-         SELECT * FROM s",
-        outbox::append_for_inserted_from("e", "$14", "$15", "e.key", "e.headers", "e.payload")
-    );
-    let rows = &columns.rows;
-    let stored: Vec<SourceRow> = sqlx::query_as(sqlx::AssertSqlSafe(sql))
-        .bind(&columns.tenant_ids)
-        .bind(rows.iter().map(|r| r.source_type_id).collect::<Vec<_>>())
-        .bind(rows.iter().map(|r| r.name.as_str()).collect::<Vec<_>>())
-        .bind(rows.iter().map(|r| r.uid.as_str()).collect::<Vec<_>>())
-        .bind(
-            rows.iter()
-                .map(|r| r.version.as_deref())
-                .collect::<Vec<_>>(),
-        )
-        .bind(
-            rows.iter()
-                .map(|r| r.imported.as_deref())
-                .collect::<Vec<_>>(),
-        )
-        .bind(
-            rows.iter()
-                .map(|r| r.source_ref.as_deref())
-                .collect::<Vec<_>>(),
-        )
-        .bind(
-            rows.iter()
-                .map(|r| r.app_creation_workflow.as_str())
-                .collect::<Vec<_>>(),
-        )
-        .bind(
-            rows.iter()
-                .map(|r| r.availability_status.as_str())
-                .collect::<Vec<_>>(),
-        )
-        .bind(&columns.keys)
-        .bind(&columns.headers)
-        .bind(&columns.payloads)
-        .bind(now)
-        .bind(EVENT_STREAM_TOPIC)
-        .bind(event_type.as_str())
-        .fetch_all(conn)
-        .await?;
-    outbox::OUTBOX.committed();
-    metrics::counter!("sources_events_recorded_total").increment(stored.len() as u64);
-    let mut by_uid: HashMap<String, SourceRow> =
-        stored.into_iter().map(|r| (r.uid.clone(), r)).collect();
-    Ok(rows.iter().map(|r| by_uid.remove(&r.uid)).collect())
-}
-
-/// The columns of [`insert_many_announced`]'s arrays.
-#[derive(Default)]
-struct ManyColumns {
-    rows: Vec<SourceRow>,
-    tenant_ids: Vec<i64>,
-    keys: Vec<String>,
-    headers: Vec<sqlx::types::Json<Vec<[String; 2]>>>,
-    payloads: Vec<String>,
 }
 
 /// Inserts a parsed source without its event (bulk create announces everything at the end).

@@ -125,14 +125,9 @@ impl Services {
     /// process's metrics recorder, so sources-api's /metrics serves it too, also while the
     /// listener is stopped.
     pub(super) async fn events_consumed(&self) -> anyhow::Result<f64> {
-        let text = self
-            .http
-            .get(format!("{}/metrics", self.sources_url))
-            .send()
+        Ok(self
+            .metrics()
             .await?
-            .text()
-            .await?;
-        Ok(text
             .lines()
             .filter(|l| l.starts_with("listener_events_total"))
             .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
@@ -142,13 +137,7 @@ impl Services {
     /// `http_requests_total` by method and route (every service of this process counts into
     /// it), without the bench's own calls (creates, readiness, metrics).
     pub(super) async fn http_calls(&self) -> anyhow::Result<BTreeMap<String, f64>> {
-        let text = self
-            .http
-            .get(format!("{}/metrics", self.sources_url))
-            .send()
-            .await?
-            .text()
-            .await?;
+        let text = self.metrics().await?;
         let mut calls = BTreeMap::new();
         for line in text
             .lines()
@@ -171,6 +160,17 @@ impl Services {
             *calls.entry(format!("{method} {route}")).or_default() += value;
         }
         Ok(calls)
+    }
+
+    /// This process's metrics (sources-api's `/metrics` renders the process's one recorder).
+    async fn metrics(&self) -> anyhow::Result<String> {
+        Ok(self
+            .http
+            .get(format!("{}/metrics", self.sources_url))
+            .send()
+            .await?
+            .text()
+            .await?)
     }
 
     pub(super) async fn stop(mut self) -> anyhow::Result<()> {
