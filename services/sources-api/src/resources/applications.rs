@@ -102,7 +102,7 @@ async fn edit(
     body: Bytes,
 ) -> Result<Json<Application>> {
     let mut w = Write::begin(&state.db, &tenant).await?;
-    let current = applications::find_in(&mut w, id.get()).await?;
+    let current = applications::find_for_edit(&mut w, id.get()).await?;
     // A paused application accepts only its status fields.
     let (extra, status) = if current.paused_at.is_some() {
         let req: PausedApplicationEditRequest = decode_strict(&body)?;

@@ -166,6 +166,35 @@ pub async fn update(
     Ok(row)
 }
 
+/// The tenant's application `id` for an edit, or 404. Its source's row is locked first, as a
+/// source's delete locks it before its applications: an edit that then changes the source's
+/// status takes the two rows in the same order and cannot deadlock with the delete.
+pub async fn find_for_edit(w: &mut Write<'_>, id: i64) -> Result<ApplicationRow> {
+    let tenant_id = w.tenant().id();
+    sqlx::query_as(
+        "SELECT t.* FROM applications t JOIN sources s ON s.id = t.source_id \
+         WHERE t.id = $1 AND t.tenant_id = $2 FOR NO KEY UPDATE OF s",
+    )
+    .bind(id)
+    .bind(tenant_id)
+    .fetch_optional(w.conn())
+    .await?
+    .ok_or_else(|| Error::not_found("application"))
+}
+
+/// Locks the source of the tenant's application `id` (see [`find_for_edit`]).
+pub(super) async fn lock_source(conn: &mut PgConnection, tenant: &Tenant, id: i64) -> Result<()> {
+    sqlx::query(
+        "SELECT 1 FROM sources s JOIN applications a ON a.source_id = s.id \
+         WHERE a.id = $1 AND a.tenant_id = $2 FOR NO KEY UPDATE OF s",
+    )
+    .bind(id)
+    .bind(tenant.id())
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
 /// An application's changed status becomes its source's, as sources-api-go's
 /// `UpdateSourceFromApplicationAvailabilityStatus` does: the status, and the application's
 /// `last_checked_at` / `last_available_at` where it has them. The one place that rule lives,

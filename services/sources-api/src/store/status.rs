@@ -75,6 +75,10 @@ pub async fn apply(
         Reported::Source => ("", "id"),
         _ => (", availability_status_error = $5", "source_id"),
     };
+    if kind == Reported::Application && status.is_some() {
+        // Its source's status follows: the source is locked first, as its delete does.
+        applications::lock_source(w.conn(), tenant, id).await?;
+    }
     let sql = format!(
         "UPDATE {table} SET availability_status = COALESCE($3, availability_status), \
            last_checked_at = $4, \

@@ -367,3 +367,49 @@ async fn tenants_never_see_each_others_applications() {
         assert_eq!(reply.error(), "source not found", "{path}");
     }
 }
+
+/// A source deleted while its application's status is edited: the delete takes the source
+/// first and the edit (which moves the source's status too) takes it first as well, so they
+/// wait for each other instead of deadlocking. Either order is fine: the edit finds the
+/// application, or finds it gone.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn deleting_a_source_while_its_application_reports_a_status_never_deadlocks() {
+    let app = TestApp::spawn().await;
+    let cost = app.application_type_id(COST).await;
+    for round in 0..40 {
+        let source = app
+            .create_source("race", &format!("race {round}"), "amazon")
+            .await;
+        let source_id = source["id"].as_str().unwrap().to_owned();
+        let created = app
+            .post(
+                "/applications",
+                As::Org("race"),
+                &json!({"source_id": source_id, "application_type_id": cost}),
+            )
+            .await;
+        assert_eq!(created.status, StatusCode::CREATED, "{}", created.body);
+        let app_id = created.body["id"].as_str().unwrap().to_owned();
+        let status = json!({"availability_status": "available", "availability_status_error": ""});
+        let (edit_path, delete_path) = (
+            format!("/applications/{app_id}"),
+            format!("/sources/{source_id}"),
+        );
+        let (edit, delete) = tokio::join!(
+            app.patch(&edit_path, As::Org("race"), &status),
+            app.delete(&delete_path, As::Org("race")),
+        );
+        assert!(
+            edit.status == StatusCode::OK || edit.status == StatusCode::NOT_FOUND,
+            "round {round}: the edit answered {} {}",
+            edit.status,
+            edit.body
+        );
+        assert_eq!(
+            delete.status,
+            StatusCode::NO_CONTENT,
+            "round {round}: {}",
+            delete.body
+        );
+    }
+}
