@@ -16,7 +16,7 @@ use crate::{
     state::AppState,
     store::{
         Tenant, Write,
-        applications::{self, ApplicationEdit, NewApplication},
+        applications::{self, ApplicationEdit, ApplicationRow, NewApplication},
         authentications::{self, AuthenticationFilter},
     },
     wire::{
@@ -101,14 +101,35 @@ async fn edit(
     Writer(tenant): Writer,
     body: Bytes,
 ) -> Result<Json<Application>> {
+    // Read, then written in one statement that fails if the row changed meanwhile.
+    for _ in 0..OPTIMISTIC_ATTEMPTS {
+        let current = applications::find_versioned(&state.db, &tenant, id.get()).await?;
+        let edit = parse_edit(&body, &current.row)?;
+        if let Some(row) =
+            applications::update_announced(&state.db, &tenant, &current, &edit).await?
+        {
+            return Ok(Json(row.into()));
+        }
+    }
+    // Edited by others at every attempt: in a transaction, with the rows locked.
     let mut w = Write::begin(&state.db, &tenant).await?;
     let current = applications::find_for_edit(&mut w, id.get()).await?;
-    // A paused application accepts only its status fields.
+    let edit = parse_edit(&body, &current)?;
+    let row = applications::update(&mut w, &current, &edit).await?;
+    w.commit().await?;
+    Ok(Json(row.into()))
+}
+
+/// Optimistic attempts of an edit before it locks the rows.
+const OPTIMISTIC_ATTEMPTS: usize = 3;
+
+/// The edit a body asks of `current`: a paused application accepts only its status fields.
+fn parse_edit(body: &[u8], current: &ApplicationRow) -> Result<ApplicationEdit> {
     let (extra, status) = if current.paused_at.is_some() {
-        let req: PausedApplicationEditRequest = decode_strict(&body)?;
+        let req: PausedApplicationEditRequest = decode_strict(body)?;
         (None, req.status.parse(any_status(PAUSED_INVALID_STATUS)))
     } else {
-        let req: ApplicationEditRequest = decode_strict(&body)?;
+        let req: ApplicationEditRequest = decode_strict(body)?;
         limits::check(&req.limits()).map_err(Error::bad_request)?;
         let invalid = format!("invalid payload: {INVALID_STATUS}");
         (req.extra, req.status.parse(any_status(&invalid)))
@@ -127,14 +148,11 @@ async fn edit(
             ));
         }
     };
-    let edit = ApplicationEdit {
+    Ok(ApplicationEdit {
         extra,
         superkey_data,
         report: report.stamped(Utc::now()),
-    };
-    let row = applications::update(&mut w, &current, &edit).await?;
-    w.commit().await?;
-    Ok(Json(row.into()))
+    })
 }
 
 tenant_delete! {

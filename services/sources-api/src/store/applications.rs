@@ -4,14 +4,14 @@ use chrono::{DateTime, Utc};
 use keel_db::{Column, Subresource, Table};
 use keel_domain::{
     AvailabilityStatus,
-    sources_events::{EventType, Resource},
+    sources_events::{EVENT_STREAM_TOPIC, EventType, Resource},
 };
 use serde_json::{Value, json};
 use sqlx::{PgConnection, PgPool};
 
 use super::{
-    Event, Tenant, Write, application_authentications, authentications, by_id, catalogue,
-    outbox::{event_time, opt_event_time, tenant_field},
+    Event, Tenant, Write, application_authentications, authentications, by_id, catalogue, jsonb,
+    outbox::{self, event_time, opt_event_time, tenant_field},
 };
 use crate::{
     domain::status::StatusReport,
@@ -195,6 +195,120 @@ pub(super) async fn lock_source(conn: &mut PgConnection, tenant: &Tenant, id: i6
     Ok(())
 }
 
+/// An application read for an optimistic edit, with its row version (`xmin`).
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct Versioned {
+    #[sqlx(flatten)]
+    pub row: ApplicationRow,
+    version: String,
+}
+
+/// The tenant's application `id` with its row version, or 404.
+pub async fn find_versioned(db: &PgPool, tenant: &Tenant, id: i64) -> Result<Versioned> {
+    sqlx::query_as(
+        "SELECT t.xmin::text AS version, t.* FROM applications t \
+         WHERE t.id = $1 AND t.tenant_id = $2",
+    )
+    .bind(id)
+    .bind(tenant.id())
+    .fetch_optional(db)
+    .await?
+    .ok_or_else(|| Error::not_found("application"))
+}
+
+impl ApplicationRow {
+    /// The row `edit` makes of this one (`updated_at` aside, which the database sets).
+    fn edited(&self, edit: &ApplicationEdit) -> Self {
+        let report = &edit.report;
+        Self {
+            extra: edit
+                .extra
+                .as_ref()
+                .map_or_else(|| self.extra.clone(), jsonb::stored),
+            superkey_data: edit
+                .superkey_data
+                .as_ref()
+                .map(jsonb::stored)
+                .or_else(|| self.superkey_data.clone()),
+            availability_status: report.status.map_or_else(
+                || self.availability_status.clone(),
+                |s| s.as_str().to_owned(),
+            ),
+            availability_status_error: report
+                .error
+                .clone()
+                .or_else(|| self.availability_status_error.clone()),
+            last_checked_at: report.last_checked_at.or(self.last_checked_at),
+            last_available_at: report.last_available_at.or(self.last_available_at),
+            ..self.clone()
+        }
+    }
+}
+
+/// [`update`] in one statement and its own transaction, for an application read with
+/// [`find_versioned`]: its source locked first (as a source's delete does), the application,
+/// the source's status when the application's changed ([`adopt_status`]'s rule), and the
+/// `Application.update` event, rendered here from the edited row. `None` when the row changed
+/// since it was read: read it again.
+pub async fn update_announced(
+    db: &PgPool,
+    tenant: &Tenant,
+    current: &Versioned,
+    edit: &ApplicationEdit,
+) -> Result<Option<ApplicationRow>> {
+    let next = current.row.edited(edit);
+    let adopt = next.availability_status != current.row.availability_status;
+    let mut event = next.to_event(tenant);
+    event["updated_at"] = Value::String(outbox::PENDING_TIME.to_owned());
+    let event_type = Resource::Application.update();
+    let sql = format!(
+        "WITH locked AS (SELECT id FROM sources WHERE id = $9 FOR NO KEY UPDATE), \
+         app AS (UPDATE applications a SET extra = $3, superkey_data = $4, \
+             availability_status = $5, availability_status_error = $6, \
+             last_checked_at = $7, last_available_at = $8 \
+           FROM locked WHERE a.id = $1 AND a.tenant_id = $2 AND a.source_id = locked.id \
+             AND a.xmin = $10::text::xid \
+           RETURNING a.*), \
+         adopted AS (UPDATE sources s SET {adopt} FROM app WHERE s.id = app.source_id AND $11), \
+         o AS ({append}) \
+         SELECT * FROM app",
+        adopt = ADOPT_SET.replace("{new}", "app").replace("{old}", "s"),
+        append = outbox::append_with_time("app", "$12", "$13", "$14", "$15", "$16", "updated_at"),
+    );
+    let row: Option<ApplicationRow> = sqlx::query_as(sqlx::AssertSqlSafe(sql))
+        .bind(next.id)
+        .bind(tenant.id())
+        .bind(&next.extra)
+        .bind(&next.superkey_data)
+        .bind(&next.availability_status)
+        .bind(&next.availability_status_error)
+        .bind(next.last_checked_at)
+        .bind(next.last_available_at)
+        .bind(next.source_id)
+        .bind(&current.version)
+        .bind(adopt)
+        .bind(EVENT_STREAM_TOPIC)
+        .bind(event_type.as_str())
+        .bind(outbox::key(tenant))
+        .bind(keel_events::outbox::headers_json(&outbox::headers(
+            tenant, event_type,
+        )))
+        .bind(event.to_string())
+        .fetch_optional(db)
+        .await?;
+    if row.is_some() {
+        outbox::OUTBOX.committed();
+        metrics::counter!("sources_events_recorded_total").increment(1);
+    }
+    Ok(row)
+}
+
+/// How a source takes its application's new status: `{new}` names the application's new
+/// row, `{old}` the source's.
+const ADOPT_SET: &str = "availability_status = {new}.availability_status, \
+    last_checked_at = COALESCE({new}.last_checked_at, {old}.last_checked_at), \
+    last_available_at = COALESCE({new}.last_available_at, {old}.last_available_at)";
+
 /// An application's changed status becomes its source's, as sources-api-go's
 /// `UpdateSourceFromApplicationAvailabilityStatus` does: the status, and the application's
 /// `last_checked_at` / `last_available_at` where it has them. The one place that rule lives,
@@ -207,12 +321,14 @@ pub async fn adopt_status(
     if app.availability_status == previous_status {
         return Ok(());
     }
-    sqlx::query(
-        "UPDATE sources SET availability_status = $2, \
-           last_checked_at = COALESCE($3, last_checked_at), \
-           last_available_at = COALESCE($4, last_available_at) \
-         WHERE id = $1",
-    )
+    let set = ADOPT_SET
+        .replace("{new}.availability_status", "$2")
+        .replace("{new}.last_checked_at", "$3")
+        .replace("{new}.last_available_at", "$4")
+        .replace("{old}.", "");
+    sqlx::query(sqlx::AssertSqlSafe(format!(
+        "UPDATE sources SET {set} WHERE id = $1"
+    )))
     .bind(app.source_id)
     .bind(&app.availability_status)
     .bind(app.last_checked_at)

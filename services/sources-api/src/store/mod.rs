@@ -58,6 +58,8 @@ pub mod applications;
 pub mod authentications;
 pub mod catalogue;
 pub mod endpoints;
+/// JSON as `jsonb` gives it back.
+pub mod jsonb;
 pub mod outbox;
 pub mod rhc_connections;
 pub mod secrets;

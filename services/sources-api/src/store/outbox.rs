@@ -111,6 +111,39 @@ pub fn append_for_inserted_from(
     )
 }
 
+/// The value written in a payload for a time only the database knows yet;
+/// [`append_with_time`] replaces it.
+pub const PENDING_TIME: &str = "@keel-pending-time@";
+
+/// The SQL of a CTE appending one message per row of `from` whose payload (parameter
+/// `payload`) has [`PENDING_TIME`] for `field`, replaced by `from.<field>` in the event time
+/// layout.
+pub fn append_with_time(
+    from: &str,
+    topic: &str,
+    event_type: &str,
+    key: &str,
+    headers: &str,
+    payload: &str,
+    field: &str,
+) -> String {
+    let payload = format!(
+        "replace({payload}, '\"{field}\":\"{PENDING_TIME}\"', \
+           '\"{field}\":\"' || to_char({from}.{field} AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI:SS') \
+           || ' UTC\"')::json"
+    );
+    OUTBOX.append_from(
+        from,
+        AppendColumns {
+            topic,
+            event_type,
+            key,
+            headers,
+            payload: &payload,
+        },
+    )
+}
+
 /// Writes `events` to the outbox, in order, inside the caller's transaction.
 pub async fn record(
     conn: &mut PgConnection,

@@ -393,3 +393,61 @@ async fn refused_and_failed_writes_leave_no_event() {
         "the failed bulk create left no source"
     );
 }
+
+/// An application edit renders its event before the database writes the row: the payload
+/// still reads exactly as the stored row (`extra` in `jsonb`'s key order, the `updated_at` the
+/// database set), and the source takes the new status in the same statement.
+#[tokio::test]
+async fn an_application_edits_event_reads_as_the_stored_row() {
+    let app = TestApp::spawn().await;
+    let source = app.create_source("edit-1", "evented app", "amazon").await;
+    let sid = source["id"].as_str().unwrap();
+    let cost = app.application_type_id(COST).await;
+    let created = app
+        .post(
+            "/applications",
+            As::Org("edit-1"),
+            &json!({"source_id": sid, "application_type_id": cost}),
+        )
+        .await;
+    let aid = created.body["id"].as_str().unwrap().to_owned();
+    app.clear_outbox().await;
+    let edit = r#"{"extra": {"zz": 1, "bucket": "b", "a": {"yy": 2, "b": [1, {"kk": 1, "k": 2}]}, "zz": 3},
+                   "availability_status": "available", "availability_status_error": ""}"#;
+    let reply = app
+        .request(
+            reqwest::Method::PATCH,
+            &format!("/applications/{aid}"),
+            As::Org("edit-1"),
+            Some(edit),
+        )
+        .await;
+    assert_eq!(reply.status, StatusCode::OK, "{}", reply.body);
+
+    let (payload, stored_extra, updated_at, source_status): (String, String, String, String) =
+        sqlx::query_as(
+            "SELECT o.payload::text, a.extra::text, \
+               to_char(a.updated_at AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI:SS') || ' UTC', \
+               s.availability_status \
+             FROM outbox o, applications a JOIN sources s ON s.id = a.source_id \
+             WHERE o.event_type = 'Application.update' AND a.id = $1",
+        )
+        .bind(aid.parse::<i64>().unwrap())
+        .fetch_one(&app.db)
+        .await
+        .unwrap();
+    let stored: Value = serde_json::from_str(&stored_extra).unwrap();
+    assert!(
+        payload.contains(&format!("\"extra\":{}", stored)),
+        "extra as jsonb orders it: {payload}"
+    );
+    assert!(
+        payload.contains(r#""extra":{"a":{"b":[1,{"k":2,"kk":1}],"yy":2},"zz":3,"bucket":"b"}"#),
+        "{payload}"
+    );
+    assert!(
+        payload.contains(&format!("\"updated_at\":\"{updated_at}\"")),
+        "{payload}"
+    );
+    assert_eq!(source_status, "available", "the source took the status");
+}
