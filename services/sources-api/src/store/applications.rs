@@ -6,6 +6,7 @@ use keel_domain::{
     AvailabilityStatus,
     sources_events::{EVENT_STREAM_TOPIC, EventType, Resource},
 };
+use keel_events::outbox::AppendColumns;
 use serde_json::{Value, json};
 use sqlx::{PgConnection, PgPool};
 
@@ -273,7 +274,17 @@ pub async fn update_announced(
          o AS ({append}) \
          SELECT * FROM app",
         adopt = ADOPT_SET.replace("{new}", "app").replace("{old}", "s"),
-        append = outbox::append_with_time("app", "$12", "$13", "$14", "$15", "$16", "updated_at"),
+        append = outbox::append_with_time(
+            "app",
+            "updated_at",
+            AppendColumns {
+                topic: "$12",
+                event_type: "$13",
+                key: "$14",
+                headers: "$15",
+                payload: "$16",
+            }
+        ),
     );
     let row: Option<ApplicationRow> = sqlx::query_as(sqlx::AssertSqlSafe(sql))
         .bind(next.id)

@@ -85,28 +85,29 @@ pub fn append_for_inserted(
     headers: &str,
     payload: &str,
 ) -> String {
-    append_for_inserted_from("s", topic, event_type, key, headers, payload)
-}
-
-/// [`append_for_inserted`] for the rows of the CTE `from`, which has the inserted `id`.
-pub fn append_for_inserted_from(
-    from: &str,
-    topic: &str,
-    event_type: &str,
-    key: &str,
-    headers: &str,
-    payload: &str,
-) -> String {
-    let payload =
-        format!("replace({payload}, '\"id\":{PENDING_ID}', '\"id\":' || {from}.id)::json");
-    OUTBOX.append_from(
-        from,
+    append_for_inserted_from(
+        "s",
         AppendColumns {
             topic,
             event_type,
             key,
             headers,
+            payload,
+        },
+    )
+}
+
+/// [`append_for_inserted`] for the rows of the CTE `from`, which has the inserted `id`.
+pub fn append_for_inserted_from(from: &str, columns: AppendColumns<'_>) -> String {
+    let payload = format!(
+        "replace({}, '\"id\":{PENDING_ID}', '\"id\":' || {from}.id)::json",
+        columns.payload
+    );
+    OUTBOX.append_from(
+        from,
+        AppendColumns {
             payload: &payload,
+            ..columns
         },
     )
 }
@@ -115,31 +116,20 @@ pub fn append_for_inserted_from(
 /// [`append_with_time`] replaces it.
 pub const PENDING_TIME: &str = "@keel-pending-time@";
 
-/// The SQL of a CTE appending one message per row of `from` whose payload (parameter
-/// `payload`) has [`PENDING_TIME`] for `field`, replaced by `from.<field>` in the event time
-/// layout.
-pub fn append_with_time(
-    from: &str,
-    topic: &str,
-    event_type: &str,
-    key: &str,
-    headers: &str,
-    payload: &str,
-    field: &str,
-) -> String {
+/// The SQL of a CTE appending one message per row of `from` whose payload has
+/// [`PENDING_TIME`] for `field`, replaced by `from.<field>` in the event time layout.
+pub fn append_with_time(from: &str, field: &str, columns: AppendColumns<'_>) -> String {
     let payload = format!(
-        "replace({payload}, '\"{field}\":\"{PENDING_TIME}\"', \
+        "replace({}, '\"{field}\":\"{PENDING_TIME}\"', \
            '\"{field}\":\"' || to_char({from}.{field} AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI:SS') \
-           || ' UTC\"')::json"
+           || ' UTC\"')::json",
+        columns.payload
     );
     OUTBOX.append_from(
         from,
         AppendColumns {
-            topic,
-            event_type,
-            key,
-            headers,
             payload: &payload,
+            ..columns
         },
     )
 }

@@ -4,6 +4,7 @@
 use std::collections::HashMap;
 
 use keel_domain::sources_events::{EVENT_STREAM_TOPIC, Resource};
+use keel_events::outbox::AppendColumns;
 use sqlx::PgConnection;
 
 use super::{
@@ -57,7 +58,16 @@ pub async fn insert_many_announced(
          e AS (SELECT v.key, v.headers, v.payload, s.id FROM s JOIN v ON v.uid = s.uid), \
          o AS ({}) \
          SELECT * FROM s",
-        outbox::append_for_inserted_from("e", "$14", "$15", "e.key", "e.headers", "e.payload")
+        outbox::append_for_inserted_from(
+            "e",
+            AppendColumns {
+                topic: "$14",
+                event_type: "$15",
+                key: "e.key",
+                headers: "e.headers",
+                payload: "e.payload",
+            }
+        )
     );
     let rows = &columns.rows;
     let stored: Vec<SourceRow> = sqlx::query_as(sqlx::AssertSqlSafe(sql))
