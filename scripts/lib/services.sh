@@ -100,6 +100,43 @@ start_kafka() {
     exit 1
 }
 
+# Koku's test-data generator and moto's S3 server, in a cached virtualenv (KEEL_INGEST_VENV).
+KOKU_NISE_VERSION=5.4.4
+MOTO_VERSION=5.2.5
+ensure_ingest_tools() {
+    local venv="${KEEL_CACHE:-$HOME/.cache/keel}/ingest-venv"
+    if ! "$venv/bin/nise" --version 2>/dev/null | grep -qx "nise $KOKU_NISE_VERSION" ||
+        ! "$venv/bin/python" -c "import moto, sys; sys.exit(moto.__version__ != '$MOTO_VERSION')" 2>/dev/null; then
+        say "installing koku-nise $KOKU_NISE_VERSION and moto $MOTO_VERSION"
+        python3 -m venv "$venv"
+        "$venv/bin/pip" install -q "koku-nise==$KOKU_NISE_VERSION" "moto[server]==$MOTO_VERSION"
+    fi
+    export KEEL_INGEST_VENV="$venv"
+}
+
+# moto's S3 (KEEL_MOTO_URL), unless one is named.
+start_moto() {
+    if [[ -n "${KEEL_MOTO_URL:-}" ]]; then return; fi
+    ensure_ingest_tools
+    local port
+    port=$(free_port)
+    say "starting moto's S3 on 127.0.0.1:$port"
+    moto_log=$(mktemp)
+    "$KEEL_INGEST_VENV/bin/moto_server" -H 127.0.0.1 -p "$port" > "$moto_log" 2>&1 &
+    moto_pid=$!
+    started+=(moto)
+    for _ in $(seq 1 100); do
+        if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
+            export KEEL_MOTO_URL="http://127.0.0.1:$port"
+            return
+        fi
+        sleep 0.1
+    done
+    echo "moto did not start; its log:" >&2
+    cat "$moto_log" >&2
+    exit 1
+}
+
 # Stops what this run started, newest first.
 stop_started() {
     local i
@@ -111,6 +148,7 @@ stop_started() {
                 touch "$tansu_dir/stop"
                 if [[ -s "$tansu_dir/tansu.pid" ]]; then kill "$(cat "$tansu_dir/tansu.pid")" 2>/dev/null || true; fi
                 kill "$tansu_pid" 2>/dev/null || true; wait "$tansu_pid" 2>/dev/null || true; rm -rf "$tansu_dir" ;;
+            moto) kill "$moto_pid" 2>/dev/null || true; wait "$moto_pid" 2>/dev/null || true; rm -f "$moto_log" ;;
             tls_postgres) runuser -u postgres -- "$pg_bin/pg_ctl" -D "$tls_dir/data" -m fast stop >/dev/null 2>&1 || true; rm -rf "$tls_dir" ;;
         esac
     done
