@@ -51,7 +51,10 @@ fn http_options(config: &Config) -> keel_service::http::HttpOptions {
 pub fn router(state: AppState, readiness: ops::Readiness, config: &Config) -> Router {
     let (api, doc) = split_api();
     let app = api
-        .merge(keel_service::openapi::document(&format!("{}/ingestion/openapi.json", api::PREFIX), &doc))
+        .merge(keel_service::openapi::document(
+            &format!("{}/ingestion/openapi.json", api::PREFIX),
+            &doc,
+        ))
         .merge(ops::router(readiness))
         .with_state(state);
     keel_service::http::apply(app, SourcesErrors, &http_options(config))
@@ -115,8 +118,15 @@ impl App {
                 async move { Ok(payloads) }
             });
         let options = http_options(config);
-        let ops = keel_service::http::apply(ops::router(readiness.clone()), SourcesErrors, &options);
-        let listeners = Listeners::bind(config.listen, router(state, readiness, config), ops, &options).await?;
+        let ops =
+            keel_service::http::apply(ops::router(readiness.clone()), SourcesErrors, &options);
+        let listeners = Listeners::bind(
+            config.listen,
+            router(state, readiness, config),
+            ops,
+            &options,
+        )
+        .await?;
         Ok(Self {
             listeners,
             db,
@@ -168,8 +178,13 @@ impl App {
             let (db, wake, stop) = (self.db.clone(), self.wake.clone(), shutdown.clone());
             async move {
                 while !stop.token().is_cancelled() {
-                    if let Err(e) = poller::listen(db.clone(), wake.clone(), stop.token().clone()).await {
-                        tracing::warn!(error = format!("{e:#}"), "provider notifications lost; reconnecting");
+                    if let Err(e) =
+                        poller::listen(db.clone(), wake.clone(), stop.token().clone()).await
+                    {
+                        tracing::warn!(
+                            error = format!("{e:#}"),
+                            "provider notifications lost; reconnecting"
+                        );
                         tokio::select! {
                             () = stop.triggered() => {}
                             () = tokio::time::sleep(Duration::from_secs(1)) => {}
@@ -182,16 +197,26 @@ impl App {
         tasks.spawn({
             let (db, wake, stop) = (self.db.clone(), self.wake.clone(), shutdown.clone());
             async move {
-                periodic::every("ingestion_sweep", self.config.sweep_interval, stop, move || {
-                    let (db, wake) = (db.clone(), wake.clone());
-                    async move { poller::sweep(&db, &wake).await }
-                })
+                periodic::every(
+                    "ingestion_sweep",
+                    self.config.sweep_interval,
+                    stop,
+                    move || {
+                        let (db, wake) = (db.clone(), wake.clone());
+                        async move { poller::sweep(&db, &wake).await }
+                    },
+                )
                 .await;
                 Ok(())
             }
         });
         if let Some(interval) = self.config.report_check_interval {
-            let (db, wake, stop, rules) = (self.db.clone(), self.wake.clone(), shutdown.clone(), self.config.rules);
+            let (db, wake, stop, rules) = (
+                self.db.clone(),
+                self.wake.clone(),
+                shutdown.clone(),
+                self.config.rules,
+            );
             tasks.spawn(async move {
                 periodic::every("report_check_poll", interval, stop, move || {
                     let (db, wake) = (db.clone(), wake.clone());
@@ -205,13 +230,19 @@ impl App {
         tasks.spawn({
             let stop = shutdown.clone();
             async move {
-                periodic::every("ingestion_gauges", Duration::from_secs(5), stop, move || {
-                    let db = db.clone();
-                    async move {
-                        metrics::gauge!("ingestion_queue_depth").set(store::queue::depth(&db).await? as f64);
-                        Ok(())
-                    }
-                })
+                periodic::every(
+                    "ingestion_gauges",
+                    Duration::from_secs(5),
+                    stop,
+                    move || {
+                        let db = db.clone();
+                        async move {
+                            metrics::gauge!("ingestion_queue_depth")
+                                .set(store::queue::depth(&db).await? as f64);
+                            Ok(())
+                        }
+                    },
+                )
                 .await;
                 Ok(())
             }

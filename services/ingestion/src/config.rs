@@ -16,7 +16,10 @@ pub const DEFAULT_MAX_UPLOAD: usize = 100 * 1024 * 1024;
 
 /// The `ingestion` binary's flags.
 #[derive(Debug, Clone, clap::Parser)]
-#[command(version, about = "Loads cost reports (AWS CUR from S3, OpenShift operator uploads) into tenant schemas.")]
+#[command(
+    version,
+    about = "Loads cost reports (AWS CUR from S3, OpenShift operator uploads) into tenant schemas."
+)]
 pub struct Args {
     #[command(flatten)]
     pub common: CommonArgs,
@@ -39,9 +42,10 @@ pub struct IngestionArgs {
     /// Bucket uploaded payloads are kept in (on the S3 endpoint below). Unset: a directory.
     #[arg(long, env = "INGRESS_STAGEBUCKET")]
     pub stage_bucket: Option<String>,
-    /// Directory uploaded payloads are kept in when no bucket is named.
-    #[arg(long, env = "INGESTION_DATA_DIR", default_value = "data/ingestion")]
-    pub data_dir: PathBuf,
+    /// Directory uploaded payloads are kept in when no bucket is named (default
+    /// `data/ingestion`; `<data dir>/ingestion` under `keel up`).
+    #[arg(long, env = "INGESTION_DATA_DIR")]
+    pub ingestion_data_dir: Option<PathBuf>,
     /// Run the periodic report check (Koku's SCHEDULE_REPORT_CHECKS).
     #[arg(long, env = "SCHEDULE_REPORT_CHECKS", default_value_t = true, action = clap::ArgAction::Set)]
     pub schedule_report_checks: bool,
@@ -65,7 +69,7 @@ pub struct IngestionArgs {
     pub initial_ingest_override: bool,
     /// Tasks (files, summaries, checks) run at the same time.
     #[arg(long, env = "INGESTION_WORKERS", default_value_t = DEFAULT_WORKERS)]
-    pub workers: usize,
+    pub ingestion_workers: usize,
     /// An S3-compatible endpoint (moto, MinIO); unset: AWS.
     #[arg(long, env = "AWS_ENDPOINT_URL")]
     pub aws_endpoint_url: Option<String>,
@@ -142,7 +146,10 @@ impl IngestionArgs {
             .unwrap_or_else(|| "us-east-1".to_owned());
         let payloads = match self.stage_bucket.filter(|b| !b.is_empty()) {
             Some(bucket) => PayloadStore::Bucket(bucket),
-            None => PayloadStore::Directory(self.data_dir),
+            None => PayloadStore::Directory(
+                self.ingestion_data_dir
+                    .unwrap_or_else(|| PathBuf::from("data/ingestion")),
+            ),
         };
         Config {
             common,
@@ -166,7 +173,7 @@ impl IngestionArgs {
                 initial_months: self.initial_ingest_num_months.max(1),
                 initial_override: self.initial_ingest_override,
             },
-            workers: self.workers.max(1),
+            workers: self.ingestion_workers.max(1),
             lease: Duration::from_secs(300),
             max_attempts: 5,
             retry_base: Duration::from_secs(5),
@@ -211,13 +218,17 @@ mod tests {
         args.ingestion.aws_endpoint_url = None;
         args.ingestion.aws_region = None;
         args.ingestion.stage_bucket = None;
+        args.ingestion.ingestion_data_dir = None;
         args.listen.port = None;
         args.resolve(&env).unwrap()
     }
 
     #[test]
     fn aws_tools_aliases_and_kokus_defaults() {
-        let c = resolved(&[("S3_ENDPOINT", "http://minio:9000/"), ("AWS_DEFAULT_REGION", "eu-west-1")]);
+        let c = resolved(&[
+            ("S3_ENDPOINT", "http://minio:9000/"),
+            ("AWS_DEFAULT_REGION", "eu-west-1"),
+        ]);
         assert_eq!(c.s3.endpoint.as_deref(), Some("http://minio:9000"));
         assert_eq!(c.s3.region, "eu-west-1");
         assert_eq!(c.listen.port, DEFAULT_INGRESS_PORT);

@@ -53,9 +53,11 @@ impl From<sqlx::Error> for LoadError {
     fn from(e: sqlx::Error) -> Self {
         // Data exceptions (class 22) and integrity violations (23) come from the file's values.
         match e.as_database_error().and_then(|d| d.code()) {
-            Some(code) if code.starts_with("22") || code.starts_with("23") => {
-                Self::Bad(format!("PostgreSQL refused a row: {}", e.as_database_error().map_or_else(|| e.to_string(), |d| d.message().to_owned())))
-            }
+            Some(code) if code.starts_with("22") || code.starts_with("23") => Self::Bad(format!(
+                "PostgreSQL refused a row: {}",
+                e.as_database_error()
+                    .map_or_else(|| e.to_string(), |d| d.message().to_owned())
+            )),
             _ => Self::Database(e),
         }
     }
@@ -119,7 +121,12 @@ async fn consume(
             rows: None,
         });
     };
-    let columns: Vec<&str> = layout.fixed.iter().copied().chain(plan.columns.iter().copied()).collect();
+    let columns: Vec<&str> = layout
+        .fixed
+        .iter()
+        .copied()
+        .chain(plan.columns.iter().copied())
+        .collect();
     let statement = format!(
         "COPY {}.{} ({}) FROM STDIN WITH (FORMAT csv)",
         keel_db::quote_ident(schema),
@@ -162,7 +169,9 @@ fn unpack(
         Packing::Csv { gzip: false } => encode(input, family, fixed, tx),
         Packing::TarMember(member) => {
             let mut archive = tar::Archive::new(MultiGzDecoder::new(input));
-            let entries = archive.entries().map_err(|e| format!("the payload is not a tar.gz: {e}"))?;
+            let entries = archive
+                .entries()
+                .map_err(|e| format!("the payload is not a tar.gz: {e}"))?;
             for entry in entries {
                 let entry = entry.map_err(|e| format!("the payload is damaged: {e}"))?;
                 let name = entry
@@ -178,8 +187,16 @@ fn unpack(
     }
 }
 
-fn encode(input: impl Read, family: Family, fixed: &[String], tx: &mpsc::Sender<Message>) -> Result<(), String> {
-    let mut reader = csv::ReaderBuilder::new().has_headers(true).flexible(false).from_reader(input);
+fn encode(
+    input: impl Read,
+    family: Family,
+    fixed: &[String],
+    tx: &mpsc::Sender<Message>,
+) -> Result<(), String> {
+    let mut reader = csv::ReaderBuilder::new()
+        .has_headers(true)
+        .flexible(false)
+        .from_reader(input);
     let header: Vec<String> = reader
         .headers()
         .map_err(|e| bad_csv(&e))?
@@ -189,7 +206,8 @@ fn encode(input: impl Read, family: Family, fixed: &[String], tx: &mpsc::Sender<
     let report_type = match family {
         Family::Aws => ReportType::AwsCur,
         Family::Ocp => {
-            let normalized: Vec<String> = header.iter().map(|h| layout::normalize_header(h)).collect();
+            let normalized: Vec<String> =
+                header.iter().map(|h| layout::normalize_header(h)).collect();
             layout::detect_ocp(&normalized)
         }
     };
@@ -198,7 +216,10 @@ fn encode(input: impl Read, family: Family, fixed: &[String], tx: &mpsc::Sender<
         return Ok(());
     };
     let plan = plan_for(layout, &header)?;
-    if tx.blocking_send(Message::Begin(report_type, Some(plan.clone()))).is_err() {
+    if tx
+        .blocking_send(Message::Begin(report_type, Some(plan.clone())))
+        .is_err()
+    {
         return Ok(());
     }
     let writer = || csv::Writer::from_writer(Vec::with_capacity(CHUNK + CHUNK / 4));
@@ -206,10 +227,14 @@ fn encode(input: impl Read, family: Family, fixed: &[String], tx: &mpsc::Sender<
     let mut record = csv::ByteRecord::new();
     let mut scratch = String::new();
     let mut rows = 0u64;
-    while reader.read_byte_record(&mut record).map_err(|e| bad_csv(&e))? {
-        convert::write_row(&mut out, fixed, &plan, &record, &mut scratch).map_err(|e| e.to_string())?;
+    while reader
+        .read_byte_record(&mut record)
+        .map_err(|e| bad_csv(&e))?
+    {
+        convert::write_row(&mut out, fixed, &plan, &record, &mut scratch)
+            .map_err(|e| e.to_string())?;
         rows += 1;
-        if rows % 256 == 0 {
+        if rows.is_multiple_of(256) {
             out.flush().map_err(|e| e.to_string())?;
             if out.get_ref().len() >= CHUNK {
                 let full = std::mem::replace(&mut out, writer());

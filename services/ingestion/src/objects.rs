@@ -11,11 +11,14 @@ use object_store::{ObjectStore, aws::AmazonS3Builder, local::LocalFileSystem, me
 
 use crate::config::{PayloadStore, S3Settings};
 
+/// Bucket clients by (bucket, region).
+type Buckets = HashMap<(String, String), Arc<dyn ObjectStore>>;
+
 /// Every object store the service reads or writes.
 #[derive(Clone)]
 pub struct Objects {
     s3: S3Settings,
-    buckets: Arc<Mutex<HashMap<(String, String), Arc<dyn ObjectStore>>>>,
+    buckets: Arc<Mutex<Buckets>>,
     payloads: Arc<dyn ObjectStore>,
 }
 
@@ -37,7 +40,11 @@ impl Objects {
     }
 
     /// The client of a customer's bucket (`region`: the billing source's `bucket_region`).
-    pub fn bucket(&self, bucket: &str, region: Option<&str>) -> object_store::Result<Arc<dyn ObjectStore>> {
+    pub fn bucket(
+        &self,
+        bucket: &str,
+        region: Option<&str>,
+    ) -> object_store::Result<Arc<dyn ObjectStore>> {
         let key = (bucket.to_owned(), region.unwrap_or_default().to_owned());
         let mut buckets = self.buckets.lock().expect("bucket map lock");
         if let Some(store) = buckets.get(&key) {
@@ -65,7 +72,9 @@ fn s3_builder(s3: &S3Settings, bucket: &str, region: Option<&str>) -> AmazonS3Bu
             .with_virtual_hosted_style_request(false);
     }
     if let (Some(id), Some(secret)) = (&s3.access_key_id, &s3.secret_access_key) {
-        b = b.with_access_key_id(id).with_secret_access_key(secret.expose());
+        b = b
+            .with_access_key_id(id)
+            .with_secret_access_key(secret.expose());
     }
     if let Some(token) = &s3.session_token {
         b = b.with_token(token.expose());

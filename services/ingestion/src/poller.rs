@@ -30,7 +30,13 @@ pub async fn sweep(db: &PgPool, wake: &Notify) -> anyhow::Result<()> {
     }
     let mut tx = db.begin().await?;
     for provider in &new {
-        queue::enqueue(&mut tx, &Job::Check { provider: *provider }).await?;
+        queue::enqueue(
+            &mut tx,
+            &Job::Check {
+                provider: *provider,
+            },
+        )
+        .await?;
     }
     for request_id in ready {
         queue::enqueue(&mut tx, &Job::Upload { request_id }).await?;
@@ -48,7 +54,13 @@ pub async fn poll(db: &PgPool, rules: &Rules, wake: &Notify) -> anyhow::Result<(
     providers::mark_polled(db, &batch.polled).await?;
     let mut tx = db.begin().await?;
     for provider in &batch.checked {
-        queue::enqueue(&mut tx, &Job::Check { provider: *provider }).await?;
+        queue::enqueue(
+            &mut tx,
+            &Job::Check {
+                provider: *provider,
+            },
+        )
+        .await?;
     }
     tx.commit().await?;
     tracing::info!(
@@ -64,7 +76,11 @@ pub async fn poll(db: &PgPool, rules: &Rules, wake: &Notify) -> anyhow::Result<(
 
 /// Sweeps at once whenever the listener commits a provider; returns when the connection
 /// fails (the caller reconnects) or `stop` fires.
-pub async fn listen(db: PgPool, wake: Arc<Notify>, stop: tokio_util::sync::CancellationToken) -> anyhow::Result<()> {
+pub async fn listen(
+    db: PgPool,
+    wake: Arc<Notify>,
+    stop: tokio_util::sync::CancellationToken,
+) -> anyhow::Result<()> {
     let mut listener = PgListener::connect_with(&db).await?;
     listener.listen(PROVIDER_CREATED).await?;
     loop {
@@ -78,7 +94,10 @@ pub async fn listen(db: PgPool, wake: Arc<Notify>, stop: tokio_util::sync::Cance
         tokio::time::sleep(Duration::from_millis(20)).await;
         while listener.next_buffered().is_some() {}
         if let Err(e) = sweep(&db, &wake).await {
-            tracing::warn!(error = format!("{e:#}"), "sweep after a new provider failed");
+            tracing::warn!(
+                error = format!("{e:#}"),
+                "sweep after a new provider failed"
+            );
         }
     }
 }

@@ -20,13 +20,20 @@ struct Expected {
 }
 
 fn store(bucket: &str) -> std::sync::Arc<dyn ObjectStore> {
-    Objects::new(s3_settings(), &PayloadStore::Memory).unwrap().bucket(bucket, None).unwrap()
+    Objects::new(s3_settings(), &PayloadStore::Memory)
+        .unwrap()
+        .bucket(bucket, None)
+        .unwrap()
 }
 
 /// Report files (not manifests) under `prefix`, with their bytes.
 async fn report_files(bucket: &str, prefix: &str) -> Vec<(String, bytes::Bytes)> {
     let s = store(bucket);
-    let metas: Vec<_> = s.list(Some(&Path::from(prefix))).try_collect().await.unwrap();
+    let metas: Vec<_> = s
+        .list(Some(&Path::from(prefix)))
+        .try_collect()
+        .await
+        .unwrap();
     let mut files = Vec::new();
     for m in metas {
         if m.location.as_ref().ends_with(".csv.gz") {
@@ -42,11 +49,19 @@ fn expected(files: &[(String, bytes::Bytes)]) -> Expected {
     let mut e = Expected::default();
     for (_, gz) in files {
         let mut csv_text = String::new();
-        flate2::read::GzDecoder::new(&gz[..]).read_to_string(&mut csv_text).unwrap();
+        flate2::read::GzDecoder::new(&gz[..])
+            .read_to_string(&mut csv_text)
+            .unwrap();
         let mut reader = csv::Reader::from_reader(csv_text.as_bytes());
         let header = reader.headers().unwrap().clone();
-        let start = header.iter().position(|h| h == "lineItem/UsageStartDate").unwrap();
-        let cost = header.iter().position(|h| h == "lineItem/UnblendedCost").unwrap();
+        let start = header
+            .iter()
+            .position(|h| h == "lineItem/UsageStartDate")
+            .unwrap();
+        let cost = header
+            .iter()
+            .position(|h| h == "lineItem/UnblendedCost")
+            .unwrap();
         for record in reader.records() {
             let record = record.unwrap();
             e.rows += 1;
@@ -73,14 +88,24 @@ async fn loaded(db: &PgPool, schema: &str, provider: Uuid) -> (i64, BTreeMap<Str
     .fetch_all(db)
     .await
     .unwrap();
-    (rows, days.into_iter().map(|(d, c)| (d.to_string(), c)).collect())
+    (
+        rows,
+        days.into_iter().map(|(d, c)| (d.to_string(), c)).collect(),
+    )
 }
 
 fn assert_sums_equal(got: &BTreeMap<String, f64>, want: &BTreeMap<String, f64>) {
-    assert_eq!(got.keys().collect::<Vec<_>>(), want.keys().collect::<Vec<_>>(), "summarized days");
+    assert_eq!(
+        got.keys().collect::<Vec<_>>(),
+        want.keys().collect::<Vec<_>>(),
+        "summarized days"
+    );
     for (day, w) in want {
         let g = got[day];
-        assert!((g - w).abs() <= 1e-9 * w.abs().max(1.0), "{day}: summary {g} vs CSV {w}");
+        assert!(
+            (g - w).abs() <= 1e-9 * w.abs().max(1.0),
+            "{day}: summary {g} vs CSV {w}"
+        );
     }
 }
 
@@ -95,7 +120,10 @@ async fn two_months_of_nise_reports_load_and_summarize() {
     let provider = aws_provider(&pool, "1001", json!({"bucket": bucket})).await;
     let dir = tempfile_dir();
     let app = start(&config(&db, &dir)).await;
-    eventually("setup_complete", Duration::from_secs(60), || setup_complete(&pool, provider)).await;
+    eventually("setup_complete", Duration::from_secs(60), || {
+        setup_complete(&pool, provider)
+    })
+    .await;
 
     let want = expected(&report_files(&bucket, "reports/cost").await);
     assert!(want.rows > 1000, "nise wrote {} rows", want.rows);
@@ -115,7 +143,10 @@ async fn two_months_of_nise_reports_load_and_summarize() {
 
     // The read API shows it.
     let body: serde_json::Value = reqwest::Client::new()
-        .get(format!("http://{}/api/cost-management/v1/ingestion/providers/{provider}", app.addr))
+        .get(format!(
+            "http://{}/api/cost-management/v1/ingestion/providers/{provider}",
+            app.addr
+        ))
         .header("x-rh-identity", identity("1001"))
         .send()
         .await
@@ -126,12 +157,22 @@ async fn two_months_of_nise_reports_load_and_summarize() {
     assert_eq!(body["setup_complete"], true);
     let shown = body["manifests"].as_array().unwrap();
     assert_eq!(shown.len(), 2);
-    assert!(shown.iter().all(|m| m["status"] == "complete" && m["files_processed"] == m["num_total_files"]));
-    let shown_rows: i64 = shown.iter().map(|m| m["rows_loaded"].as_i64().unwrap()).sum();
+    assert!(
+        shown
+            .iter()
+            .all(|m| m["status"] == "complete" && m["files_processed"] == m["num_total_files"])
+    );
+    let shown_rows: i64 = shown
+        .iter()
+        .map(|m| m["rows_loaded"].as_i64().unwrap())
+        .sum();
     assert_eq!(shown_rows as u64, want.rows);
     // Another org sees nothing of it.
     let other = reqwest::Client::new()
-        .get(format!("http://{}/api/cost-management/v1/ingestion/providers/{provider}", app.addr))
+        .get(format!(
+            "http://{}/api/cost-management/v1/ingestion/providers/{provider}",
+            app.addr
+        ))
         .header("x-rh-identity", identity("2002"))
         .send()
         .await
@@ -148,12 +189,20 @@ async fn a_new_assembly_for_a_loaded_month_leaves_one_copy() {
     let month = month_start(1);
     let end = month_start(0).pred_opt().unwrap();
     nise_aws(&bucket, "p", "r", month, end);
-    let provider = aws_provider(&pool, "1002", json!({"bucket": bucket, "report_prefix": "p", "report_name": "r"})).await;
+    let provider = aws_provider(
+        &pool,
+        "1002",
+        json!({"bucket": bucket, "report_prefix": "p", "report_name": "r"}),
+    )
+    .await;
     let mut config = config(&db, &tempfile_dir());
     config.rules.timer = chrono::TimeDelta::zero();
     config.report_check_interval = Some(Duration::from_millis(300));
     let app = start(&config).await;
-    eventually("setup_complete", Duration::from_secs(60), || setup_complete(&pool, provider)).await;
+    eventually("setup_complete", Duration::from_secs(60), || {
+        setup_complete(&pool, provider)
+    })
+    .await;
     let first = expected(&report_files(&bucket, "p").await);
 
     // The month delivered again: a new assembly id, the month's manifest replaced.
@@ -175,7 +224,11 @@ async fn a_new_assembly_for_a_loaded_month_leaves_one_copy() {
     })
     .await;
     let (rows, sums) = loaded(&pool, "org1002", provider).await;
-    assert_eq!(rows as u64, second.rows, "one copy of the month (first delivery had {})", first.rows);
+    assert_eq!(
+        rows as u64, second.rows,
+        "one copy of the month (first delivery had {})",
+        first.rows
+    );
     assert_sums_equal(&sums, &second.cost_by_day);
     app.stop().await;
 }
@@ -190,7 +243,12 @@ async fn a_missing_or_corrupt_file_fails_its_manifest_until_it_is_fixed() {
     let files = report_files(&bucket, "p").await;
     let (key, good) = files[0].clone();
     let s = store(&bucket);
-    s.put(&Path::from(key.as_str()), PutPayload::from_static(b"\x1f\x8bnot really gzip")).await.unwrap();
+    s.put(
+        &Path::from(key.as_str()),
+        PutPayload::from_static(b"\x1f\x8bnot really gzip"),
+    )
+    .await
+    .unwrap();
 
     let provider = aws_provider(&pool, "1003", json!({"bucket": bucket})).await;
     let mut config = config(&db, &tempfile_dir());
@@ -206,24 +264,37 @@ async fn a_missing_or_corrupt_file_fails_its_manifest_until_it_is_fixed() {
         .unwrap()
         .flatten()
     };
-    eventually("the manifest failed", Duration::from_secs(30), || async { failure().await.is_some() }).await;
+    eventually("the manifest failed", Duration::from_secs(30), || async {
+        failure().await.is_some()
+    })
+    .await;
     let reason = failure().await.unwrap();
     let base = key.rsplit('/').next().unwrap();
     assert!(reason.contains(base), "{reason}");
     assert!(!setup_complete(&pool, provider).await);
-    let partial: i64 = sqlx::query_scalar("SELECT count(*) FROM org1003.aws_line_items").fetch_one(&pool).await.unwrap();
+    let partial: i64 = sqlx::query_scalar("SELECT count(*) FROM org1003.aws_line_items")
+        .fetch_one(&pool)
+        .await
+        .unwrap();
     assert_eq!(partial, 0, "a failed file leaves no rows");
 
     // Missing altogether: still failed, now saying so.
     s.delete(&Path::from(key.as_str())).await.unwrap();
-    eventually("the missing file reported", Duration::from_secs(30), || async {
-        failure().await.is_some_and(|f| f.contains("missing"))
-    })
+    eventually(
+        "the missing file reported",
+        Duration::from_secs(30),
+        || async { failure().await.is_some_and(|f| f.contains("missing")) },
+    )
     .await;
 
     // Fixed: a later poll loads it.
-    s.put(&Path::from(key.as_str()), PutPayload::from(good)).await.unwrap();
-    eventually("setup_complete", Duration::from_secs(60), || setup_complete(&pool, provider)).await;
+    s.put(&Path::from(key.as_str()), PutPayload::from(good))
+        .await
+        .unwrap();
+    eventually("setup_complete", Duration::from_secs(60), || {
+        setup_complete(&pool, provider)
+    })
+    .await;
     let want = expected(&report_files(&bucket, "p").await);
     let (rows, sums) = loaded(&pool, "org1003", provider).await;
     assert_eq!(rows as u64, want.rows);
@@ -237,7 +308,13 @@ async fn paused_and_inactive_providers_are_skipped() {
     let db = database().await;
     let pool = pool(&db).await;
     let bucket = bucket("skip").await;
-    nise_aws(&bucket, "p", "r", month_start(1), month_start(0).pred_opt().unwrap());
+    nise_aws(
+        &bucket,
+        "p",
+        "r",
+        month_start(1),
+        month_start(0).pred_opt().unwrap(),
+    );
     let ds = json!({"bucket": bucket});
     let make = |active: bool, paused: bool| {
         let (pool, ds) = (pool.clone(), ds.clone());
@@ -263,7 +340,12 @@ async fn paused_and_inactive_providers_are_skipped() {
     config.rules.timer = chrono::TimeDelta::zero();
     config.report_check_interval = Some(Duration::from_millis(200));
     let app = start(&config).await;
-    eventually("the active provider set up", Duration::from_secs(60), || setup_complete(&pool, live)).await;
+    eventually(
+        "the active provider set up",
+        Duration::from_secs(60),
+        || setup_complete(&pool, live),
+    )
+    .await;
     // Several polls later, the others were never looked at.
     tokio::time::sleep(Duration::from_millis(800)).await;
     for skipped in [paused, inactive] {

@@ -9,7 +9,8 @@ use support::*;
 
 fn identity(org: &str) -> String {
     use base64::Engine as _;
-    base64::engine::general_purpose::STANDARD.encode(json!({"identity": {"org_id": org}}).to_string())
+    base64::engine::general_purpose::STANDARD
+        .encode(json!({"identity": {"org_id": org}}).to_string())
 }
 
 const HCCM: &str = "application/vnd.redhat.hccm.tar+tgz";
@@ -61,10 +62,16 @@ async fn bad_payloads_are_refused_and_nothing_is_kept() {
     let app = start(&config).await;
     let url = format!("http://{}/api/ingress/v1/upload", app.addr);
     let client = reqwest::Client::new();
-    let good = tarball(&[("x_openshift_report.0.csv", b"a,b\n1,2\n"), ("manifest.json", &manifest("c1"))]);
+    let good = tarball(&[
+        ("x_openshift_report.0.csv", b"a,b\n1,2\n"),
+        ("manifest.json", &manifest("c1")),
+    ]);
     let send = |org: Option<&str>, part: &str, ct: &str, body: &[u8]| {
         let (content_type, bytes) = multipart(part, ct, body);
-        let mut req = client.post(&url).header("content-type", content_type).body(bytes);
+        let mut req = client
+            .post(&url)
+            .header("content-type", content_type)
+            .body(bytes);
         if let Some(org) = org {
             req = req.header("x-rh-identity", identity(org));
         }
@@ -77,23 +84,65 @@ async fn bad_payloads_are_refused_and_nothing_is_kept() {
     };
     let cases: Vec<(u16, (u16, Value))> = vec![
         (401, send(None, "file", HCCM, &good).await),
-        (415, send(Some("1"), "file", "application/vnd.redhat.advisor.collection+tgz", &good).await),
-        (415, send(Some("1"), "file", "application/gzip", &good).await),
+        (
+            415,
+            send(
+                Some("1"),
+                "file",
+                "application/vnd.redhat.advisor.collection+tgz",
+                &good,
+            )
+            .await,
+        ),
+        (
+            415,
+            send(Some("1"), "file", "application/gzip", &good).await,
+        ),
         (400, send(Some("1"), "other", HCCM, &good).await),
-        (400, send(Some("1"), "file", HCCM, b"\x1f\x8b\x08 not a tarball").await),
-        (400, send(Some("1"), "file", HCCM, &tarball(&[("x.csv", b"a\n")])).await),
-        (400, send(Some("1"), "file", HCCM, &tarball(&[("manifest.json", b"{\"cluster_id\":\"../x\"}")])).await),
-        (413, send(Some("1"), "file", HCCM, &vec![7u8; 128 * 1024]).await),
+        (
+            400,
+            send(Some("1"), "file", HCCM, b"\x1f\x8b\x08 not a tarball").await,
+        ),
+        (
+            400,
+            send(Some("1"), "file", HCCM, &tarball(&[("x.csv", b"a\n")])).await,
+        ),
+        (
+            400,
+            send(
+                Some("1"),
+                "file",
+                HCCM,
+                &tarball(&[("manifest.json", b"{\"cluster_id\":\"../x\"}")]),
+            )
+            .await,
+        ),
+        (
+            413,
+            send(Some("1"), "file", HCCM, &vec![7u8; 128 * 1024]).await,
+        ),
     ];
     for (want, (got, body)) in &cases {
         assert_eq!(got, want, "{body}");
         if *got != 413 {
-            assert!(body["errors"][0]["detail"].as_str().is_some_and(|d| !d.is_empty()), "{body}");
+            assert!(
+                body["errors"][0]["detail"]
+                    .as_str()
+                    .is_some_and(|d| !d.is_empty()),
+                "{body}"
+            );
         }
     }
-    let kept: i64 = sqlx::query_scalar("SELECT count(*) FROM ingestion.uploads").fetch_one(&pool).await.unwrap();
+    let kept: i64 = sqlx::query_scalar("SELECT count(*) FROM ingestion.uploads")
+        .fetch_one(&pool)
+        .await
+        .unwrap();
     assert_eq!(kept, 0);
-    assert_eq!(std::fs::read_dir(&dir).unwrap().count(), 0, "no payload stored");
+    assert_eq!(
+        std::fs::read_dir(&dir).unwrap().count(),
+        0,
+        "no payload stored"
+    );
 
     // The same payload, well formed: 202 with the ingress' body, kept and recorded.
     let (status, body) = send(Some("42"), "file", HCCM, &good).await;

@@ -74,6 +74,8 @@ struct UpArgs {
     sources: sources_api::SourcesArgs,
     #[command(flatten)]
     listener: listener::ListenerArgs,
+    #[command(flatten)]
+    ingestion: ingestion::IngestionArgs,
 }
 
 #[derive(Subcommand)]
@@ -115,6 +117,7 @@ pub async fn run() -> anyhow::Result<()> {
                 .await?
                 .close()
                 .await;
+            keel_db::migrate(&common.database_url, ingestion::OWNER).await?;
             tracing::info!("database ready");
             Ok(())
         }
@@ -160,6 +163,14 @@ fn up_stack(args: UpArgs, env: &Env) -> anyhow::Result<(StackConfig, Shutdown)> 
             args.listener
                 .into_config(common.clone(), listen(args.listener_port), env)
         }),
+        ingestion: runs(ServiceName::Ingestion).then(|| {
+            let port = args.ingestion.ingress_port;
+            let mut ingestion = args.ingestion;
+            ingestion
+                .ingestion_data_dir
+                .get_or_insert_with(|| args.data_dir.join("ingestion"));
+            ingestion.into_config(common.clone(), listen(port), env)
+        }),
     };
     Ok((stack, shutdown))
 }
@@ -185,6 +196,14 @@ async fn up(args: UpArgs) -> anyhow::Result<()> {
             let base = format!("http://{addr}");
             println!("  listener      {base}/api/cost-management/v1/sources/");
             println!("  listener ops  {base}/health  {base}/readiness  {base}/metrics");
+        }
+        if let Some(addr) = stack.ingestion_addr() {
+            let base = format!("http://{addr}");
+            println!(
+                "  uploads       {base}/api/ingress/v1/upload  (OpenShift cost operator payloads)"
+            );
+            println!("  ingestion     {base}/api/cost-management/v1/ingestion/providers");
+            println!("  ingest. ops   {base}/health  {base}/readiness  {base}/metrics");
         }
         println!("Press Ctrl-C to stop.");
     }

@@ -14,10 +14,11 @@ use keel_service::{Service, Shutdown, run_all};
 pub enum ServiceName {
     SourcesApi,
     Listener,
+    Ingestion,
 }
 
 impl ServiceName {
-    pub const ALL: [Self; 2] = [Self::SourcesApi, Self::Listener];
+    pub const ALL: [Self; 3] = [Self::SourcesApi, Self::Listener, Self::Ingestion];
 }
 
 /// The configurations of the services to run; `None` leaves a service out.
@@ -25,12 +26,14 @@ impl ServiceName {
 pub struct StackConfig {
     pub sources: Option<sources_api::Config>,
     pub listener: Option<listener::Config>,
+    pub ingestion: Option<ingestion::Config>,
 }
 
 /// Built services, ports bound, ready to run.
 pub struct Stack {
     pub sources: Option<sources_api::App>,
     pub listener: Option<listener::App>,
+    pub ingestion: Option<ingestion::App>,
     /// The listener's configuration as wired (to build it again, as the benchmark does).
     pub listener_config: Option<listener::Config>,
 }
@@ -43,6 +46,7 @@ impl StackConfig {
         let Self {
             mut sources,
             mut listener,
+            ingestion,
         } = self;
         if let (Some(sources), Some(listener)) = (&mut sources, &mut listener) {
             link(sources, listener);
@@ -59,9 +63,15 @@ impl StackConfig {
             Some(config) => Some(Box::pin(listener::App::build(config)).await?),
             None => None,
         };
+        // After the listener, which migrates the tenant tables ingestion writes.
+        let ingestion = match ingestion {
+            Some(config) => Some(Box::pin(ingestion::App::build(&config)).await?),
+            None => None,
+        };
         Ok(Stack {
             sources,
             listener: listener_app,
+            ingestion,
             listener_config: listener,
         })
     }
@@ -89,6 +99,10 @@ impl Stack {
         self.listener.as_ref().map(listener::App::local_addr)
     }
 
+    pub fn ingestion_addr(&self) -> Option<SocketAddr> {
+        self.ingestion.as_ref().map(ingestion::App::local_addr)
+    }
+
     /// The built services, to run with [`keel_service::run_all`].
     pub fn services(self) -> Vec<Box<dyn Service>> {
         let mut services: Vec<Box<dyn Service>> = Vec::new();
@@ -96,6 +110,9 @@ impl Stack {
             services.push(Box::new(app));
         }
         if let Some(app) = self.listener {
+            services.push(Box::new(app));
+        }
+        if let Some(app) = self.ingestion {
             services.push(Box::new(app));
         }
         services

@@ -27,11 +27,14 @@ fn options(bin: &str, args: &[&str]) -> BTreeSet<String> {
 fn up_offers_the_services_options_but_none_it_overrides() {
     let sources = options("sources-api", &[]);
     let listener = options("listener", &[]);
+    let ingestion = options("ingestion", &[]);
     let up = options("keel", &["up"]);
     assert!(sources.contains("metrics-port") && listener.contains("metrics-port"));
     assert!(sources.contains("psks") && listener.contains("sources-psk"));
     // `up` serves metrics on each service's own port, and names the listener's port apart.
+    assert!(ingestion.contains("ingress-port") && ingestion.contains("polling-timer"));
     let mut want: BTreeSet<String> = sources.union(&listener).cloned().collect();
+    want.extend(ingestion);
     want.remove("metrics-port");
     want.extend(["services", "data-dir", "listener-port"].map(str::to_owned));
     assert_eq!(up, want);

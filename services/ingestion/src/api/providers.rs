@@ -53,7 +53,9 @@ pub struct ProviderList {
 }
 
 pub fn router() -> OpenApiRouter<AppState> {
-    OpenApiRouter::new().routes(routes!(list)).routes(routes!(detail))
+    OpenApiRouter::new()
+        .routes(routes!(list))
+        .routes(routes!(detail))
 }
 
 /// The ingestion state of the caller's providers.
@@ -92,17 +94,33 @@ async fn list(State(state): State<AppState>, tenancy: Tenancy) -> Result<Json<Pr
         (status = 404, description = "No such provider in the org", body = keel_sources_http::ErrorDocument),
     )
 )]
-async fn detail(State(state): State<AppState>, tenancy: Tenancy, Path(uuid): Path<String>) -> Result<Json<ProviderIngestion>> {
-    let uuid = Uuid::parse_str(&uuid).map_err(|_| Error::Http(HttpError::bad_request(format!("{uuid:?} is not a uuid"))))?;
-    let not_found = || Error::Http(HttpError::new(http::StatusCode::NOT_FOUND, "no such provider"));
+async fn detail(
+    State(state): State<AppState>,
+    tenancy: Tenancy,
+    Path(uuid): Path<String>,
+) -> Result<Json<ProviderIngestion>> {
+    let uuid = Uuid::parse_str(&uuid)
+        .map_err(|_| Error::Http(HttpError::bad_request(format!("{uuid:?} is not a uuid"))))?;
+    let not_found = || {
+        Error::Http(HttpError::new(
+            http::StatusCode::NOT_FOUND,
+            "no such provider",
+        ))
+    };
     let schema = schema_of(&state, &tenancy).await?.ok_or_else(not_found)?;
-    let provider = providers::find_in_schema(&state.db, &schema, uuid).await?.ok_or_else(not_found)?;
+    let provider = providers::find_in_schema(&state.db, &schema, uuid)
+        .await?
+        .ok_or_else(not_found)?;
     let t = Tenant::new(&schema).ok_or_else(not_found)?;
     let manifests = read::manifests(&state.db, &t, uuid).await?;
     Ok(Json(view(&state, provider, Some(manifests)).await?))
 }
 
-async fn view(state: &AppState, p: Provider, manifests: Option<Vec<ManifestView>>) -> Result<ProviderIngestion> {
+async fn view(
+    state: &AppState,
+    p: Provider,
+    manifests: Option<Vec<ManifestView>>,
+) -> Result<ProviderIngestion> {
     let last_failure = providers::last_failure(&state.db, p.uuid)
         .await?
         .map(|(at, reason)| Failure { at, reason });
@@ -128,8 +146,10 @@ async fn schema_of(state: &AppState, tenancy: &Tenancy) -> Result<Option<String>
         .clone()
         .filter(|o| !o.is_empty())
         .ok_or_else(|| Error::Http(HttpError::unauthorized("the identity names no org_id")))?;
-    Ok(sqlx::query_scalar("SELECT schema_name FROM cost.api_customer WHERE org_id = $1")
-        .bind(org)
-        .fetch_optional(&state.db)
-        .await?)
+    Ok(
+        sqlx::query_scalar("SELECT schema_name FROM cost.api_customer WHERE org_id = $1")
+            .bind(org)
+            .fetch_optional(&state.db)
+            .await?,
+    )
 }

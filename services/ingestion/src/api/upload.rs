@@ -62,17 +62,31 @@ pub fn router() -> OpenApiRouter<AppState> {
         (status = 415, description = "Not an hccm payload", body = keel_sources_http::ErrorDocument),
     )
 )]
-async fn upload(State(state): State<AppState>, headers: HeaderMap, mut multipart: Multipart) -> Result<(StatusCode, Json<Accepted>)> {
+async fn upload(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    mut multipart: Multipart,
+) -> Result<(StatusCode, Json<Accepted>)> {
     let identity = identity(&headers)?;
     let org_id = identity
         .identity
         .org_id
         .clone()
         .filter(|o| !o.is_empty())
-        .or_else(|| identity.identity.internal.as_ref().and_then(|i| i.org_id.clone()))
+        .or_else(|| {
+            identity
+                .identity
+                .internal
+                .as_ref()
+                .and_then(|i| i.org_id.clone())
+        })
         .filter(|o| !o.is_empty())
         .ok_or_else(|| Error::Http(HttpError::unauthorized("the identity names no org_id")))?;
-    let account = identity.identity.account_number.clone().filter(|a| !a.is_empty());
+    let account = identity
+        .identity
+        .account_number
+        .clone()
+        .filter(|a| !a.is_empty());
     let (content_type, body) = payload_part(&mut multipart, state.max_upload).await?;
     check_content_type(&content_type)?;
     let checked = tokio::task::spawn_blocking({
@@ -85,9 +99,16 @@ async fn upload(State(state): State<AppState>, headers: HeaderMap, mut multipart
     let request_id = headers
         .get("x-rh-insights-request-id")
         .and_then(|v| v.to_str().ok())
-        .filter(|v| !v.is_empty() && v.len() <= 64 && v.chars().all(|c| c.is_ascii_alphanumeric() || c == '-'))
+        .filter(|v| {
+            !v.is_empty()
+                && v.len() <= 64
+                && v.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
+        })
         .map_or_else(|| uuid::Uuid::new_v4().simple().to_string(), str::to_owned);
-    let key = format!("{org_id}/{}/{request_id}.tar.gz", checked.manifest.cluster_id);
+    let key = format!(
+        "{org_id}/{}/{request_id}.tar.gz",
+        checked.manifest.cluster_id
+    );
     let size = body.len() as i64;
     state
         .objects
@@ -95,7 +116,8 @@ async fn upload(State(state): State<AppState>, headers: HeaderMap, mut multipart
         .put(&Path::from(key.as_str()), PutPayload::from_bytes(body))
         .await
         .map_err(|e| Error::Internal(e.into()))?;
-    let manifest_json = serde_json::to_value(&checked.raw_manifest).map_err(|e| Error::Internal(e.into()))?;
+    let manifest_json =
+        serde_json::to_value(&checked.raw_manifest).map_err(|e| Error::Internal(e.into()))?;
     let mut tx = state.db.begin().await?;
     let inserted = uploads::insert(
         &mut tx,
@@ -112,12 +134,23 @@ async fn upload(State(state): State<AppState>, headers: HeaderMap, mut multipart
     )
     .await;
     if let Err(e) = inserted {
-        if e.as_database_error().is_some_and(|d| d.is_unique_violation()) {
-            return Err(Error::Http(HttpError::new(StatusCode::CONFLICT, format!("request {request_id} was already received"))));
+        if e.as_database_error()
+            .is_some_and(|d| d.is_unique_violation())
+        {
+            return Err(Error::Http(HttpError::new(
+                StatusCode::CONFLICT,
+                format!("request {request_id} was already received"),
+            )));
         }
         return Err(e.into());
     }
-    queue::enqueue(&mut tx, &Job::Upload { request_id: request_id.clone() }).await?;
+    queue::enqueue(
+        &mut tx,
+        &Job::Upload {
+            request_id: request_id.clone(),
+        },
+    )
+    .await?;
     tx.commit().await?;
     state.wake.notify_one();
     metrics::counter!("ingestion_uploads_total", "outcome" => "accepted").increment(1);
@@ -145,12 +178,19 @@ fn identity(headers: &HeaderMap) -> Result<XRhIdentity> {
 /// The `file` part (the ingress' fallback name `upload` too): its content type and bytes.
 async fn payload_part(multipart: &mut Multipart, limit: usize) -> Result<(String, Bytes)> {
     let bad = |m: String| Error::Http(HttpError::new(StatusCode::BAD_REQUEST, m));
-    while let Some(field) = multipart.next_field().await.map_err(|e| bad(format!("the body is not valid multipart: {e}")))? {
+    while let Some(field) = multipart
+        .next_field()
+        .await
+        .map_err(|e| bad(format!("the body is not valid multipart: {e}")))?
+    {
         if matches!(field.name(), Some("file" | "upload")) {
             let content_type = field.content_type().unwrap_or_default().to_owned();
             let body = field.bytes().await.map_err(|e| {
                 if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
-                    Error::Http(HttpError::new(StatusCode::PAYLOAD_TOO_LARGE, format!("the payload is larger than {limit} bytes")))
+                    Error::Http(HttpError::new(
+                        StatusCode::PAYLOAD_TOO_LARGE,
+                        format!("the payload is larger than {limit} bytes"),
+                    ))
                 } else {
                     bad(format!("the payload could not be read: {e}"))
                 }
@@ -169,14 +209,19 @@ async fn payload_part(multipart: &mut Multipart, limit: usize) -> Result<(String
 
 /// `application/vnd.redhat.<service>.<category>+tgz`: only service `hccm` is cost management's.
 fn check_content_type(content_type: &str) -> Result<()> {
-    let unsupported = |m: String| Error::Http(HttpError::new(StatusCode::UNSUPPORTED_MEDIA_TYPE, m));
+    let unsupported =
+        |m: String| Error::Http(HttpError::new(StatusCode::UNSUPPORTED_MEDIA_TYPE, m));
     let media = content_type.split(';').next().unwrap_or_default().trim();
     let Some(rest) = media.strip_prefix("application/vnd.redhat.") else {
-        return Err(unsupported(format!("{media:?} is not a Red Hat Insights payload type")));
+        return Err(unsupported(format!(
+            "{media:?} is not a Red Hat Insights payload type"
+        )));
     };
     let service = rest.split(['.', '+']).next().unwrap_or_default();
     if service != "hccm" {
-        return Err(unsupported(format!("service {service:?} is not served here (only hccm)")));
+        return Err(unsupported(format!(
+            "service {service:?} is not served here (only hccm)"
+        )));
     }
     Ok(())
 }
@@ -195,14 +240,21 @@ pub fn inspect(body: &[u8]) -> std::result::Result<Checked, String> {
     let mut archive = tar::Archive::new(flate2::read::GzDecoder::new(body));
     let mut manifest = None;
     let mut files = Vec::new();
-    let entries = archive.entries().map_err(|e| format!("the payload is not a tar.gz: {e}"))?;
+    let entries = archive
+        .entries()
+        .map_err(|e| format!("the payload is not a tar.gz: {e}"))?;
     for entry in entries {
         let mut entry = entry.map_err(|e| format!("the payload is not a valid tar.gz: {e}"))?;
         if !entry.header().entry_type().is_file() {
             continue;
         }
-        let path = entry.path().map_err(|e| format!("a name in the payload is unreadable: {e}"))?;
-        let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+        let path = entry
+            .path()
+            .map_err(|e| format!("a name in the payload is unreadable: {e}"))?;
+        let name = path
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
         if name == "manifest.json" {
             let mut bytes = Vec::new();
             entry
@@ -210,15 +262,17 @@ pub fn inspect(body: &[u8]) -> std::result::Result<Checked, String> {
                 .take(1 << 20)
                 .read_to_end(&mut bytes)
                 .map_err(|e| format!("manifest.json is unreadable: {e}"))?;
-            let raw: serde_json::Value =
-                serde_json::from_slice(&bytes).map_err(|e| format!("manifest.json is not JSON: {e}"))?;
+            let raw: serde_json::Value = serde_json::from_slice(&bytes)
+                .map_err(|e| format!("manifest.json is not JSON: {e}"))?;
             manifest = Some((OcpManifest::parse(&bytes).map_err(|e| e.0)?, raw));
         } else if name.ends_with(".csv") && is_plain_file_name(&name) {
             // Reading every entry through also checks the gzip stream to its end.
-            std::io::copy(&mut entry, &mut std::io::sink()).map_err(|e| format!("{name} is damaged: {e}"))?;
+            std::io::copy(&mut entry, &mut std::io::sink())
+                .map_err(|e| format!("{name} is damaged: {e}"))?;
             files.push(name);
         } else {
-            std::io::copy(&mut entry, &mut std::io::sink()).map_err(|e| format!("the payload is damaged: {e}"))?;
+            std::io::copy(&mut entry, &mut std::io::sink())
+                .map_err(|e| format!("the payload is damaged: {e}"))?;
         }
     }
     let (manifest, raw_manifest) = manifest.ok_or("the payload holds no manifest.json")?;

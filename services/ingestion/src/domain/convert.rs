@@ -40,7 +40,10 @@ fn fold(record: &csv::ByteRecord, columns: &[(usize, String)], out: &mut String)
     let mut map = Map::new();
     for (i, key) in columns {
         if let Some(v) = record.get(*i).filter(|v| !v.is_empty()) {
-            map.insert(key.clone(), Value::String(String::from_utf8_lossy(v).into_owned()));
+            map.insert(
+                key.clone(),
+                Value::String(String::from_utf8_lossy(v).into_owned()),
+            );
         }
     }
     out.clear();
@@ -77,8 +80,14 @@ mod tests {
     #[test]
     fn operator_labels_become_json() {
         let mut s = String::new();
-        labels("label_app:web|label_node-role.kubernetes.io/master:|label_x:a:b", &mut s);
-        assert_eq!(s, r#"{"app":"web","node-role.kubernetes.io/master":"","x":"a:b"}"#);
+        labels(
+            "label_app:web|label_node-role.kubernetes.io/master:|label_x:a:b",
+            &mut s,
+        );
+        assert_eq!(
+            s,
+            r#"{"app":"web","node-role.kubernetes.io/master":"","x":"a:b"}"#
+        );
         s.clear();
         labels("", &mut s);
         assert_eq!(s, "{}");
@@ -93,7 +102,11 @@ mod tests {
         assert_eq!(value(b"None", Convert::Number, &mut s), b"");
         assert_eq!(value(b"0.5", Convert::Number, &mut s), b"0.5");
         assert_eq!(
-            value(b"2026-11-01 00:59:59 +0000 UTC", Convert::OperatorTime, &mut s),
+            value(
+                b"2026-11-01 00:59:59 +0000 UTC",
+                Convert::OperatorTime,
+                &mut s
+            ),
             b"2026-11-01 00:59:59 +0000"
         );
     }

@@ -107,7 +107,12 @@ use Convert::{Labels, Number, OperatorTime, Text};
 pub static AWS_CUR: Layout = Layout {
     report_type: ReportType::AwsCur,
     table: "aws_line_items",
-    fixed: &["manifest_id", "report_status_id", "source_uuid", "cost_entry_bill_id"],
+    fixed: &[
+        "manifest_id",
+        "report_status_id",
+        "source_uuid",
+        "cost_entry_bill_id",
+    ],
     columns: &[
         col("bill_billingentity", Text),
         col("bill_billtype", Text),
@@ -152,7 +157,12 @@ pub static AWS_CUR: Layout = Layout {
     ],
 };
 
-const OCP_FIXED: &[&str] = &["manifest_id", "report_status_id", "source_uuid", "report_period_id"];
+const OCP_FIXED: &[&str] = &[
+    "manifest_id",
+    "report_status_id",
+    "source_uuid",
+    "report_period_id",
+];
 
 pub static POD_USAGE: Layout = Layout {
     report_type: ReportType::OcpPodUsage,
@@ -243,20 +253,42 @@ pub static NAMESPACE_LABELS: Layout = Layout {
 const OCP_SIGNATURES: &[(ReportType, &[&str])] = &[
     (
         ReportType::OcpStorageUsage,
-        &["persistentvolumeclaim", "persistentvolume", "storageclass", "persistentvolumeclaim_usage_byte_seconds"],
+        &[
+            "persistentvolumeclaim",
+            "persistentvolume",
+            "storageclass",
+            "persistentvolumeclaim_usage_byte_seconds",
+        ],
     ),
     (
         ReportType::OcpPodUsage,
-        &["pod", "namespace", "node", "pod_usage_cpu_core_seconds", "pod_usage_memory_byte_seconds"],
+        &[
+            "pod",
+            "namespace",
+            "node",
+            "pod_usage_cpu_core_seconds",
+            "pod_usage_memory_byte_seconds",
+        ],
     ),
     (ReportType::OcpNodeLabels, &["node", "node_labels"]),
-    (ReportType::OcpNamespaceLabels, &["namespace", "namespace_labels"]),
-    (ReportType::OcpVmUsage, &["vm_name", "vm_cpu_usage_total_seconds"]),
+    (
+        ReportType::OcpNamespaceLabels,
+        &["namespace", "namespace_labels"],
+    ),
+    (
+        ReportType::OcpVmUsage,
+        &["vm_name", "vm_cpu_usage_total_seconds"],
+    ),
     (ReportType::OcpGpuUsage, &["gpu_uuid", "gpu_model_name"]),
 ];
 
 /// Every OpenShift report has these.
-const OCP_COMMON: &[&str] = &["report_period_start", "report_period_end", "interval_start", "interval_end"];
+const OCP_COMMON: &[&str] = &[
+    "report_period_start",
+    "report_period_end",
+    "interval_start",
+    "interval_end",
+];
 
 /// An OpenShift report's type from its (normalized) header.
 pub fn detect_ocp(header: &[String]) -> ReportType {
@@ -318,7 +350,10 @@ impl Layout {
             }
         }
         if !missing.is_empty() {
-            return Err(format!("the file lacks the column(s) {}", missing.join(", ")));
+            return Err(format!(
+                "the file lacks the column(s) {}",
+                missing.join(", ")
+            ));
         }
         let folds = self
             .folds
@@ -354,10 +389,22 @@ mod tests {
 
     #[test]
     fn kokus_column_names() {
-        assert_eq!(normalize_header("lineItem/UsageStartDate"), "lineitem_usagestartdate");
-        assert_eq!(normalize_header("savingsPlan/SavingsPlanEffectiveCost"), "savingsplan_savingsplaneffectivecost");
-        assert_eq!(normalize_header("costCategory/Charge type"), "costcategory_charge_type");
-        assert_eq!(normalize_header("pod_usage_cpu_core_seconds"), "pod_usage_cpu_core_seconds");
+        assert_eq!(
+            normalize_header("lineItem/UsageStartDate"),
+            "lineitem_usagestartdate"
+        );
+        assert_eq!(
+            normalize_header("savingsPlan/SavingsPlanEffectiveCost"),
+            "savingsplan_savingsplaneffectivecost"
+        );
+        assert_eq!(
+            normalize_header("costCategory/Charge type"),
+            "costcategory_charge_type"
+        );
+        assert_eq!(
+            normalize_header("pod_usage_cpu_core_seconds"),
+            "pod_usage_cpu_core_seconds"
+        );
     }
 
     #[test]
@@ -365,16 +412,26 @@ mod tests {
         let common = "report_period_start,report_period_end,interval_start,interval_end";
         let t = |rest: &str| detect_ocp(&header(&format!("{common},{rest}")));
         assert_eq!(
-            t("pod,namespace,node,resource_id,pod_usage_cpu_core_seconds,pod_usage_memory_byte_seconds,pod_labels"),
+            t(
+                "pod,namespace,node,resource_id,pod_usage_cpu_core_seconds,pod_usage_memory_byte_seconds,pod_labels"
+            ),
             ReportType::OcpPodUsage
         );
         assert_eq!(
-            t("namespace,pod,node,persistentvolumeclaim,persistentvolume,storageclass,persistentvolumeclaim_usage_byte_seconds"),
+            t(
+                "namespace,pod,node,persistentvolumeclaim,persistentvolume,storageclass,persistentvolumeclaim_usage_byte_seconds"
+            ),
             ReportType::OcpStorageUsage
         );
         assert_eq!(t("node,node_labels"), ReportType::OcpNodeLabels);
-        assert_eq!(t("namespace,namespace_labels"), ReportType::OcpNamespaceLabels);
-        assert_eq!(t("node,namespace,vm_name,vm_cpu_usage_total_seconds"), ReportType::OcpVmUsage);
+        assert_eq!(
+            t("namespace,namespace_labels"),
+            ReportType::OcpNamespaceLabels
+        );
+        assert_eq!(
+            t("node,namespace,vm_name,vm_cpu_usage_total_seconds"),
+            ReportType::OcpVmUsage
+        );
         assert_eq!(t("node,gpu_uuid,gpu_model_name"), ReportType::OcpGpuUsage);
         assert_eq!(t("something,else"), ReportType::Unknown);
         assert_eq!(detect_ocp(&header("node,node_labels")), ReportType::Unknown);
@@ -391,9 +448,16 @@ mod tests {
         assert_eq!(plan.folds[1], vec![(5, "Team".to_owned())]);
         assert_eq!(
             plan.columns,
-            vec!["lineitem_usagestartdate", "lineitem_unblendedcost", "resourcetags", "costcategory"]
+            vec![
+                "lineitem_usagestartdate",
+                "lineitem_unblendedcost",
+                "resourcetags",
+                "costcategory"
+            ]
         );
-        let err = AWS_CUR.plan(&header("lineItem/UsageStartDate,other")).unwrap_err();
+        let err = AWS_CUR
+            .plan(&header("lineItem/UsageStartDate,other"))
+            .unwrap_err();
         assert!(err.contains("lineitem_unblendedcost"), "{err}");
     }
 }

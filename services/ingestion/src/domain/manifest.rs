@@ -77,7 +77,11 @@ pub fn aws_manifest_key(prefix: &str, name: &str, month: NaiveDate) -> String {
 /// Whether a path segment is a CUR billing range (`20261101-20261201`).
 pub fn is_billing_range(segment: &str) -> bool {
     let b = segment.as_bytes();
-    b.len() == 17 && b[8] == b'-' && b.iter().enumerate().all(|(i, c)| i == 8 || c.is_ascii_digit())
+    b.len() == 17
+        && b[8] == b'-'
+        && b.iter()
+            .enumerate()
+            .all(|(i, c)| i == 8 || c.is_ascii_digit())
 }
 
 /// The fields of an OpenShift operator's `manifest.json` Koku uses.
@@ -103,15 +107,22 @@ pub struct OcpManifest {
 
 impl OcpManifest {
     pub fn parse(bytes: &[u8]) -> Result<Self, ManifestError> {
-        let m: Self = serde_json::from_slice(bytes)
-            .map_err(|e| ManifestError(format!("manifest.json is not an operator manifest: {e}")))?;
+        let m: Self = serde_json::from_slice(bytes).map_err(|e| {
+            ManifestError(format!("manifest.json is not an operator manifest: {e}"))
+        })?;
         if uuid::Uuid::parse_str(&m.uuid).is_err() {
-            return Err(ManifestError(format!("manifest.json: uuid {:?} is not a UUID", m.uuid)));
+            return Err(ManifestError(format!(
+                "manifest.json: uuid {:?} is not a UUID",
+                m.uuid
+            )));
         }
         // Koku puts the cluster id in paths.
         if m.cluster_id.is_empty()
             || m.cluster_id.len() > 255
-            || !m.cluster_id.chars().all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
+            || !m
+                .cluster_id
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
             || m.cluster_id.starts_with('.')
         {
             return Err(ManifestError(format!(
@@ -120,7 +131,9 @@ impl OcpManifest {
             )));
         }
         if let Some(bad) = m.files.iter().find(|f| !is_plain_file_name(f)) {
-            return Err(ManifestError(format!("manifest.json: {bad:?} is not a file name")));
+            return Err(ManifestError(format!(
+                "manifest.json: {bad:?} is not a file name"
+            )));
         }
         Ok(m)
     }
@@ -175,7 +188,10 @@ mod tests {
         )
         .unwrap();
         assert_eq!(m.assembly_id, "9f08d778-aaf6-4362-b6de-3f462cb3ac2e");
-        assert_eq!(m.billing_period_start, NaiveDate::from_ymd_opt(2026, 11, 1).unwrap());
+        assert_eq!(
+            m.billing_period_start,
+            NaiveDate::from_ymd_opt(2026, 11, 1).unwrap()
+        );
         assert_eq!(m.report_keys.len(), 1);
         assert!(AwsManifest::parse(b"{}").is_err());
         assert!(
@@ -193,7 +209,10 @@ mod tests {
             aws_manifest_key("pre/x/", "rep", nov),
             "pre/x/rep/20261201-20270101/rep-Manifest.json"
         );
-        assert_eq!(aws_manifest_key("", "rep", nov), "rep/20261201-20270101/rep-Manifest.json");
+        assert_eq!(
+            aws_manifest_key("", "rep", nov),
+            "rep/20261201-20270101/rep-Manifest.json"
+        );
         assert!(is_billing_range("20261201-20270101"));
         assert!(!is_billing_range("20261201_20270101"));
         assert!(!is_billing_range("2026120-20270101"));
@@ -209,7 +228,10 @@ mod tests {
         )
         .unwrap();
         assert_eq!(m.billing_month(), NaiveDate::from_ymd_opt(2026, 11, 1));
-        assert_eq!(m.end_time().unwrap().to_rfc3339(), "2026-11-03T00:00:00+00:00");
+        assert_eq!(
+            m.end_time().unwrap().to_rfc3339(),
+            "2026-11-03T00:00:00+00:00"
+        );
         let bad = |json: &str| OcpManifest::parse(json.as_bytes()).unwrap_err().0;
         assert!(bad(r#"{"cluster_id":"c","uuid":"nope"}"#).contains("uuid"));
         assert!(

@@ -159,7 +159,10 @@ mod tests {
         // Few providers: all of them.
         let b = batch(&c[..5], now, &rules);
         assert_eq!(b.polled.len(), 5);
-        let only_new = [candidate(7, None), candidate(8, Some("2026-10-01T00:00:00Z"))];
+        let only_new = [
+            candidate(7, None),
+            candidate(8, Some("2026-10-01T00:00:00Z")),
+        ];
         assert_eq!(batch(&only_new, now, &rules).polled, vec![id(8), id(7)]);
     }
 
@@ -213,9 +216,24 @@ mod tests {
         ));
         // Polled, never loaded: under a day old it is retried, between a day and the timer
         // it waits, older than the timer it is retried.
-        assert!(!case("2026-12-09T12:00:00Z", Some("2026-12-09T13:00:00Z"), None, false));
-        assert!(case("2026-12-08T00:00:00Z", Some("2026-12-09T00:00:00Z"), None, false));
-        assert!(!case("2026-12-01T00:00:00Z", Some("2026-12-09T00:00:00Z"), None, false));
+        assert!(!case(
+            "2026-12-09T12:00:00Z",
+            Some("2026-12-09T13:00:00Z"),
+            None,
+            false
+        ));
+        assert!(case(
+            "2026-12-08T00:00:00Z",
+            Some("2026-12-09T00:00:00Z"),
+            None,
+            false
+        ));
+        assert!(!case(
+            "2026-12-01T00:00:00Z",
+            Some("2026-12-09T00:00:00Z"),
+            None,
+            false
+        ));
     }
 
     #[test]

@@ -105,26 +105,34 @@ pub async fn find_ocp(
 
 /// Koku's `polling_objects`: active, not paused, not OpenShift.
 pub async fn poll_candidates(db: &PgPool) -> Result<Vec<Candidate>, sqlx::Error> {
-    let rows: Vec<(Uuid, DateTime<Utc>, Option<DateTime<Utc>>, Option<DateTime<Utc>>, bool)> =
-        sqlx::query_as(
-            "SELECT p.uuid, p.created_timestamp, p.polling_timestamp, p.data_updated_timestamp, \
-                    r.failed_at IS NOT NULL \
-             FROM cost.api_provider p \
-             LEFT JOIN ingestion.provider_runs r ON r.provider_uuid = p.uuid \
-             WHERE p.active AND NOT p.paused AND p.type <> 'OCP'",
-        )
-        .fetch_all(db)
-        .await?;
+    let rows: Vec<CandidateRow> = sqlx::query_as(
+        "SELECT p.uuid, p.created_timestamp, p.polling_timestamp, p.data_updated_timestamp, \
+                r.failed_at IS NOT NULL AS failed \
+         FROM cost.api_provider p \
+         LEFT JOIN ingestion.provider_runs r ON r.provider_uuid = p.uuid \
+         WHERE p.active AND NOT p.paused AND p.type <> 'OCP'",
+    )
+    .fetch_all(db)
+    .await?;
     Ok(rows
         .into_iter()
-        .map(|(uuid, created, polled, updated, failed)| Candidate {
-            uuid,
-            created,
-            polling_timestamp: polled,
-            data_updated_timestamp: updated,
-            failed,
+        .map(|r| Candidate {
+            uuid: r.uuid,
+            created: r.created_timestamp,
+            polling_timestamp: r.polling_timestamp,
+            data_updated_timestamp: r.data_updated_timestamp,
+            failed: r.failed,
         })
         .collect())
+}
+
+#[derive(sqlx::FromRow)]
+struct CandidateRow {
+    uuid: Uuid,
+    created_timestamp: DateTime<Utc>,
+    polling_timestamp: Option<DateTime<Utc>>,
+    data_updated_timestamp: Option<DateTime<Utc>>,
+    failed: bool,
 }
 
 /// Providers that never had a report check (new ones whose trigger was missed).
@@ -158,6 +166,15 @@ pub async fn mark_updated(conn: &mut PgConnection, uuid: Uuid) -> Result<(), sql
     Ok(())
 }
 
+/// A check found nothing new: the data is current as of now.
+pub async fn mark_current(db: &PgPool, uuid: Uuid) -> Result<(), sqlx::Error> {
+    sqlx::query("UPDATE cost.api_provider SET data_updated_timestamp = now() WHERE uuid = $1 AND setup_complete")
+        .bind(uuid)
+        .execute(db)
+        .await?;
+    Ok(())
+}
+
 /// A run of the provider failed.
 pub async fn mark_failed(db: &PgPool, uuid: Uuid, failure: &str) -> Result<(), sqlx::Error> {
     sqlx::query(
@@ -173,7 +190,10 @@ pub async fn mark_failed(db: &PgPool, uuid: Uuid, failure: &str) -> Result<(), s
 }
 
 /// The last failure on record, for the read API.
-pub async fn last_failure(db: &PgPool, uuid: Uuid) -> Result<Option<(DateTime<Utc>, String)>, sqlx::Error> {
+pub async fn last_failure(
+    db: &PgPool,
+    uuid: Uuid,
+) -> Result<Option<(DateTime<Utc>, String)>, sqlx::Error> {
     sqlx::query_as(
         "SELECT failed_at, failure FROM ingestion.provider_runs \
          WHERE provider_uuid = $1 AND failed_at IS NOT NULL",

@@ -111,5 +111,7 @@ pub async fn retry(db: &PgPool, id: i64, delay: Duration, error: &str) -> Result
 
 /// Tasks waiting or running, for the gauge.
 pub async fn depth(db: &PgPool) -> Result<i64, sqlx::Error> {
-    sqlx::query_scalar("SELECT count(*) FROM ingestion.tasks").fetch_one(db).await
+    sqlx::query_scalar("SELECT count(*) FROM ingestion.tasks")
+        .fetch_one(db)
+        .await
 }

@@ -44,7 +44,14 @@ pub async fn aws(
     .bind(m.id)
     .fetch_all(&mut *conn)
     .await?;
-    clear(conn, t, "reporting_awscostentrylineitem_daily_summary", m.provider_id, &days).await?;
+    clear(
+        conn,
+        t,
+        "reporting_awscostentrylineitem_daily_summary",
+        m.provider_id,
+        &days,
+    )
+    .await?;
     sqlx::query(t.sql(
         "INSERT INTO {s}.reporting_awscostentrylineitem_daily_summary \
            (cost_entry_bill_id, source_uuid, usage_start, usage_end, usage_account_id, product_code, \
@@ -141,7 +148,14 @@ pub async fn ocp(
             .await?;
         }
     }
-    clear(conn, t, "reporting_ocpusagelineitem_daily_summary", m.provider_id, &days).await?;
+    clear(
+        conn,
+        t,
+        "reporting_ocpusagelineitem_daily_summary",
+        m.provider_id,
+        &days,
+    )
+    .await?;
     let cluster = m.cluster_id.as_deref().unwrap_or_default();
     for statement in [pod_summary(), storage_summary()] {
         sqlx::query(t.sql(&statement))
@@ -215,7 +229,8 @@ fn pod_summary() -> String {
 /// seconds over the seconds of the month).
 fn storage_summary() -> String {
     let day = "(interval_start AT TIME ZONE 'UTC')::date";
-    let month_seconds = "(86400.0 * extract(day FROM date_trunc('month', day) + interval '1 month - 1 day'))";
+    let month_seconds =
+        "(86400.0 * extract(day FROM date_trunc('month', day) + interval '1 month - 1 day'))";
     format!(
         "WITH s AS (SELECT *, {day} AS day FROM {{s}}.openshift_storage_usage_line_items \
                     WHERE source_uuid = $1 AND interval_start >= $2 AND interval_start < $3 AND {day} = ANY($4)) \
@@ -254,7 +269,11 @@ async fn clear(
 }
 
 /// The manifest is done: completed, summary step recorded, no failure.
-pub async fn complete_manifest(conn: &mut PgConnection, t: &Tenant, id: i64) -> Result<(), sqlx::Error> {
+pub async fn complete_manifest(
+    conn: &mut PgConnection,
+    t: &Tenant,
+    id: i64,
+) -> Result<(), sqlx::Error> {
     sqlx::query(t.sql(
         "UPDATE {s}.reporting_common_costusagereportmanifest \
          SET completed_datetime = now(), failure = NULL, \

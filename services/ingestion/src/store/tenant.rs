@@ -131,8 +131,10 @@ pub async fn register_files(
     manifest_id: i64,
     files: &[(String, Option<String>)],
 ) -> Result<Vec<i64>, sqlx::Error> {
-    let (names, keys): (Vec<&str>, Vec<Option<&str>>) =
-        files.iter().map(|(n, k)| (n.as_str(), k.as_deref())).unzip();
+    let (names, keys): (Vec<&str>, Vec<Option<&str>>) = files
+        .iter()
+        .map(|(n, k)| (n.as_str(), k.as_deref()))
+        .unzip();
     sqlx::query_scalar(t.sql(
         "WITH f AS (SELECT * FROM unnest($2::text[], $3::text[]) AS f(name, key)), \
               added AS (INSERT INTO {s}.reporting_common_costusagereportstatus (manifest_id, report_name, object_key) \
@@ -167,7 +169,11 @@ pub async fn unfinished_files(
 }
 
 /// Files of the manifest not loaded yet (waiting, failed or in progress).
-pub async fn files_left(conn: &mut PgConnection, t: &Tenant, manifest_id: i64) -> Result<i64, sqlx::Error> {
+pub async fn files_left(
+    conn: &mut PgConnection,
+    t: &Tenant,
+    manifest_id: i64,
+) -> Result<i64, sqlx::Error> {
     sqlx::query_scalar(t.sql(
         "SELECT (SELECT num_total_files FROM {s}.reporting_common_costusagereportmanifest WHERE id = $1) \
               - count(*) FILTER (WHERE completed_datetime IS NOT NULL) \
@@ -191,7 +197,11 @@ pub struct FileRow {
     pub cluster_id: Option<String>,
 }
 
-pub async fn file(conn: &mut PgConnection, t: &Tenant, id: i64) -> Result<Option<FileRow>, sqlx::Error> {
+pub async fn file(
+    conn: &mut PgConnection,
+    t: &Tenant,
+    id: i64,
+) -> Result<Option<FileRow>, sqlx::Error> {
     sqlx::query_as(t.sql(
         "SELECT s.id, s.manifest_id, s.report_name, s.object_key, s.completed_datetime IS NOT NULL AS completed, \
                 m.provider_id, m.billing_period_start_datetime AS billing_period_start, m.cluster_id \
@@ -204,7 +214,11 @@ pub async fn file(conn: &mut PgConnection, t: &Tenant, id: i64) -> Result<Option
 }
 
 /// The file is being processed (visible at once, outside the load's transaction).
-pub async fn start_file(conn: &mut PgConnection, t: &Tenant, file: &FileRow) -> Result<(), sqlx::Error> {
+pub async fn start_file(
+    conn: &mut PgConnection,
+    t: &Tenant,
+    file: &FileRow,
+) -> Result<(), sqlx::Error> {
     sqlx::query(t.sql(
         "WITH s AS (UPDATE {s}.reporting_common_costusagereportstatus \
                     SET status = 4, started_datetime = now(), failure = NULL, failed_status = NULL WHERE id = $1) \

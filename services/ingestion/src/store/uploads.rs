@@ -45,7 +45,10 @@ pub async fn insert(conn: &mut PgConnection, u: &NewUpload<'_>) -> Result<(), sq
     Ok(())
 }
 
-pub async fn find(conn: &mut PgConnection, request_id: &str) -> Result<Option<Upload>, sqlx::Error> {
+pub async fn find(
+    conn: &mut PgConnection,
+    request_id: &str,
+) -> Result<Option<Upload>, sqlx::Error> {
     sqlx::query_as(
         "SELECT request_id, org_id, object_key, cluster_id, manifest, files, state \
          FROM ingestion.uploads WHERE request_id = $1",

@@ -52,12 +52,17 @@ async fn check(w: &Worker, p: &Provider) -> Result<(), Failure> {
         .objects
         .bucket(bucket, p.data_source_str("bucket_region"))
         .map_err(|e| Failure(format!("bucket {bucket}: {e}")))?;
-    let (prefix, name) = locate(&*store, p.data_source_str("report_prefix"), p.data_source_str("report_name"))
-        .await
-        .map_err(|e| Failure(format!("cannot list bucket {bucket}: {e}")))?
-        .ok_or_else(|| Failure(format!("no Cost and Usage Report found in bucket {bucket}")))?;
+    let (prefix, name) = locate(
+        &*store,
+        p.data_source_str("report_prefix"),
+        p.data_source_str("report_name"),
+    )
+    .await
+    .map_err(|e| Failure(format!("cannot list bucket {bucket}: {e}")))?
+    .ok_or_else(|| Failure(format!("no Cost and Usage Report found in bucket {bucket}")))?;
     let months = polling::months(Utc::now().date_naive(), p.setup_complete, &w.rules);
     let mut queued = 0;
+    let mut summaries = 0;
     for month in months {
         let key = aws_manifest_key(&prefix, &name, month);
         let got = match store.get(&Path::from(key.as_str())).await {
@@ -67,25 +72,38 @@ async fn check(w: &Worker, p: &Provider) -> Result<(), Failure> {
             Err(e) => return Err(Failure(format!("cannot read {key}: {e}"))),
         };
         let export = got.meta.last_modified;
-        let bytes = got.bytes().await.map_err(|e| Failure(format!("cannot read {key}: {e}")))?;
+        let bytes = got
+            .bytes()
+            .await
+            .map_err(|e| Failure(format!("cannot read {key}: {e}")))?;
         let manifest = AwsManifest::parse(&bytes).map_err(|e| Failure(format!("{key}: {e}")))?;
-        queued += record(w, &t, p, &manifest, export)
+        let (files, summary) = record(w, &t, p, &manifest, export)
             .await
             .map_err(|e| Failure(format!("cannot record {key}: {e}")))?;
+        queued += files;
+        summaries += usize::from(summary);
+    }
+    if queued == 0 && summaries == 0 {
+        // Nothing new: the data is current as of now, so the provider does not look "still
+        // processing" to the next poll (Koku's starvation, koku#5181).
+        providers::mark_current(&w.db, p.uuid)
+            .await
+            .map_err(|e| Failure(format!("cannot record the check: {e}")))?;
     }
     tracing::info!(provider = %p.uuid, report = %name, files = queued, "report check done");
     Ok(())
 }
 
-/// Records the manifest and queues its files not loaded yet; a manifest already summarized
-/// is left alone.
+/// Records the manifest and queues its files not loaded yet (or its summary, when they all
+/// are); a manifest already summarized is left alone. Returns the files and whether a summary
+/// was queued.
 async fn record(
     w: &Worker,
     t: &Tenant,
     p: &Provider,
     m: &AwsManifest,
     export: chrono::DateTime<Utc>,
-) -> Result<usize, sqlx::Error> {
+) -> Result<(usize, bool), sqlx::Error> {
     let mut tx = w.db.begin().await?;
     let row = tenant::upsert_manifest(
         &mut tx,
@@ -102,15 +120,25 @@ async fn record(
     .await?;
     if row.completed_datetime.is_some() && row.failure.is_none() {
         tx.commit().await?;
-        return Ok(0);
+        return Ok((0, false));
     }
-    tenant::ensure_bill(&mut tx, t, p.uuid, m.billing_period_start, m.account.as_deref()).await?;
+    tenant::ensure_bill(
+        &mut tx,
+        t,
+        p.uuid,
+        m.billing_period_start,
+        m.account.as_deref(),
+    )
+    .await?;
     let files: Vec<(String, Option<String>)> = m
         .report_keys
         .iter()
         .map(|k| {
             let base = k.rsplit('/').next().unwrap_or(k);
-            (format!("{}-{base}", m.assembly_id), Some(k.trim_start_matches('/').to_owned()))
+            (
+                format!("{}-{base}", m.assembly_id),
+                Some(k.trim_start_matches('/').to_owned()),
+            )
         })
         .collect();
     tenant::register_files(&mut tx, t, row.id, &files).await?;
@@ -132,7 +160,7 @@ async fn record(
     let queued = unfinished.len();
     w.enqueue_all(&mut tx, &jobs).await?;
     tx.commit().await?;
-    Ok(queued)
+    Ok((queued, queued == 0))
 }
 
 /// The report's prefix and name: the billing source's when it names both, else the first

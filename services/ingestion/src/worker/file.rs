@@ -27,7 +27,10 @@ pub async fn run(w: &Worker, task: &Task, schema: &str, status_id: i64) -> Resul
     if file.completed {
         return drop_task(&mut conn, task, "already loaded").await;
     }
-    let (Some(provider), Some(key)) = (providers::find(&w.db, file.provider_id).await?, file.object_key.clone()) else {
+    let (Some(provider), Some(key)) = (
+        providers::find(&w.db, file.provider_id).await?,
+        file.object_key.clone(),
+    ) else {
         return drop_task(&mut conn, task, "the provider or the file is gone").await;
     };
     tenant::start_file(&mut conn, &t, &file).await?;
@@ -36,12 +39,18 @@ pub async fn run(w: &Worker, task: &Task, schema: &str, status_id: i64) -> Resul
         Ok(()) => Ok(()),
         Err(LoadError::Bad(reason)) => {
             tracing::warn!(file = %file.report_name, reason, "file failed");
-            metrics::counter!("ingestion_files_processed_total", "outcome" => "failed").increment(1);
+            metrics::counter!("ingestion_files_processed_total", "outcome" => "failed")
+                .increment(1);
             let mut tx = sqlx::Connection::begin(&mut *conn).await?;
             tenant::fail_file(&mut tx, &t, &file, "processing", &reason).await?;
             queue::complete(&mut tx, task.id).await?;
             tx.commit().await?;
-            providers::mark_failed(&w.db, provider.uuid, &format!("{}: {reason}", file.report_name)).await?;
+            providers::mark_failed(
+                &w.db,
+                provider.uuid,
+                &format!("{}: {reason}", file.report_name),
+            )
+            .await?;
             Ok(())
         }
         Err(LoadError::Storage(e)) => Err(TaskError::Transient(e.into())),
@@ -63,7 +72,12 @@ async fn load_file(
         let (payload, member) = key
             .rsplit_once('#')
             .ok_or_else(|| LoadError::Bad(format!("{key} names no member of a payload")))?;
-        (w.objects.payloads(), payload.to_owned(), Packing::TarMember(member.to_owned()), Family::Ocp)
+        (
+            w.objects.payloads(),
+            payload.to_owned(),
+            Packing::TarMember(member.to_owned()),
+            Family::Ocp,
+        )
     } else {
         let bucket = provider
             .data_source_str("bucket")
@@ -77,13 +91,17 @@ async fn load_file(
                 "only .csv and .csv.gz report files are read (Parquet CUR is not)".into(),
             ));
         };
-        let store = w.objects.bucket(bucket, provider.data_source_str("bucket_region"))?;
+        let store = w
+            .objects
+            .bucket(bucket, provider.data_source_str("bucket_region"))?;
         (store, key.to_owned(), packing, Family::Aws)
     };
     let got = match store.get(&Path::from(path.as_str())).await {
         Ok(got) => got,
         Err(object_store::Error::NotFound { .. }) => {
-            return Err(LoadError::Bad(format!("{path} is missing from the object store")));
+            return Err(LoadError::Bad(format!(
+                "{path} is missing from the object store"
+            )));
         }
         Err(e) => return Err(e.into()),
     };
@@ -93,7 +111,8 @@ async fn load_file(
         Family::Aws => tenant::bill_id(&mut tx, t, provider.uuid, month).await?,
         Family::Ocp => {
             let cluster = file.cluster_id.as_deref().unwrap_or_default();
-            tenant::report_period_id(&mut tx, t, provider.uuid, cluster, &provider.name, month).await?
+            tenant::report_period_id(&mut tx, t, provider.uuid, cluster, &provider.name, month)
+                .await?
         }
     };
     let fixed = vec![
@@ -107,7 +126,15 @@ async fn load_file(
     // Completions of a manifest's files take turns on its row, so the last one sees the others.
     tenant::lock_manifest(&mut tx, t, file.manifest_id).await?;
     let rows = loaded.rows.unwrap_or(0);
-    tenant::finish_file(&mut tx, t, file.id, loaded.report_type.as_str(), rows as i64, etag.as_deref()).await?;
+    tenant::finish_file(
+        &mut tx,
+        t,
+        file.id,
+        loaded.report_type.as_str(),
+        rows as i64,
+        etag.as_deref(),
+    )
+    .await?;
     let left = tenant::files_left(&mut tx, t, file.manifest_id).await?;
     if left <= 0 {
         let summary = Job::Summary {
@@ -121,12 +148,15 @@ async fn load_file(
     let report_type = loaded.report_type.as_str();
     match loaded.rows {
         Some(rows) => {
-            metrics::counter!("ingestion_rows_loaded_total", "report_type" => report_type).increment(rows);
-            metrics::counter!("ingestion_files_processed_total", "outcome" => "loaded").increment(1);
+            metrics::counter!("ingestion_rows_loaded_total", "report_type" => report_type)
+                .increment(rows);
+            metrics::counter!("ingestion_files_processed_total", "outcome" => "loaded")
+                .increment(1);
             tracing::info!(file = %file.report_name, report_type, rows, files_left = left, "file loaded");
         }
         None => {
-            metrics::counter!("ingestion_files_processed_total", "outcome" => "not_processed").increment(1);
+            metrics::counter!("ingestion_files_processed_total", "outcome" => "not_processed")
+                .increment(1);
             tracing::info!(file = %file.report_name, report_type, "file kept, type not processed");
         }
     }

@@ -89,7 +89,8 @@ impl Worker {
     }
 
     async fn execute(&self, task: Task) {
-        let span = tracing::info_span!("task", id = task.id, job = ?task.job, attempt = task.attempts);
+        let span =
+            tracing::info_span!("task", id = task.id, job = ?task.job, attempt = task.attempts);
         let started = std::time::Instant::now();
         let kind = match &task.job {
             Job::Check { .. } => "check",
@@ -109,13 +110,20 @@ impl Worker {
                 .retry_base
                 .saturating_mul(1 << task.attempts.clamp(0, 10))
                 .min(Duration::from_secs(600));
-            tracing::warn!(error = format!("{error:#}"), ?delay, "task failed; retrying");
+            tracing::warn!(
+                error = format!("{error:#}"),
+                ?delay,
+                "task failed; retrying"
+            );
             if let Err(e) = queue::retry(&self.db, task.id, delay, &format!("{error:#}")).await {
                 tracing::error!(error = %e, "cannot put the task back; its lease will expire");
             }
             return;
         }
-        tracing::error!(error = format!("{error:#}"), "task failed too often; giving up");
+        tracing::error!(
+            error = format!("{error:#}"),
+            "task failed too often; giving up"
+        );
         metrics::counter!("ingestion_failures_total", "task" => kind).increment(1);
         if let Err(e) = self.give_up(&task, &format!("{error:#}")).await {
             tracing::error!(error = %e, "cannot record the failure");
@@ -138,13 +146,16 @@ impl Worker {
     async fn give_up(&self, task: &Task, error: &str) -> Result<(), sqlx::Error> {
         let mut tx = self.db.begin().await?;
         match &task.job {
-            Job::File { schema, status_id } => file::record_failure(&mut tx, schema, *status_id, "processing", error).await?,
+            Job::File { schema, status_id } => {
+                file::record_failure(&mut tx, schema, *status_id, "processing", error).await?
+            }
             Job::Summary {
                 schema,
                 manifest_id,
             } => summary::record_failure(&mut tx, schema, *manifest_id, error).await?,
             Job::Upload { request_id } => {
-                crate::store::uploads::set_state(&mut tx, request_id, "failed", Some(error)).await?;
+                crate::store::uploads::set_state(&mut tx, request_id, "failed", Some(error))
+                    .await?;
             }
             Job::Check { provider } => {
                 crate::store::providers::mark_failed(&self.db, *provider, error).await?;
@@ -155,7 +166,11 @@ impl Worker {
     }
 
     /// Queues `jobs` in the caller's transaction; the dispatcher looks again once a task ends.
-    async fn enqueue_all(&self, conn: &mut sqlx::PgConnection, jobs: &[Job]) -> Result<(), sqlx::Error> {
+    async fn enqueue_all(
+        &self,
+        conn: &mut sqlx::PgConnection,
+        jobs: &[Job],
+    ) -> Result<(), sqlx::Error> {
         for job in jobs {
             queue::enqueue(conn, job).await?;
         }

@@ -21,19 +21,43 @@ pub async fn run(w: &Worker, task: &Task, request_id: &str) -> Result<(), TaskEr
         tx.commit().await?;
         return Ok(());
     };
-    let Some(provider) = providers::find_ocp(&w.db, &upload.org_id, &upload.cluster_id).await? else {
+    let Some(provider) = providers::find_ocp(&w.db, &upload.org_id, &upload.cluster_id).await?
+    else {
         tracing::info!(request_id, cluster_id = %upload.cluster_id, "no provider for the cluster yet; the payload waits");
-        uploads::set_state(&mut tx, request_id, "waiting", Some("no OpenShift provider of the org has this cluster id")).await?;
+        uploads::set_state(
+            &mut tx,
+            request_id,
+            "waiting",
+            Some("no OpenShift provider of the org has this cluster id"),
+        )
+        .await?;
         queue::complete(&mut tx, task.id).await?;
         tx.commit().await?;
         return Ok(());
     };
     let manifest: OcpManifest = match serde_json::from_value(upload.manifest.0.clone()) {
         Ok(m) => m,
-        Err(e) => return fail(w, tx, task, request_id, &format!("stored manifest unreadable: {e}")).await,
+        Err(e) => {
+            return fail(
+                w,
+                tx,
+                task,
+                request_id,
+                &format!("stored manifest unreadable: {e}"),
+            )
+            .await;
+        }
     };
-    let (Some(t), Some(month)) = (Tenant::new(&provider.schema_name), manifest.billing_month()) else {
-        return fail(w, tx, task, request_id, "the manifest has neither start nor date").await;
+    let (Some(t), Some(month)) = (Tenant::new(&provider.schema_name), manifest.billing_month())
+    else {
+        return fail(
+            w,
+            tx,
+            task,
+            request_id,
+            "the manifest has neither start nor date",
+        )
+        .await;
     };
     let row = tenant::upsert_manifest(
         &mut tx,
@@ -53,13 +77,24 @@ pub async fn run(w: &Worker, task: &Task, request_id: &str) -> Result<(), TaskEr
         },
     )
     .await?;
-    tenant::ensure_report_period(&mut tx, &t, provider.uuid, &manifest.cluster_id, &provider.name, month).await?;
+    tenant::ensure_report_period(
+        &mut tx,
+        &t,
+        provider.uuid,
+        &manifest.cluster_id,
+        &provider.name,
+        month,
+    )
+    .await?;
     let files: Vec<(String, Option<String>)> = manifest
         .files
         .iter()
         .map(|name| {
             let held = upload.files.contains(name);
-            (name.clone(), held.then(|| format!("{}#{name}", upload.object_key)))
+            (
+                name.clone(),
+                held.then(|| format!("{}#{name}", upload.object_key)),
+            )
         })
         .collect();
     let ids = tenant::register_files(&mut tx, &t, row.id, &files).await?;
@@ -71,7 +106,10 @@ pub async fn run(w: &Worker, task: &Task, request_id: &str) -> Result<(), TaskEr
             status_id,
         })
         .collect();
-    if jobs.is_empty() && row.completed_datetime.is_none() && tenant::files_left(&mut tx, &t, row.id).await? <= 0 {
+    if jobs.is_empty()
+        && row.completed_datetime.is_none()
+        && tenant::files_left(&mut tx, &t, row.id).await? <= 0
+    {
         jobs.push(Job::Summary {
             schema,
             manifest_id: row.id,

@@ -22,9 +22,12 @@ pub async fn database() -> TestDatabase {
     keel_service::tls::install_crypto_provider();
     let url = std::env::var("DATABASE_URL")
         .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".to_owned());
-    TestDatabase::create(&url, &[listener::OWNER, listener::TEMPLATE, ingestion::OWNER])
-        .await
-        .expect("a test database (is PostgreSQL running?)")
+    TestDatabase::create(
+        &url,
+        &[listener::OWNER, listener::TEMPLATE, ingestion::OWNER],
+    )
+    .await
+    .expect("a test database (is PostgreSQL running?)")
 }
 
 pub async fn pool(db: &TestDatabase) -> PgPool {
@@ -33,9 +36,8 @@ pub async fn pool(db: &TestDatabase) -> PgPool {
 
 /// moto's S3, started by scripts/test (`KEEL_MOTO_URL`).
 pub fn moto_url() -> String {
-    std::env::var("KEEL_MOTO_URL").expect(
-        "KEEL_MOTO_URL is not set: run the tests with scripts/test, which starts moto's S3",
-    )
+    std::env::var("KEEL_MOTO_URL")
+        .expect("KEEL_MOTO_URL is not set: run the tests with scripts/test, which starts moto's S3")
 }
 
 /// The virtualenv holding koku-nise and moto (`KEEL_INGEST_VENV`).
@@ -91,11 +93,12 @@ pub async fn start(config: &Config) -> Running {
 /// The tenant schema of `org`, cloned from the template as the listener does.
 pub async fn tenant(db: &PgPool, org: &str) -> String {
     let schema = format!("org{org}");
-    let exists: bool = sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM cost.api_customer WHERE org_id = $1)")
-        .bind(org)
-        .fetch_one(db)
-        .await
-        .unwrap();
+    let exists: bool =
+        sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM cost.api_customer WHERE org_id = $1)")
+            .bind(org)
+            .fetch_one(db)
+            .await
+            .unwrap();
     if !exists {
         sqlx::query("SELECT cost.clone_schema('template0', $1)")
             .bind(&schema)
@@ -198,7 +201,10 @@ pub async fn ocp_provider(db: &PgPool, org: &str, cluster: &str) -> Uuid {
 pub async fn bucket(name_hint: &str) -> String {
     let name = format!("{name_hint}-{}", &Uuid::new_v4().simple().to_string()[..12]);
     let status = Command::new(venv().join("bin/python"))
-        .args(["-c", &format!("import boto3; boto3.client('s3').create_bucket(Bucket='{name}')")])
+        .args([
+            "-c",
+            &format!("import boto3; boto3.client('s3').create_bucket(Bucket='{name}')"),
+        ])
         .envs(aws_env())
         .status()
         .unwrap();
@@ -233,15 +239,33 @@ pub fn nise_aws(bucket: &str, prefix: &str, report: &str, start: NaiveDate, end:
     )
     .unwrap();
     let out = Command::new(venv().join("bin/nise"))
-        .args(["report", "aws", "-s", &start.to_string(), "-e", &end.to_string()])
+        .args([
+            "report",
+            "aws",
+            "-s",
+            &start.to_string(),
+            "-e",
+            &end.to_string(),
+        ])
         .arg("--static-report-file")
         .arg(&yaml)
-        .args(["--aws-s3-bucket-name", bucket, "--aws-s3-report-name", report, "--aws-s3-report-prefix", prefix])
+        .args([
+            "--aws-s3-bucket-name",
+            bucket,
+            "--aws-s3-report-name",
+            report,
+            "--aws-s3-report-prefix",
+            prefix,
+        ])
         .current_dir(&dir)
         .envs(aws_env())
         .output()
         .unwrap();
-    assert!(out.status.success(), "nise failed: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "nise failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 /// A directory of its own under the system's temporary directory.
@@ -259,7 +283,10 @@ where
 {
     let deadline = tokio::time::Instant::now() + timeout;
     while !check().await {
-        assert!(tokio::time::Instant::now() < deadline, "timed out waiting for {what}");
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "timed out waiting for {what}"
+        );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }

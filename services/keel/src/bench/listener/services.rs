@@ -50,6 +50,7 @@ impl Services {
         let stack = StackConfig {
             sources: Some(sources),
             listener: Some(config),
+            ingestion: None,
         }
         .build()
         .await?;
