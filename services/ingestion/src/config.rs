@@ -70,6 +70,10 @@ pub struct IngestionArgs {
     /// Tasks (files, summaries, checks) run at the same time.
     #[arg(long, env = "INGESTION_WORKERS", default_value_t = DEFAULT_WORKERS)]
     pub ingestion_workers: usize,
+    /// Seconds a claimed task is leased: a task of a worker that died is taken up again
+    /// after this.
+    #[arg(long, env = "INGESTION_LEASE_SECONDS", default_value_t = 300)]
+    pub ingestion_lease_seconds: u64,
     /// An S3-compatible endpoint (moto, MinIO); unset: AWS.
     #[arg(long, env = "AWS_ENDPOINT_URL")]
     pub aws_endpoint_url: Option<String>,
@@ -174,7 +178,7 @@ impl IngestionArgs {
                 initial_override: self.initial_ingest_override,
             },
             workers: self.ingestion_workers.max(1),
-            lease: Duration::from_secs(300),
+            lease: Duration::from_secs(self.ingestion_lease_seconds.max(1)),
             max_attempts: 5,
             retry_base: Duration::from_secs(5),
             sweep_interval: Duration::from_secs(5),

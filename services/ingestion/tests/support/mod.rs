@@ -229,12 +229,30 @@ pub fn month_start(back: u32) -> NaiveDate {
 
 /// Runs `nise report aws` for `start..=end` with a small static file, into `bucket`.
 pub fn nise_aws(bucket: &str, prefix: &str, report: &str, start: NaiveDate, end: NaiveDate) {
+    nise_aws_sized(bucket, prefix, report, start, end, 1);
+}
+
+/// The same with `instances` EC2 generators (about 24 rows a day each) in one file.
+pub fn nise_aws_sized(
+    bucket: &str,
+    prefix: &str,
+    report: &str,
+    start: NaiveDate,
+    end: NaiveDate,
+    instances: usize,
+) {
     let dir = tempfile_dir();
     let yaml = dir.join("aws.yml");
+    let mut generators = String::new();
+    for i in 0..instances {
+        generators.push_str(&format!(
+            "  - EC2Generator:\n      start_date: {start}\n      end_date: {end}\n      resource_id: i-{i:04}\n      region: us-east-1\n      tags:\n        resourceTags/user:app: web\n"
+        ));
+    }
     std::fs::write(
         &yaml,
         format!(
-            "---\ngenerators:\n  - EC2Generator:\n      start_date: {start}\n      end_date: {end}\n      resource_id: i-0001\n      region: us-east-1\n      tags:\n        resourceTags/user:app: web\n  - S3Generator:\n      start_date: {start}\n      end_date: {end}\n      resource_id: bucket-1\n      amount: 10\n      rate: 0.02\naccounts:\n  payer: 9999999999999\n  user:\n    - 9999999999999\n"
+            "---\ngenerators:\n{generators}  - S3Generator:\n      start_date: {start}\n      end_date: {end}\n      resource_id: bucket-1\n      amount: 10\n      rate: 0.02\naccounts:\n  payer: 9999999999999\n  user:\n    - 9999999999999\n"
         ),
     )
     .unwrap();
@@ -257,6 +275,7 @@ pub fn nise_aws(bucket: &str, prefix: &str, report: &str, start: NaiveDate, end:
             "--aws-s3-report-prefix",
             prefix,
         ])
+        .args(["--file-row-limit", "10000000"])
         .current_dir(&dir)
         .envs(aws_env())
         .output()

@@ -105,7 +105,15 @@ impl ProviderType {
     /// Application `extra` keys copied into the data source when present.
     pub fn optional_data_source(self) -> &'static [&'static str] {
         match self.family() {
-            Family::Aws => &["storage_only", "bucket_region", "metered"],
+            // report_prefix and report_name: where the CUR is in the bucket (ingestion finds
+            // it by listing the bucket when they are absent).
+            Family::Aws => &[
+                "storage_only",
+                "bucket_region",
+                "metered",
+                "report_prefix",
+                "report_name",
+            ],
             Family::Azure => &["scope", "export_name", "storage_only", "metered"],
             Family::Gcp => &["dataset", "bucket", "storage_only"],
             Family::Ocp => &[],

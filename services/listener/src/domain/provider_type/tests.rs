@@ -98,6 +98,12 @@ fn data_sources_need_their_required_keys_and_copy_the_optional_ones() {
         Value::Object(data_source(ProviderType::Aws, &extra).unwrap()),
         json!({"bucket": "b", "bucket_region": "me-south-1"})
     );
+    // Where the report is in the bucket, for ingestion.
+    let extra = obj(json!({"bucket": "b", "report_prefix": "cur/", "report_name": "daily"}));
+    assert_eq!(
+        Value::Object(data_source(ProviderType::Aws, &extra).unwrap()),
+        json!({"bucket": "b", "report_prefix": "cur/", "report_name": "daily"})
+    );
     assert_eq!(
         data_source(ProviderType::Aws, &obj(json!({"bucket": ""}))),
         None
