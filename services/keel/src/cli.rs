@@ -87,6 +87,9 @@ enum Bench {
     /// Sources created through the REST API until linked by the listener: sources/s,
     /// create-to-provider latency, events/s, tenant schema clone time.
     Listener(bench::ListenerBench),
+    /// A month of AWS CUR data (and OpenShift payloads) from nise, loaded through a source
+    /// created in sources-api: rows/s beside psql's COPY, time to setup_complete, summary time.
+    Ingestion(bench::IngestionBench),
 }
 
 /// Parses the command line and runs it.
@@ -98,6 +101,7 @@ pub async fn run() -> anyhow::Result<()> {
         Command::Bench(Bench::Sources(b)) => Box::pin(bench::run(b)).await,
         Command::Bench(Bench::Events(b)) => Box::pin(bench::events(b)).await,
         Command::Bench(Bench::Listener(b)) => Box::pin(bench::listener(b)).await,
+        Command::Bench(Bench::Ingestion(b)) => Box::pin(bench::ingestion(b)).await,
         Command::Chaos(args) => Box::pin(crate::chaos::run(*args)).await,
         Command::Migrate { common } => {
             let env = Env::process();

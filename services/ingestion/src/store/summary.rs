@@ -276,7 +276,7 @@ pub async fn complete_manifest(
 ) -> Result<(), sqlx::Error> {
     sqlx::query(t.sql(
         "UPDATE {s}.reporting_common_costusagereportmanifest \
-         SET completed_datetime = now(), failure = NULL, \
+         SET completed_datetime = clock_timestamp(), failure = NULL, \
              state = state || jsonb_build_object('summary', jsonb_build_object('end', now())) \
          WHERE id = $1",
     ))

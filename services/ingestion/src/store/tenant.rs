@@ -221,7 +221,7 @@ pub async fn start_file(
 ) -> Result<(), sqlx::Error> {
     sqlx::query(t.sql(
         "WITH s AS (UPDATE {s}.reporting_common_costusagereportstatus \
-                    SET status = 4, started_datetime = now(), failure = NULL, failed_status = NULL WHERE id = $1) \
+                    SET status = 4, started_datetime = clock_timestamp(), failure = NULL, failed_status = NULL WHERE id = $1) \
          UPDATE {s}.reporting_common_costusagereportmanifest \
          SET state = CASE WHEN state->'processing' ? 'start' AND NOT state->'processing' ? 'failed' THEN state \
                           ELSE state || jsonb_build_object('processing', jsonb_build_object('start', now())) END, \
@@ -246,7 +246,7 @@ pub async fn finish_file(
 ) -> Result<(), sqlx::Error> {
     sqlx::query(t.sql(
         "UPDATE {s}.reporting_common_costusagereportstatus \
-         SET status = 1, completed_datetime = now(), report_type = $2, rows_loaded = $3, etag = $4 WHERE id = $1",
+         SET status = 1, completed_datetime = clock_timestamp(), report_type = $2, rows_loaded = $3, etag = $4 WHERE id = $1",
     ))
     .bind(id)
     .bind(report_type)

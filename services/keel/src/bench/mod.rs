@@ -7,10 +7,12 @@ use anyhow::Context as _;
 use hdrhistogram::Histogram;
 
 mod events;
+mod ingestion;
 mod listener;
 mod sources;
 
 pub use events::{EventsBench, events};
+pub use ingestion::{IngestionBench, ingestion};
 pub use listener::{ListenerBench, listener};
 pub use sources::{SourcesBench, run};
 
