@@ -53,6 +53,7 @@ pub struct IngestionBench {
     pub venv: Option<PathBuf>,
 }
 
+#[expect(clippy::print_stdout)]
 pub async fn ingestion(b: IngestionBench) -> anyhow::Result<()> {
     let venv = data::venv(b.venv.as_deref());
     let today = chrono::Utc::now().date_naive();
