@@ -101,12 +101,7 @@ impl App {
                 move || {
                     let db = db.clone();
                     async move {
-                        let ready: bool = sqlx::query_scalar(
-                            "SELECT to_regclass('template0.reporting_common_costusagereportmanifest') IS NOT NULL",
-                        )
-                        .fetch_one(&db)
-                        .await
-                        .map_err(|e| e.to_string())?;
+                        let ready = store::tenant::template_migrated(&db).await.map_err(|e| e.to_string())?;
                         ready
                             .then(|| "tenant tables migrated".to_owned())
                             .ok_or_else(|| "the tenant tables are not migrated yet (the listener migrates them)".to_owned())

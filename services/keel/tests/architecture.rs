@@ -255,6 +255,7 @@ fn sql_lives_only_where_persistence_does() {
     let allowed: &[(&str, &[&str])] = &[
         ("sources-api", &["store", "seed"]),
         ("listener", &["store"]),
+        ("ingestion", &["store"]),
     ];
     for (name, places) in allowed {
         let src = workspace().join("services").join(name).join("src");

@@ -146,10 +146,5 @@ async fn schema_of(state: &AppState, tenancy: &Tenancy) -> Result<Option<String>
         .clone()
         .filter(|o| !o.is_empty())
         .ok_or_else(|| Error::Http(HttpError::unauthorized("the identity names no org_id")))?;
-    Ok(
-        sqlx::query_scalar("SELECT schema_name FROM cost.api_customer WHERE org_id = $1")
-            .bind(org)
-            .fetch_optional(&state.db)
-            .await?,
-    )
+    Ok(crate::store::tenant::schema_of_org(&state.db, &org).await?)
 }

@@ -44,6 +44,43 @@ impl Tenant {
     }
 }
 
+/// Whether the template tenant has the ingestion's tables (the listener migrates it).
+pub async fn template_migrated(db: &sqlx::PgPool) -> Result<bool, sqlx::Error> {
+    sqlx::query_scalar(
+        "SELECT to_regclass('template0.reporting_common_costusagereportmanifest') IS NOT NULL",
+    )
+    .fetch_one(db)
+    .await
+}
+
+/// The tenant schema of an org, if it has one.
+pub async fn schema_of_org(db: &sqlx::PgPool, org_id: &str) -> Result<Option<String>, sqlx::Error> {
+    sqlx::query_scalar("SELECT schema_name FROM cost.api_customer WHERE org_id = $1")
+        .bind(org_id)
+        .fetch_optional(db)
+        .await
+}
+
+/// The summary kept failing: the manifest says why.
+pub async fn fail_summary(
+    conn: &mut PgConnection,
+    t: &Tenant,
+    manifest_id: i64,
+    reason: &str,
+) -> Result<(), sqlx::Error> {
+    sqlx::query(t.sql(
+        "UPDATE {s}.reporting_common_costusagereportmanifest \
+         SET failure = 'summary: ' || $2, \
+             state = state || jsonb_build_object('summary', jsonb_build_object('failed', true, 'end', now())) \
+         WHERE id = $1",
+    ))
+    .bind(manifest_id)
+    .bind(reason)
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
 /// What registering a manifest found.
 #[derive(Debug, Clone, sqlx::FromRow)]
 pub struct Manifest {

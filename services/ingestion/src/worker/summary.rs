@@ -68,15 +68,5 @@ pub async fn record_failure(
     let Some(t) = Tenant::new(schema) else {
         return Ok(());
     };
-    sqlx::query(t.sql(
-        "UPDATE {s}.reporting_common_costusagereportmanifest \
-         SET failure = 'summary: ' || $2, \
-             state = state || jsonb_build_object('summary', jsonb_build_object('failed', true, 'end', now())) \
-         WHERE id = $1",
-    ))
-    .bind(manifest_id)
-    .bind(reason)
-    .execute(conn)
-    .await?;
-    Ok(())
+    tenant::fail_summary(conn, &t, manifest_id, reason).await
 }
