@@ -86,6 +86,18 @@ pub async fn claim(db: &PgPool, lease: Duration) -> Result<Option<Task>, sqlx::E
     }))
 }
 
+/// Extends a running task's lease (its worker is alive).
+pub async fn renew(db: &PgPool, id: i64, lease: Duration) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "UPDATE ingestion.tasks SET leased_until = now() + make_interval(secs => $2) WHERE id = $1",
+    )
+    .bind(id)
+    .bind(lease.as_secs_f64())
+    .execute(db)
+    .await?;
+    Ok(())
+}
+
 /// Removes a finished task (in the transaction that did its work).
 pub async fn complete(conn: &mut PgConnection, id: i64) -> Result<(), sqlx::Error> {
     sqlx::query("DELETE FROM ingestion.tasks WHERE id = $1")

@@ -28,6 +28,7 @@ pub async fn aws(
     bill_id: i64,
 ) -> Result<Vec<NaiveDate>, sqlx::Error> {
     let (start, end) = month_of(m);
+    analyze(conn, t, &["aws_line_items"]).await?;
     let days: Vec<NaiveDate> = sqlx::query_scalar(t.sql(
         "WITH gone AS (DELETE FROM {s}.aws_line_items \
                        WHERE source_uuid = $1 AND lineitem_usagestartdate >= $2 AND lineitem_usagestartdate < $3 \
@@ -52,6 +53,9 @@ pub async fn aws(
         &days,
     )
     .await?;
+    // Two hash aggregations instead of one sorted one: per group and resource first (so the
+    // outer level needs no DISTINCT, which would force a sort over every line item), then
+    // per group.
     sqlx::query(t.sql(
         "INSERT INTO {s}.reporting_awscostentrylineitem_daily_summary \
            (cost_entry_bill_id, source_uuid, usage_start, usage_end, usage_account_id, product_code, \
@@ -59,27 +63,35 @@ pub async fn aws(
             resource_ids, resource_count, usage_amount, normalization_factor, normalized_usage_amount, \
             currency_code, unblended_rate, unblended_cost, blended_rate, blended_cost, \
             savingsplan_effective_cost, calculated_amortized_cost, public_on_demand_cost, public_on_demand_rate) \
-         SELECT $5, $1, day, day, lineitem_usageaccountid, \
-                CASE WHEN bill_billingentity = 'AWS Marketplace' THEN coalesce(product_productname, lineitem_productcode) \
-                     ELSE lineitem_productcode END, \
-                product_productfamily, lineitem_availabilityzone, product_region, product_instancetype, pricing_unit, \
-                resourcetags, costcategory, \
-                array_agg(DISTINCT lineitem_resourceid) FILTER (WHERE lineitem_resourceid IS NOT NULL), \
-                count(DISTINCT lineitem_resourceid), \
-                sum(CASE WHEN lineitem_lineitemtype = 'SavingsPlanNegation' THEN 0 ELSE lineitem_usageamount END), \
-                max(lineitem_normalizationfactor), sum(lineitem_normalizedusageamount), max(lineitem_currencycode), \
-                max(lineitem_unblendedrate), sum(lineitem_unblendedcost), max(lineitem_blendedrate), sum(lineitem_blendedcost), \
-                sum(savingsplan_savingsplaneffectivecost), \
-                sum(CASE WHEN lineitem_lineitemtype IN ('SavingsPlanCoveredUsage', 'SavingsPlanNegation', \
-                                                        'SavingsPlanUpfrontFee', 'SavingsPlanRecurringFee') \
-                         THEN savingsplan_savingsplaneffectivecost ELSE lineitem_unblendedcost END), \
-                sum(pricing_publicondemandcost), max(pricing_publicondemandrate) \
-         FROM (SELECT *, (lineitem_usagestartdate AT TIME ZONE 'UTC')::date AS day FROM {s}.aws_line_items \
-               WHERE source_uuid = $1 AND lineitem_usagestartdate >= $2 AND lineitem_usagestartdate < $3) li \
-         WHERE day = ANY($4) \
-         GROUP BY day, bill_billingentity, lineitem_productcode, product_productname, lineitem_usageaccountid, \
-                  lineitem_availabilityzone, product_productfamily, product_region, product_instancetype, \
-                  pricing_unit, resourcetags, costcategory",
+         SELECT $5, $1, day, day, account, \
+                CASE WHEN entity = 'AWS Marketplace' THEN coalesce(product_name, product_code) ELSE product_code END, \
+                family, zone, region, instance_type, unit, tags, cost_category, \
+                array_agg(resource) FILTER (WHERE resource IS NOT NULL), count(resource), \
+                sum(usage), max(normalization), sum(normalized), max(currency), max(unblended_rate), \
+                sum(unblended), max(blended_rate), sum(blended), sum(sp_effective), sum(amortized), \
+                sum(on_demand), max(on_demand_rate) \
+         FROM (SELECT (lineitem_usagestartdate AT TIME ZONE 'UTC')::date AS day, \
+                      bill_billingentity AS entity, lineitem_productcode AS product_code, \
+                      product_productname AS product_name, lineitem_usageaccountid AS account, \
+                      lineitem_availabilityzone AS zone, product_productfamily AS family, \
+                      product_region AS region, product_instancetype AS instance_type, pricing_unit AS unit, \
+                      resourcetags AS tags, costcategory AS cost_category, lineitem_resourceid AS resource, \
+                      sum(CASE WHEN lineitem_lineitemtype = 'SavingsPlanNegation' THEN 0 ELSE lineitem_usageamount END) AS usage, \
+                      max(lineitem_normalizationfactor) AS normalization, \
+                      sum(lineitem_normalizedusageamount) AS normalized, max(lineitem_currencycode) AS currency, \
+                      max(lineitem_unblendedrate) AS unblended_rate, sum(lineitem_unblendedcost) AS unblended, \
+                      max(lineitem_blendedrate) AS blended_rate, sum(lineitem_blendedcost) AS blended, \
+                      sum(savingsplan_savingsplaneffectivecost) AS sp_effective, \
+                      sum(CASE WHEN lineitem_lineitemtype IN ('SavingsPlanCoveredUsage', 'SavingsPlanNegation', \
+                                                              'SavingsPlanUpfrontFee', 'SavingsPlanRecurringFee') \
+                               THEN savingsplan_savingsplaneffectivecost ELSE lineitem_unblendedcost END) AS amortized, \
+                      sum(pricing_publicondemandcost) AS on_demand, max(pricing_publicondemandrate) AS on_demand_rate \
+               FROM {s}.aws_line_items \
+               WHERE source_uuid = $1 AND lineitem_usagestartdate >= $2 AND lineitem_usagestartdate < $3 \
+                 AND (lineitem_usagestartdate AT TIME ZONE 'UTC')::date = ANY($4) \
+               GROUP BY 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13) per_resource \
+         GROUP BY day, entity, product_code, product_name, account, zone, family, region, instance_type, \
+                  unit, tags, cost_category",
     ))
     .bind(m.provider_id)
     .bind(start)
@@ -116,6 +128,7 @@ pub async fn ocp(
     cluster_alias: &str,
 ) -> Result<Vec<NaiveDate>, sqlx::Error> {
     let (start, end) = month_of(m);
+    analyze(conn, t, &OCP_LINE_ITEMS).await?;
     let union = OCP_LINE_ITEMS
         .iter()
         .map(|table| {
@@ -249,6 +262,20 @@ fn storage_summary() -> String {
          FROM s GROUP BY day, namespace, node, persistentvolumeclaim, persistentvolume, storageclass, \
                          persistentvolume_labels || persistentvolumeclaim_labels"
     )
+}
+
+/// Fresh statistics for tables that just took a file's rows: autovacuum has not seen them
+/// yet, and a plan made for an empty table sorts a month on disk instead of hashing it.
+async fn analyze(conn: &mut PgConnection, t: &Tenant, tables: &[&str]) -> Result<(), sqlx::Error> {
+    let list = tables
+        .iter()
+        .map(|table| format!("{{s}}.{table}"))
+        .collect::<Vec<_>>()
+        .join(", ");
+    sqlx::query(t.sql(&format!("ANALYZE {list}")))
+        .execute(conn)
+        .await?;
+    Ok(())
 }
 
 async fn clear(

@@ -272,7 +272,8 @@ pub async fn start_file(
     Ok(())
 }
 
-/// The file loaded: done, with its type and row count.
+/// The file loaded: done, with its type and row count. False when it was already done (by a
+/// worker that took the task over): the caller must then roll its rows back.
 pub async fn finish_file(
     conn: &mut PgConnection,
     t: &Tenant,
@@ -280,10 +281,11 @@ pub async fn finish_file(
     report_type: &str,
     rows: i64,
     etag: Option<&str>,
-) -> Result<(), sqlx::Error> {
-    sqlx::query(t.sql(
+) -> Result<bool, sqlx::Error> {
+    let done = sqlx::query(t.sql(
         "UPDATE {s}.reporting_common_costusagereportstatus \
-         SET status = 1, completed_datetime = clock_timestamp(), report_type = $2, rows_loaded = $3, etag = $4 WHERE id = $1",
+         SET status = 1, completed_datetime = clock_timestamp(), report_type = $2, rows_loaded = $3, etag = $4 \
+         WHERE id = $1 AND completed_datetime IS NULL",
     ))
     .bind(id)
     .bind(report_type)
@@ -291,6 +293,16 @@ pub async fn finish_file(
     .bind(etag)
     .execute(conn)
     .await?;
+    Ok(done.rows_affected() == 1)
+}
+
+/// Lifts the session's statement timeout for this transaction (a large file's COPY, or a
+/// month's summary, may run longer than any request should) and gives its aggregations room
+/// to hash in memory.
+pub async fn long_transaction(conn: &mut PgConnection) -> Result<(), sqlx::Error> {
+    sqlx::query("SET LOCAL statement_timeout = 0")
+        .execute(conn)
+        .await?;
     Ok(())
 }
 

@@ -107,6 +107,7 @@ async fn load_file(
     };
     let etag = got.meta.e_tag.clone();
     let mut tx = sqlx::Connection::begin(&mut *conn).await?;
+    tenant::long_transaction(&mut tx).await?;
     let fixed_last = match family {
         Family::Aws => tenant::bill_id(&mut tx, t, provider.uuid, month).await?,
         Family::Ocp => {

@@ -98,7 +98,20 @@ impl Worker {
             Job::Summary { .. } => "summary",
             Job::Upload { .. } => "upload",
         };
+        // The lease is renewed while the task runs, so only a dead worker's task is taken over.
+        let renewing = {
+            let (db, id, lease) = (self.db.clone(), task.id, self.lease);
+            tokio::spawn(async move {
+                loop {
+                    tokio::time::sleep(lease / 3).await;
+                    if let Err(e) = queue::renew(&db, id, lease).await {
+                        tracing::warn!(error = %e, task = id, "cannot renew the lease");
+                    }
+                }
+            })
+        };
         let result = self.dispatch(&task).instrument(span.clone()).await;
+        renewing.abort();
         metrics::histogram!("ingestion_processing_seconds", "task" => kind)
             .record(started.elapsed().as_secs_f64());
         let Err(TaskError::Transient(error)) = result else {

@@ -15,6 +15,7 @@ use crate::store::{
 pub async fn run(w: &Worker, task: &Task, schema: &str, manifest_id: i64) -> Result<(), TaskError> {
     let started = std::time::Instant::now();
     let mut tx = w.db.begin().await?;
+    tenant::long_transaction(&mut tx).await?;
     let Some(t) = Tenant::new(schema) else {
         queue::complete(&mut tx, task.id).await?;
         tx.commit().await?;

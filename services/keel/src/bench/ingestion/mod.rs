@@ -51,6 +51,9 @@ pub struct IngestionBench {
     /// The virtualenv with koku-nise and moto (default ~/.cache/keel/ingest-venv).
     #[arg(long, env = "KEEL_INGEST_VENV")]
     pub venv: Option<PathBuf>,
+    /// Leave the scratch database for a look afterwards.
+    #[arg(long)]
+    pub keep_database: bool,
 }
 
 #[expect(clippy::print_stdout)]
@@ -121,7 +124,8 @@ pub async fn ingestion(b: IngestionBench) -> anyhow::Result<()> {
     std::fs::create_dir_all(&floor_dir)?;
     let csvs = data::decompress(&files, &floor_dir)?;
     let floor = copy_floor(&scratch.url, &csvs, "bench_raw_cur").await?;
-    print_run("AWS CUR", &run, to_setup, &floor);
+    let same = same_table_floor(&scratch.url, &floor_dir, "aws_line_items").await?;
+    print_run("AWS CUR", &run, to_setup, &floor, &same);
 
     if b.ocp_days > 0 {
         println!();
@@ -177,17 +181,23 @@ pub async fn ingestion(b: IngestionBench) -> anyhow::Result<()> {
         let run = run_stats(&db, provider).await?;
         let csvs = extract_payloads(&payload_dir.join(ORG).join("bench-cluster"), &floor_dir)?;
         let floor = copy_floor(&scratch.url, &csvs, "bench_raw_ocp").await?;
+        let same =
+            same_table_floor(&scratch.url, &floor_dir, "openshift_pod_usage_line_items").await?;
         println!(
             "(nise generated and POSTed for {:.1} s of that)",
             generated.as_secs_f64()
         );
-        print_run("OpenShift payloads", &run, to_setup, &floor);
+        print_run("OpenShift payloads", &run, to_setup, &floor, &same);
     }
 
     db.close().await;
     stop.trigger();
     running.await??;
     let _ = std::fs::remove_dir_all(&payload_dir);
+    if b.keep_database {
+        println!("(scratch database kept: {})", scratch.url);
+        return Ok(());
+    }
     scratch.remove()
 }
 
@@ -346,6 +356,35 @@ async fn copy_floor(url: &str, csvs: &[PathBuf], table: &str) -> anyhow::Result<
     Ok((rows, seconds))
 }
 
+/// psql's `\copy` of the rows ingestion loaded into `table`, written out as CSV, into a table
+/// like it (same columns, types and indexes): PostgreSQL's own rate for exactly what the
+/// loader sends.
+async fn same_table_floor(url: &str, dir: &Path, table: &str) -> anyhow::Result<(u64, f64)> {
+    let csv = dir.join(format!("{table}.csv"));
+    let source = format!("org{ORG}.{table}");
+    let copy = format!("bench_same_{table}");
+    super::psql(
+        url,
+        &format!("CREATE TABLE {copy} (LIKE {source} INCLUDING ALL)"),
+    )?;
+    super::psql(
+        url,
+        &format!("\\copy {source} TO '{}' WITH (FORMAT csv)", csv.display()),
+    )?;
+    let started = Instant::now();
+    super::psql(
+        url,
+        &format!("\\copy {copy} FROM '{}' WITH (FORMAT csv)", csv.display()),
+    )?;
+    let seconds = started.elapsed().as_secs_f64();
+    let db = keel_db::connect(url, "public", 1).await?;
+    let rows: i64 = sqlx::query_scalar(sqlx::AssertSqlSafe(format!("SELECT count(*) FROM {copy}")))
+        .fetch_one(&db)
+        .await?;
+    db.close().await;
+    Ok((rows as u64, seconds))
+}
+
 /// The CSVs of the payloads kept under `dir` that ingestion loads (not the kept-only types),
 /// written to `into`.
 fn extract_payloads(dir: &Path, into: &Path) -> anyhow::Result<Vec<PathBuf>> {
@@ -380,7 +419,13 @@ fn extract_payloads(dir: &Path, into: &Path) -> anyhow::Result<Vec<PathBuf>> {
 }
 
 #[expect(clippy::print_stdout)]
-fn print_run(name: &str, run: &RunStats, to_setup: Duration, floor: &(u64, f64)) {
+fn print_run(
+    name: &str,
+    run: &RunStats,
+    to_setup: Duration,
+    floor: &(u64, f64),
+    same: &(u64, f64),
+) {
     let rate = run.rows as f64 / run.load.max(1e-9);
     let floor_rate = floor.0 as f64 / floor.1.max(1e-9);
     println!("{name}: {} files loaded, {} rows", run.files, run.rows);
@@ -401,5 +446,12 @@ fn print_run(name: &str, run: &RunStats, to_setup: Duration, floor: &(u64, f64))
     println!(
         "  loading at {:.1} % of raw COPY",
         100.0 * rate / floor_rate
+    );
+    let same_rate = same.0 as f64 / same.1.max(1e-9);
+    println!(
+        "  floor: psql \\copy of the loaded {} rows into a table like theirs: {:.2} s  {same_rate:>10.0} rows/s (loading at {:.1} % of it)",
+        same.0,
+        same.1,
+        100.0 * rate / same_rate
     );
 }
