@@ -122,6 +122,25 @@ async fn bad_payloads_are_refused_and_nothing_is_kept() {
             send(Some("1"), "file", HCCM, &vec![7u8; 128 * 1024]).await,
         ),
     ];
+    // Not multipart at all: the identity is checked first, then the body, both in JSON.
+    let plain = client
+        .post(&url)
+        .header("x-rh-identity", identity("1"))
+        .body("x")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(plain.status(), 400);
+    let body: Value = plain.json().await.unwrap();
+    assert!(
+        body["errors"][0]["detail"]
+            .as_str()
+            .unwrap()
+            .contains("multipart"),
+        "{body}"
+    );
+    let anonymous = client.post(&url).send().await.unwrap();
+    assert_eq!(anonymous.status(), 401);
     for (want, (got, body)) in &cases {
         assert_eq!(got, want, "{body}");
         if *got != 413 {

@@ -6,7 +6,7 @@ use std::io::Read as _;
 
 use axum::{
     Json,
-    extract::{Multipart, State},
+    extract::{Multipart, State, multipart::MultipartRejection},
     http::{HeaderMap, StatusCode},
 };
 use bytes::Bytes;
@@ -65,7 +65,7 @@ pub fn router() -> OpenApiRouter<AppState> {
 async fn upload(
     State(state): State<AppState>,
     headers: HeaderMap,
-    mut multipart: Multipart,
+    multipart: std::result::Result<Multipart, MultipartRejection>,
 ) -> Result<(StatusCode, Json<Accepted>)> {
     let identity = identity(&headers)?;
     let org_id = identity
@@ -87,6 +87,13 @@ async fn upload(
         .account_number
         .clone()
         .filter(|a| !a.is_empty());
+    // After the identity check, and in the service's error document (axum's own is plain text).
+    let mut multipart = multipart.map_err(|e| {
+        Error::Http(HttpError::new(
+            StatusCode::BAD_REQUEST,
+            format!("the body is not a multipart upload: {}", e.body_text()),
+        ))
+    })?;
     let (content_type, body) = payload_part(&mut multipart, state.max_upload).await?;
     check_content_type(&content_type)?;
     let checked = tokio::task::spawn_blocking({
