@@ -1,7 +1,5 @@
 //! One CSV row turned into one COPY row (CSV format: an unquoted empty field is NULL).
 
-use serde_json::{Map, Value};
-
 use super::layout::{Convert, Plan};
 
 /// The value as COPY should read it; empty for NULL.
@@ -22,32 +20,66 @@ pub fn value<'a>(raw: &'a [u8], how: Convert, scratch: &'a mut String) -> &'a [u
 }
 
 /// `label_a:x|label_b:y` as `{"a":"x","b":"y"}` (Koku's `process_openshift_labels`): pairs
-/// split at their first `:`, the `label_` prefix dropped, empty pairs skipped.
+/// split at their first `:`, the `label_` prefix dropped, empty pairs skipped. Written
+/// straight into `out` (no map per row); a repeated key is kept twice, and jsonb keeps the
+/// last, as a map would.
 pub fn labels(raw: &str, out: &mut String) {
-    let mut map = Map::new();
+    out.push('{');
+    let mut first = true;
     for pair in raw.split('|').filter(|p| !p.is_empty()) {
         let (key, value) = pair.split_once(':').unwrap_or((pair, ""));
         let key = key.strip_prefix("label_").unwrap_or(key);
-        if !key.is_empty() {
-            map.insert(key.to_owned(), Value::String(value.to_owned()));
+        if key.is_empty() {
+            continue;
+        }
+        if !first {
+            out.push(',');
+        }
+        first = false;
+        json_string(key, out);
+        out.push(':');
+        json_string(value, out);
+    }
+    out.push('}');
+}
+
+/// `s` as a JSON string literal.
+fn json_string(s: &str, out: &mut String) {
+    out.push('"');
+    for c in s.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            '\t' => out.push_str("\\t"),
+            c if (c as u32) < 0x20 => {
+                use std::fmt::Write as _;
+                let _ = write!(out, "\\u{:04x}", c as u32);
+            }
+            c => out.push(c),
         }
     }
-    out.push_str(&Value::Object(map).to_string());
+    out.push('"');
 }
 
 /// The fold's non-empty values as a JSON object.
 fn fold(record: &csv::ByteRecord, columns: &[(usize, String)], out: &mut String) {
-    let mut map = Map::new();
+    out.clear();
+    out.push('{');
+    let mut first = true;
     for (i, key) in columns {
         if let Some(v) = record.get(*i).filter(|v| !v.is_empty()) {
-            map.insert(
-                key.clone(),
-                Value::String(String::from_utf8_lossy(v).into_owned()),
-            );
+            if !first {
+                out.push(',');
+            }
+            first = false;
+            json_string(key, out);
+            out.push(':');
+            json_string(&String::from_utf8_lossy(v), out);
         }
     }
-    out.clear();
-    out.push_str(&Value::Object(map).to_string());
+    out.push('}');
 }
 
 /// Writes one row: the fixed values, the mapped columns, the folds.
@@ -92,8 +124,11 @@ mod tests {
         labels("", &mut s);
         assert_eq!(s, "{}");
         s.clear();
-        labels(r#"label_q:say "hi""#, &mut s);
-        assert_eq!(s, r#"{"q":"say \"hi\""}"#);
+        labels("label_q:say \"hi\"\\\u{1}|label_n:a\nb", &mut s);
+        assert_eq!(s, r#"{"q":"say \"hi\"\\\u0001","n":"a\nb"}"#);
+        // What it writes is JSON, read back to the same strings.
+        let v: serde_json::Value = serde_json::from_str(&s).unwrap();
+        assert_eq!(v["q"], "say \"hi\"\\\u{1}");
     }
 
     #[test]
