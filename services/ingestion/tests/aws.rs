@@ -120,10 +120,18 @@ async fn two_months_of_nise_reports_load_and_summarize() {
     let provider = aws_provider(&pool, "1001", json!({"bucket": bucket})).await;
     let dir = tempfile_dir();
     let app = start(&config(&db, &dir)).await;
-    eventually("setup_complete", Duration::from_secs(60), || {
-        setup_complete(&pool, provider)
+    // setup_complete comes with the first month summarized; both months take a little longer.
+    eventually("both months summarized", Duration::from_secs(60), || async {
+        sqlx::query_scalar::<_, i64>(
+            "SELECT count(completed_datetime) FROM org1001.reporting_common_costusagereportmanifest",
+        )
+        .fetch_one(&pool)
+        .await
+        .unwrap()
+            == 2
     })
     .await;
+    assert!(setup_complete(&pool, provider).await);
 
     let want = expected(&report_files(&bucket, "reports/cost").await);
     assert!(want.rows > 1000, "nise wrote {} rows", want.rows);

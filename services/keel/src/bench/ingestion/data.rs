@@ -1,5 +1,5 @@
 //! The bench's report data: made by Koku's nise (cached by size and month, since nise writes
-//! some 4,000 rows a second), and the S3 it is served from (moto's, started here when none is
+//! some 10,000 rows a second), and the S3 it is served from (moto's, started here when none is
 //! named).
 
 use std::{
