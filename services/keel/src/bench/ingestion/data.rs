@@ -166,3 +166,62 @@ pub(super) fn decompress(files: &[PathBuf], into: &Path) -> anyhow::Result<Vec<P
     }
     Ok(out)
 }
+
+/// nise's operator payloads for `days` days from `start`, made ahead (cached) so that only
+/// Keel is timed: nise writes the CSVs and the manifest to a directory, and each CSV is packed
+/// with the manifest into a tar.gz of its own, as nise packs them for an upload.
+pub(super) fn ocp_payloads(
+    venv: &Path,
+    start: NaiveDate,
+    days: u64,
+    cluster: &str,
+) -> anyhow::Result<Vec<Vec<u8>>> {
+    let dir = cache_dir().join(format!("ocp-{start}-{days}-{cluster}"));
+    if !dir.join("done").exists() {
+        let _ = std::fs::remove_dir_all(&dir);
+        // nise extracts into the directory when the upload target is one that exists.
+        std::fs::create_dir_all(dir.join("out"))?;
+        let end = start + chrono::Days::new(days);
+        let out = Command::new(venv.join("bin/nise"))
+            .args([
+                "report",
+                "ocp",
+                "-s",
+                &start.to_string(),
+                "-e",
+                &end.to_string(),
+            ])
+            .args(["--ocp-cluster-id", cluster, "--insights-upload"])
+            .arg(dir.join("out"))
+            .env("INSIGHTS_ACCOUNT_ID", "10001")
+            .env("INSIGHTS_ORG_ID", "900000")
+            .current_dir(&dir)
+            .output()
+            .context(
+                "koku-nise is needed: scripts/test installs it, or name its virtualenv with --venv",
+            )?;
+        if !out.status.success() {
+            bail!("nise failed: {}", String::from_utf8_lossy(&out.stderr));
+        }
+        std::fs::write(dir.join("done"), "")?;
+    }
+    let mut files = Vec::new();
+    walk(&dir.join("out"), &mut files)?;
+    let manifest = files
+        .iter()
+        .find(|f| f.file_name().is_some_and(|n| n == "manifest.json"))
+        .context("nise wrote no manifest.json")?
+        .clone();
+    let mut payloads = Vec::new();
+    for csv in files
+        .iter()
+        .filter(|f| f.extension().is_some_and(|e| e == "csv"))
+    {
+        let gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+        let mut tar = tar::Builder::new(gz);
+        tar.append_path_with_name(csv, csv.file_name().context("a file name")?)?;
+        tar.append_path_with_name(&manifest, "manifest.json")?;
+        payloads.push(tar.into_inner()?.finish()?);
+    }
+    Ok(payloads)
+}
