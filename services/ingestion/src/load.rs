@@ -13,7 +13,7 @@ use tokio_util::io::{StreamReader, SyncIoBridge};
 
 use crate::domain::{
     convert,
-    layout::{self, Layout, ReportType},
+    layout::{self, ReportType},
 };
 
 /// Rows are sent to PostgreSQL in chunks of about this many bytes.
@@ -215,7 +215,7 @@ fn encode(
         let _ = tx.blocking_send(Message::Begin(report_type, None));
         return Ok(());
     };
-    let plan = plan_for(layout, &header)?;
+    let plan = layout.plan(&header)?;
     if tx
         .blocking_send(Message::Begin(report_type, Some(plan.clone())))
         .is_err()
@@ -250,10 +250,6 @@ fn encode(
         let _ = tx.blocking_send(Message::Chunk(Bytes::from(rest)));
     }
     Ok(())
-}
-
-fn plan_for(layout: &Layout, header: &[String]) -> Result<layout::Plan, String> {
-    layout.plan(header)
 }
 
 fn bad_csv(e: &csv::Error) -> String {

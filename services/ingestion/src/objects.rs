@@ -3,7 +3,6 @@
 
 use std::{
     collections::HashMap,
-    path::PathBuf,
     sync::{Arc, Mutex},
 };
 
@@ -80,9 +79,4 @@ fn s3_builder(s3: &S3Settings, bucket: &str, region: Option<&str>) -> AmazonS3Bu
         b = b.with_token(token.expose());
     }
     b
-}
-
-/// A directory for payloads under the data directory.
-pub fn payload_dir(data_dir: &std::path::Path) -> PathBuf {
-    data_dir.join("uploads")
 }

@@ -190,21 +190,6 @@ pub async fn register_files(
     .await
 }
 
-/// Files of the manifest not loaded yet whose object is known.
-pub async fn unfinished_files(
-    conn: &mut PgConnection,
-    t: &Tenant,
-    manifest_id: i64,
-) -> Result<Vec<i64>, sqlx::Error> {
-    sqlx::query_scalar(t.sql(
-        "SELECT id FROM {s}.reporting_common_costusagereportstatus \
-         WHERE manifest_id = $1 AND completed_datetime IS NULL AND object_key IS NOT NULL ORDER BY id",
-    ))
-    .bind(manifest_id)
-    .fetch_all(conn)
-    .await
-}
-
 /// Files of the manifest not loaded yet (waiting, failed or in progress).
 pub async fn files_left(
     conn: &mut PgConnection,

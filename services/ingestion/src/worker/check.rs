@@ -141,8 +141,8 @@ async fn record(
             )
         })
         .collect();
-    tenant::register_files(&mut tx, t, row.id, &files).await?;
-    let unfinished = tenant::unfinished_files(&mut tx, t, row.id).await?;
+    // Every unfinished file of the manifest, new ones included.
+    let unfinished = tenant::register_files(&mut tx, t, row.id, &files).await?;
     let schema = t.schema().to_owned();
     let mut jobs: Vec<Job> = unfinished
         .iter()

@@ -39,7 +39,6 @@ pub async fn run(w: &Worker, task: &Task, request_id: &str) -> Result<(), TaskEr
         Ok(m) => m,
         Err(e) => {
             return fail(
-                w,
                 tx,
                 task,
                 request_id,
@@ -51,7 +50,6 @@ pub async fn run(w: &Worker, task: &Task, request_id: &str) -> Result<(), TaskEr
     let (Some(t), Some(month)) = (Tenant::new(&provider.schema_name), manifest.billing_month())
     else {
         return fail(
-            w,
             tx,
             task,
             request_id,
@@ -124,7 +122,6 @@ pub async fn run(w: &Worker, task: &Task, request_id: &str) -> Result<(), TaskEr
 }
 
 async fn fail(
-    _w: &Worker,
     mut tx: sqlx::Transaction<'_, sqlx::Postgres>,
     task: &Task,
     request_id: &str,

@@ -53,8 +53,8 @@ pub(super) fn aws_month(
         }
         yaml.push_str("accounts:\n  payer: 9999999999999\n  user:\n    - 9999999999999\n");
         std::fs::write(dir.join("static.yml"), yaml)?;
-        let out = Command::new(venv.join("bin/nise"))
-            .args(["report", "aws", "-s", &month.to_string(), "-e"])
+        let mut nise = Command::new(venv.join("bin/nise"));
+        nise.args(["report", "aws", "-s", &month.to_string(), "-e"])
             .arg((next + chrono::Days::new(1)).to_string())
             .arg("--static-report-file")
             .arg(dir.join("static.yml"))
@@ -67,20 +67,25 @@ pub(super) fn aws_month(
                 "bench",
             ])
             .args(["--file-row-limit", "500000"])
-            .current_dir(&dir)
-            .output()
-            .context(
-                "koku-nise is needed: scripts/test installs it, or name its virtualenv with --venv",
-            )?;
-        if !out.status.success() {
-            bail!("nise failed: {}", String::from_utf8_lossy(&out.stderr));
-        }
-        std::fs::write(dir.join("done"), "")?;
+            .current_dir(&dir);
+        run_nise(&mut nise, &dir)?;
     }
     let mut files = Vec::new();
     walk(&dir.join("bucket"), &mut files)?;
     files.sort();
     Ok((dir.join("bucket"), files))
+}
+
+/// Runs nise; once it succeeds, `dir` is marked complete for the cache.
+fn run_nise(nise: &mut Command, dir: &Path) -> anyhow::Result<()> {
+    let out = nise.output().context(
+        "koku-nise is needed: scripts/test installs it, or name its virtualenv with --venv",
+    )?;
+    if !out.status.success() {
+        bail!("nise failed: {}", String::from_utf8_lossy(&out.stderr));
+    }
+    std::fs::write(dir.join("done"), "")?;
+    Ok(())
 }
 
 fn walk(dir: &Path, out: &mut Vec<PathBuf>) -> anyhow::Result<()> {
@@ -182,28 +187,21 @@ pub(super) fn ocp_payloads(
         // nise extracts into the directory when the upload target is one that exists.
         std::fs::create_dir_all(dir.join("out"))?;
         let end = start + chrono::Days::new(days);
-        let out = Command::new(venv.join("bin/nise"))
-            .args([
-                "report",
-                "ocp",
-                "-s",
-                &start.to_string(),
-                "-e",
-                &end.to_string(),
-            ])
-            .args(["--ocp-cluster-id", cluster, "--insights-upload"])
-            .arg(dir.join("out"))
-            .env("INSIGHTS_ACCOUNT_ID", "10001")
-            .env("INSIGHTS_ORG_ID", "900000")
-            .current_dir(&dir)
-            .output()
-            .context(
-                "koku-nise is needed: scripts/test installs it, or name its virtualenv with --venv",
-            )?;
-        if !out.status.success() {
-            bail!("nise failed: {}", String::from_utf8_lossy(&out.stderr));
-        }
-        std::fs::write(dir.join("done"), "")?;
+        let mut nise = Command::new(venv.join("bin/nise"));
+        nise.args([
+            "report",
+            "ocp",
+            "-s",
+            &start.to_string(),
+            "-e",
+            &end.to_string(),
+        ])
+        .args(["--ocp-cluster-id", cluster, "--insights-upload"])
+        .arg(dir.join("out"))
+        .env("INSIGHTS_ACCOUNT_ID", "10001")
+        .env("INSIGHTS_ORG_ID", "900000")
+        .current_dir(&dir);
+        run_nise(&mut nise, &dir)?;
     }
     let mut files = Vec::new();
     walk(&dir.join("out"), &mut files)?;
