@@ -213,23 +213,13 @@ async fn a_new_assembly_for_a_loaded_month_leaves_one_copy() {
     .await;
     let first = expected(&report_files(&bucket, "p").await);
 
-    // The month delivered again: a new assembly id, the month's manifest replaced.
-    let old_files = report_files(&bucket, "p").await;
-    let s = store(&bucket);
-    for (key, _) in &old_files {
-        s.delete(&Path::from(key.as_str())).await.unwrap();
-    }
-    nise_aws(&bucket, "p", "r", month, end);
+    redeliver(&bucket, month, end).await;
     let second = expected(&report_files(&bucket, "p").await);
-    eventually("the second assembly summarized", Duration::from_secs(60), || async {
-        sqlx::query_scalar::<_, i64>(
-            "SELECT count(completed_datetime) FROM org1002.reporting_common_costusagereportmanifest",
-        )
-        .fetch_one(&pool)
-        .await
-        .unwrap()
-            == 2
-    })
+    eventually(
+        "the second assembly summarized",
+        Duration::from_secs(60),
+        || manifests_completed(&pool, "org1002", 2),
+    )
     .await;
     let (rows, sums) = loaded(&pool, "org1002", provider).await;
     assert_eq!(
@@ -238,6 +228,85 @@ async fn a_new_assembly_for_a_loaded_month_leaves_one_copy() {
         first.rows
     );
     assert_sums_equal(&sums, &second.cost_by_day);
+    app.stop().await;
+}
+
+/// The month delivered again under prefix `p`, report `r`: a new assembly id, the month's
+/// manifest replaced.
+async fn redeliver(bucket: &str, month: chrono::NaiveDate, end: chrono::NaiveDate) {
+    let s = store(bucket);
+    for (key, _) in report_files(bucket, "p").await {
+        s.delete(&Path::from(key.as_str())).await.unwrap();
+    }
+    nise_aws(bucket, "p", "r", month, end);
+}
+
+async fn manifests_completed(db: &PgPool, schema: &str, count: i64) -> bool {
+    sqlx::query_scalar::<_, i64>(sqlx::AssertSqlSafe(format!(
+        "SELECT count(completed_datetime) FROM {schema}.reporting_common_costusagereportmanifest"
+    )))
+    .fetch_one(db)
+    .await
+    .unwrap()
+        == count
+}
+
+#[tokio::test]
+async fn a_file_that_keeps_failing_is_checked_again_by_a_later_poll() {
+    let db = database().await;
+    let pool = pool(&db).await;
+    let bucket = bucket("giveup").await;
+    let month = month_start(1);
+    let end = month_start(0).pred_opt().unwrap();
+    nise_aws(&bucket, "p", "r", month, end);
+    let provider = aws_provider(
+        &pool,
+        "1005",
+        json!({"bucket": bucket, "report_prefix": "p", "report_name": "r"}),
+    )
+    .await;
+    let mut config = config(&db, &tempfile_dir());
+    config.rules.timer = chrono::TimeDelta::zero();
+    config.report_check_interval = Some(Duration::from_millis(300));
+    let app = start(&config).await;
+    eventually("setup_complete", Duration::from_secs(60), || {
+        setup_complete(&pool, provider)
+    })
+    .await;
+
+    // A set-up provider whose new assembly cannot load for a transient reason (its table is
+    // away) until the file's task gives up: the provider looks "still processing" to Koku's
+    // rule, so only its failure gets it checked again.
+    sqlx::query("ALTER TABLE org1005.aws_line_items RENAME TO away")
+        .execute(&pool)
+        .await
+        .unwrap();
+    redeliver(&bucket, month, end).await;
+    eventually("the file gave up", Duration::from_secs(60), || async {
+        sqlx::query_scalar::<_, i64>(
+            "SELECT count(*) FROM org1005.reporting_common_costusagereportstatus \
+             WHERE failed_status = 'processing' AND failure LIKE '%aws_line_items%'",
+        )
+        .fetch_one(&pool)
+        .await
+        .unwrap()
+            > 0
+    })
+    .await;
+    sqlx::query("ALTER TABLE org1005.away RENAME TO aws_line_items")
+        .execute(&pool)
+        .await
+        .unwrap();
+    eventually(
+        "the second assembly summarized",
+        Duration::from_secs(60),
+        || manifests_completed(&pool, "org1005", 2),
+    )
+    .await;
+    let want = expected(&report_files(&bucket, "p").await);
+    let (rows, sums) = loaded(&pool, "org1005", provider).await;
+    assert_eq!(rows as u64, want.rows);
+    assert_sums_equal(&sums, &want.cost_by_day);
     app.stop().await;
 }
 

@@ -176,7 +176,11 @@ pub async fn mark_current(db: &PgPool, uuid: Uuid) -> Result<(), sqlx::Error> {
 }
 
 /// A run of the provider failed.
-pub async fn mark_failed(db: &PgPool, uuid: Uuid, failure: &str) -> Result<(), sqlx::Error> {
+pub async fn mark_failed(
+    db: impl sqlx::PgExecutor<'_>,
+    uuid: Uuid,
+    failure: &str,
+) -> Result<(), sqlx::Error> {
     sqlx::query(
         "INSERT INTO ingestion.provider_runs (provider_uuid, failed_at, failure) \
          VALUES ($1, now(), $2) \

@@ -67,18 +67,17 @@ pub async fn fail_summary(
     t: &Tenant,
     manifest_id: i64,
     reason: &str,
-) -> Result<(), sqlx::Error> {
-    sqlx::query(t.sql(
+) -> Result<Option<Uuid>, sqlx::Error> {
+    sqlx::query_scalar(t.sql(
         "UPDATE {s}.reporting_common_costusagereportmanifest \
          SET failure = 'summary: ' || $2, \
              state = state || jsonb_build_object('summary', jsonb_build_object('failed', true, 'end', now())) \
-         WHERE id = $1",
+         WHERE id = $1 RETURNING provider_id",
     ))
     .bind(manifest_id)
     .bind(reason)
-    .execute(conn)
-    .await?;
-    Ok(())
+    .fetch_optional(conn)
+    .await
 }
 
 /// What registering a manifest found.
@@ -235,12 +234,16 @@ pub async fn file(
     .await
 }
 
-/// The file is being processed (visible at once, outside the load's transaction).
+/// The file is being processed (visible at once, outside the load's transaction). The
+/// manifest is locked first, as every writer of a manifest and its files does: a report check
+/// re-registering the files at the same time would otherwise deadlock with it.
 pub async fn start_file(
     conn: &mut PgConnection,
     t: &Tenant,
     file: &FileRow,
 ) -> Result<(), sqlx::Error> {
+    let mut tx = sqlx::Connection::begin(conn).await?;
+    lock_manifest(&mut tx, t, file.manifest_id).await?;
     sqlx::query(t.sql(
         "WITH s AS (UPDATE {s}.reporting_common_costusagereportstatus \
                     SET status = 4, started_datetime = clock_timestamp(), failure = NULL, failed_status = NULL WHERE id = $1) \
@@ -252,9 +255,9 @@ pub async fn start_file(
     ))
     .bind(file.id)
     .bind(file.manifest_id)
-    .execute(conn)
+    .execute(&mut *tx)
     .await?;
-    Ok(())
+    tx.commit().await
 }
 
 /// The file loaded: done, with its type and row count. False when it was already done (by a
@@ -291,7 +294,7 @@ pub async fn long_transaction(conn: &mut PgConnection) -> Result<(), sqlx::Error
     Ok(())
 }
 
-/// The file failed: the file and its manifest say why.
+/// The file failed: the file and its manifest say why (in the caller's transaction).
 pub async fn fail_file(
     conn: &mut PgConnection,
     t: &Tenant,
@@ -300,6 +303,8 @@ pub async fn fail_file(
     reason: &str,
 ) -> Result<(), sqlx::Error> {
     let failure = format!("{}: {reason}", file.report_name);
+    // The manifest first, in the order every writer takes (see `start_file`).
+    lock_manifest(conn, t, file.manifest_id).await?;
     sqlx::query(t.sql(
         "WITH s AS (UPDATE {s}.reporting_common_costusagereportstatus \
                     SET status = 2, failed_status = $3, failure = $4 WHERE id = $1) \

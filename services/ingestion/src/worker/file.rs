@@ -127,7 +127,7 @@ async fn load_file(
     // Completions of a manifest's files take turns on its row, so the last one sees the others.
     tenant::lock_manifest(&mut tx, t, file.manifest_id).await?;
     let rows = loaded.rows.unwrap_or(0);
-    tenant::finish_file(
+    let finished = tenant::finish_file(
         &mut tx,
         t,
         file.id,
@@ -136,6 +136,13 @@ async fn load_file(
         etag.as_deref(),
     )
     .await?;
+    if !finished {
+        // Another worker loaded it while this one stalled past its lease: its rows stand.
+        tx.rollback().await?;
+        queue::complete(conn, task.id).await?;
+        tracing::warn!(file = %file.report_name, "already loaded by another worker; rows rolled back");
+        return Ok(());
+    }
     let left = tenant::files_left(&mut tx, t, file.manifest_id).await?;
     if left <= 0 {
         let summary = Job::Summary {
@@ -170,19 +177,21 @@ async fn drop_task(conn: &mut PgConnection, task: &Task, why: &str) -> Result<()
     Ok(())
 }
 
-/// A file that kept failing for transient reasons.
+/// A file that kept failing for transient reasons; returns its provider, which must then be
+/// marked failed so that the next poll checks it again.
 pub async fn record_failure(
     conn: &mut PgConnection,
     schema: &str,
     status_id: i64,
     step: &str,
     reason: &str,
-) -> Result<(), sqlx::Error> {
+) -> Result<Option<uuid::Uuid>, sqlx::Error> {
     let Some(t) = Tenant::new(schema) else {
-        return Ok(());
+        return Ok(None);
     };
-    if let Some(file) = tenant::file(conn, &t, status_id).await? {
-        tenant::fail_file(conn, &t, &file, step, reason).await?;
-    }
-    Ok(())
+    let Some(file) = tenant::file(conn, &t, status_id).await? else {
+        return Ok(None);
+    };
+    tenant::fail_file(conn, &t, &file, step, reason).await?;
+    Ok(Some(file.provider_id))
 }

@@ -18,7 +18,10 @@ use tracing::Instrument as _;
 use crate::{
     domain::polling::Rules,
     objects::Objects,
-    store::queue::{self, Job, Task},
+    store::{
+        providers,
+        queue::{self, Job, Task},
+    },
 };
 
 /// Why a task did not finish.
@@ -155,10 +158,12 @@ impl Worker {
         }
     }
 
-    /// Records why a task gave up and removes it; the next poll (or upload) tries again.
+    /// Records why a task gave up and removes it. The provider is marked failed, so the next
+    /// poll checks it again instead of taking it for one still processing (an upload is tried
+    /// again when the operator sends its next payload).
     async fn give_up(&self, task: &Task, error: &str) -> Result<(), sqlx::Error> {
         let mut tx = self.db.begin().await?;
-        match &task.job {
+        let provider = match &task.job {
             Job::File { schema, status_id } => {
                 file::record_failure(&mut tx, schema, *status_id, "processing", error).await?
             }
@@ -169,10 +174,12 @@ impl Worker {
             Job::Upload { request_id } => {
                 crate::store::uploads::set_state(&mut tx, request_id, "failed", Some(error))
                     .await?;
+                None
             }
-            Job::Check { provider } => {
-                crate::store::providers::mark_failed(&self.db, *provider, error).await?;
-            }
+            Job::Check { provider } => Some(*provider),
+        };
+        if let Some(provider) = provider {
+            providers::mark_failed(&mut *tx, provider, error).await?;
         }
         queue::complete(&mut tx, task.id).await?;
         tx.commit().await

@@ -59,15 +59,15 @@ pub async fn run(w: &Worker, task: &Task, schema: &str, manifest_id: i64) -> Res
     Ok(())
 }
 
-/// A summary that kept failing: its manifest says why.
+/// A summary that kept failing: its manifest says why. Returns the manifest's provider.
 pub async fn record_failure(
     conn: &mut PgConnection,
     schema: &str,
     manifest_id: i64,
     reason: &str,
-) -> Result<(), sqlx::Error> {
+) -> Result<Option<uuid::Uuid>, sqlx::Error> {
     let Some(t) = Tenant::new(schema) else {
-        return Ok(());
+        return Ok(None);
     };
     tenant::fail_summary(conn, &t, manifest_id, reason).await
 }

@@ -2,7 +2,7 @@
 //! outbox in the write's own transaction, with sources-api-go's headers, key and payload
 //! conventions.
 
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, Datelike as _, Timelike as _, Utc};
 use keel_domain::sources_events::{EVENT_STREAM_TOPIC, EventType};
 use keel_events::{
     NewMessage, Outbox,
@@ -32,9 +32,19 @@ impl Event {
     }
 }
 
-/// Event timestamps use Go's `"2006-01-02 15:04:05 MST"` layout, in UTC.
+/// Event timestamps use Go's `"2006-01-02 15:04:05 MST"` layout, in UTC. Written out field by
+/// field: every write renders several, and `format` parses its pattern on each call.
 pub fn event_time(t: DateTime<Utc>) -> String {
-    t.format("%Y-%m-%d %H:%M:%S UTC").to_string()
+    let (d, s) = (t.date_naive(), t.time());
+    format!(
+        "{:04}-{:02}-{:02} {:02}:{:02}:{:02} UTC",
+        d.year(),
+        d.month(),
+        d.day(),
+        s.hour(),
+        s.minute(),
+        s.second()
+    )
 }
 
 pub fn opt_event_time(t: Option<DateTime<Utc>>) -> Value {
