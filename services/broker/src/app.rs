@@ -1,0 +1,164 @@
+use std::{net::SocketAddr, sync::Arc};
+
+use anyhow::Context as _;
+use keel_db::Owner;
+use keel_service::{Running, Service, Shutdown, http::Listeners, ops};
+use sha2::Digest as _;
+use sqlx::{PgPool, migrate::Migrator};
+use tokio::sync::Notify;
+
+use crate::{
+    api::{self, AppState},
+    config::Config,
+    drivers::{Drivers, postgres::SharedPostgres},
+    error::BrokerErrors,
+    notify::Delivery,
+    signing::SigningKey,
+    worker::Worker,
+};
+
+/// The `broker` schema's migrations.
+pub static MIGRATOR: Migrator = sqlx::migrate!("../../migrations/broker");
+
+pub const OWNER: Owner = Owner::new("broker", &MIGRATOR);
+
+/// A ready-to-run broker: database migrated, key read, port bound.
+pub struct App {
+    listeners: Listeners,
+    db: PgPool,
+    config: Config,
+    state: AppState,
+}
+
+/// The signing key from the configuration (value or file); without one the broker cannot
+/// sign, so it does not start.
+fn signing_key(config: &Config) -> anyhow::Result<SigningKey> {
+    if let Some(key) = &config.signing_key {
+        return SigningKey::parse(key.expose()).context("BROKER_PRIVATE_KEY");
+    }
+    if let Some(path) = &config.signing_key_path {
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("cannot read BROKER_PRIVATE_KEY_PATH {}", path.display()))?;
+        return SigningKey::parse(&text).context("BROKER_PRIVATE_KEY_PATH");
+    }
+    anyhow::bail!(
+        "no callback signing key: set BROKER_PRIVATE_KEY or BROKER_PRIVATE_KEY_PATH (`keel up` generates one)"
+    )
+}
+
+impl App {
+    pub async fn build(config: &Config) -> anyhow::Result<Self> {
+        Self::build_with_key(config, signing_key(config)?).await
+    }
+
+    /// As [`App::build`], with the signing key given (tests, `keel up`).
+    pub async fn build_with_key(config: &Config, key: SigningKey) -> anyhow::Result<Self> {
+        anyhow::ensure!(
+            !config.tokens.is_empty(),
+            "no bearer token: set BROKER_TOKENS (`keel up` generates one)"
+        );
+        let secrets = keel_crypto::SecretBox::from_base64(
+            config
+                .common
+                .encryption_key
+                .as_ref()
+                .map(keel_service::config::Secret::expose)
+                .context("ENCRYPTION_KEY is required: it seals the credentials the broker makes")?,
+        )?;
+        let url = &config.common.database_url;
+        keel_db::ensure_database(url).await?;
+        keel_db::migrate(url, OWNER).await?;
+        let db = keel_db::connect_limited(
+            url,
+            OWNER.schema,
+            config.common.database_max_connections,
+            config.common.session_limits,
+        )
+        .await?;
+        let drivers = Drivers {
+            postgres: config
+                .postgres
+                .as_ref()
+                .map(SharedPostgres::new)
+                .transpose()?,
+        };
+        let state = AppState {
+            db: db.clone(),
+            drivers,
+            secrets: Arc::new(secrets),
+            key: Arc::new(key),
+            tokens: Arc::new(
+                config
+                    .tokens
+                    .iter()
+                    .map(|t| sha2::Sha256::digest(t.expose().as_bytes()).into())
+                    .collect(),
+            ),
+            wake: Arc::new(Notify::new()),
+        };
+        let options = config.common.http.clone();
+        let readiness = ops::Readiness::default().with_postgres(db.clone());
+        let ops = keel_service::http::apply(ops::router(readiness), BrokerErrors, &options);
+        let app = keel_service::http::apply(api::router(state.clone()), BrokerErrors, &options);
+        let listeners = Listeners::bind(config.listen, app, ops, &options).await?;
+        Ok(Self {
+            listeners,
+            db,
+            config: config.clone(),
+            state,
+        })
+    }
+
+    pub fn local_addr(&self) -> SocketAddr {
+        self.listeners.api_addr()
+    }
+
+    pub fn ops_addr(&self) -> Option<SocketAddr> {
+        self.listeners.ops_addr()
+    }
+
+    /// Serves the API, runs the workers and the callback delivery until `shutdown`.
+    pub async fn run(self, shutdown: Shutdown) -> anyhow::Result<()> {
+        tracing::info!(address = %self.local_addr(), "broker listening");
+        let worker = Arc::new(Worker {
+            db: self.db.clone(),
+            drivers: self.state.drivers.clone(),
+            secrets: self.state.secrets.clone(),
+            lease: self.config.lease,
+            per_namespace: self.config.namespace_concurrency,
+            max_attempts: 5,
+            wake: self.state.wake.clone(),
+        });
+        let delivery = Arc::new(Delivery {
+            db: self.db.clone(),
+            http: reqwest::Client::builder().build()?,
+            key: self.state.key.clone(),
+            broker_name: self.config.name.clone(),
+            attempts: self.config.callback_attempts,
+            backoff: self.config.callback_backoff,
+            timeout: self.config.callback_timeout,
+        });
+        let mut tasks = tokio::task::JoinSet::new();
+        tasks.spawn(worker.run(self.config.workers, shutdown.clone()));
+        tasks.spawn(delivery.run(8, shutdown.clone()));
+        let served = self.listeners.serve(&shutdown).await;
+        shutdown.trigger();
+        while tasks.join_next().await.is_some() {}
+        self.db.close().await;
+        served
+    }
+}
+
+impl Service for App {
+    fn name(&self) -> &'static str {
+        "broker"
+    }
+
+    fn local_addr(&self) -> SocketAddr {
+        App::local_addr(self)
+    }
+
+    fn run(self: Box<Self>, shutdown: Shutdown) -> Running {
+        Box::pin(App::run(*self, shutdown))
+    }
+}

@@ -1,0 +1,177 @@
+//! The broker's configuration: flags, each also read from the environment variable named
+//! (the KIDP broker's names where it has one: BROKER_NAME, BROKER_PRIVATE_KEY(_PATH)).
+
+use std::{path::PathBuf, time::Duration};
+
+use keel_service::{CommonArgs, CommonConfig, Env, Listen, ListenArgs, config::Secret};
+
+/// The seed's port.
+pub const DEFAULT_PORT: u16 = 8082;
+/// The seed serves the broker's metrics on 9090.
+pub const DEFAULT_METRICS_PORT: u16 = 9090;
+
+#[derive(Debug, Clone, clap::Parser)]
+#[command(
+    version,
+    about = "Provisions databases, caches and queues on shared servers or Kubernetes, watches them for drift, and reports each change to signed callbacks."
+)]
+pub struct Args {
+    #[command(flatten)]
+    pub common: CommonArgs,
+    #[command(flatten)]
+    pub listen: ListenArgs,
+    #[command(flatten)]
+    pub broker: BrokerArgs,
+}
+
+#[derive(Debug, Clone, clap::Args)]
+pub struct BrokerArgs {
+    /// Name sent in `X-KIDP-Broker-Name` with every callback.
+    #[arg(long, env = "BROKER_NAME", default_value = "keel-broker")]
+    pub broker_name: String,
+    /// Bearer tokens accepted on /v1 routes, comma-separated.
+    #[arg(long, env = "BROKER_TOKENS", hide_env_values = true)]
+    pub broker_tokens: Option<Secret>,
+    /// Ed25519 key signing callbacks: base64 of the 32-byte seed, of Go's 64-byte private key,
+    /// or of a PKCS#8 document.
+    #[arg(long, env = "BROKER_PRIVATE_KEY", hide_env_values = true)]
+    pub broker_private_key: Option<Secret>,
+    /// File holding the key, as base64 or as a PKCS#8 PEM (`-----BEGIN PRIVATE KEY-----`).
+    #[arg(long, env = "BROKER_PRIVATE_KEY_PATH")]
+    pub broker_private_key_path: Option<PathBuf>,
+    /// Requests per minute per client address on /v1 routes.
+    #[arg(long, env = "BROKER_RATE_LIMIT_PER_MINUTE", default_value_t = 100)]
+    pub broker_rate_limit_per_minute: u32,
+    /// Provisioning and deprovisioning operations run at once per namespace; more wait.
+    #[arg(long, env = "BROKER_NAMESPACE_CONCURRENCY", default_value_t = 10)]
+    pub broker_namespace_concurrency: u32,
+    /// Operations run at once across the broker.
+    #[arg(long, env = "BROKER_WORKERS", default_value_t = 16)]
+    pub broker_workers: usize,
+    /// Seconds an operation is leased: a killed broker's operation is resumed after this.
+    #[arg(long, env = "BROKER_LEASE_SECONDS", default_value_t = 60)]
+    pub broker_lease_seconds: u64,
+    /// Seconds between drift checks of each Ready resource.
+    #[arg(long, env = "BROKER_OBSERVE_INTERVAL_SECONDS", default_value_t = 60)]
+    pub broker_observe_interval_seconds: u64,
+    /// Attempts at delivering a callback before it becomes a dead letter.
+    #[arg(long, env = "BROKER_CALLBACK_ATTEMPTS", default_value_t = 5)]
+    pub broker_callback_attempts: i32,
+    /// Seconds one callback attempt may take.
+    #[arg(long, env = "BROKER_CALLBACK_TIMEOUT_SECONDS", default_value_t = 30)]
+    pub broker_callback_timeout_seconds: u64,
+    /// First retry delay of a callback in milliseconds, doubling with jitter (1 s, 2 s, 4 s…).
+    #[arg(long, env = "BROKER_CALLBACK_BACKOFF_MS", default_value_t = 1000)]
+    pub broker_callback_backoff_ms: u64,
+    /// PostgreSQL server databases are provisioned on (a role that may create roles and
+    /// databases). Unset: the server of DATABASE_URL.
+    #[arg(long, env = "BROKER_POSTGRES_URL", hide_env_values = true)]
+    pub broker_postgres_url: Option<String>,
+    /// Host clients are told to connect to for PostgreSQL databases. Unset: the URL's host.
+    #[arg(long, env = "BROKER_POSTGRES_HOST")]
+    pub broker_postgres_host: Option<String>,
+}
+
+/// The broker's settings, resolved.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub common: CommonConfig,
+    pub listen: Listen,
+    pub name: String,
+    pub tokens: Vec<Secret>,
+    pub signing_key: Option<Secret>,
+    pub signing_key_path: Option<PathBuf>,
+    pub rate_limit_per_minute: u32,
+    pub namespace_concurrency: u32,
+    pub workers: usize,
+    pub lease: Duration,
+    pub observe_interval: Duration,
+    pub callback_attempts: i32,
+    pub callback_timeout: Duration,
+    pub callback_backoff: Duration,
+    pub postgres: Option<PostgresTarget>,
+}
+
+/// A shared PostgreSQL server to provision on.
+#[derive(Debug, Clone)]
+pub struct PostgresTarget {
+    pub admin_url: Secret,
+    /// What clients are told (`None`: the admin URL's host).
+    pub host: Option<String>,
+}
+
+impl Args {
+    pub fn resolve(self, env: &Env) -> anyhow::Result<Config> {
+        let common = self.common.resolve(env)?;
+        let mut listen = self.listen.resolve(DEFAULT_PORT, &common);
+        if self.listen.metrics_port.is_none() && common.clowder.is_none() {
+            listen.metrics_port = Some(DEFAULT_METRICS_PORT);
+        }
+        let b = self.broker;
+        let tokens = b
+            .broker_tokens
+            .map(|t| {
+                t.expose()
+                    .split(',')
+                    .map(str::trim)
+                    .filter(|t| !t.is_empty())
+                    .map(|t| Secret::new(t.to_owned()))
+                    .collect()
+            })
+            .unwrap_or_default();
+        let postgres_url = b
+            .broker_postgres_url
+            .filter(|u| !u.is_empty())
+            .unwrap_or_else(|| common.database_url.clone());
+        Ok(Config {
+            listen,
+            name: b.broker_name,
+            tokens,
+            signing_key: b.broker_private_key,
+            signing_key_path: b.broker_private_key_path,
+            rate_limit_per_minute: b.broker_rate_limit_per_minute.max(1),
+            namespace_concurrency: b.broker_namespace_concurrency.max(1),
+            workers: b.broker_workers.max(1),
+            lease: Duration::from_secs(b.broker_lease_seconds.max(1)),
+            observe_interval: Duration::from_secs(b.broker_observe_interval_seconds.max(1)),
+            callback_attempts: b.broker_callback_attempts.max(1),
+            callback_timeout: Duration::from_secs(b.broker_callback_timeout_seconds.max(1)),
+            callback_backoff: Duration::from_millis(b.broker_callback_backoff_ms.max(1)),
+            postgres: Some(PostgresTarget {
+                admin_url: Secret::new(postgres_url),
+                host: b.broker_postgres_host.filter(|h| !h.is_empty()),
+            }),
+            common,
+        })
+    }
+}
+
+impl Config {
+    /// Defaults for tests: loopback, port 0, a PostgreSQL target on the same server, quick
+    /// leases, checks and retries.
+    pub fn for_database(database_url: impl Into<String>) -> Self {
+        let url = database_url.into();
+        let mut common = CommonConfig::for_database(url.clone());
+        common.encryption_key = Some(Secret::new(keel_crypto::SecretBox::generate_key()));
+        Self {
+            common,
+            listen: Listen::ephemeral(),
+            name: "keel-broker".to_owned(),
+            tokens: vec![Secret::new("test-token".to_owned())],
+            signing_key: None,
+            signing_key_path: None,
+            rate_limit_per_minute: 10_000,
+            namespace_concurrency: 10,
+            workers: 4,
+            lease: Duration::from_secs(30),
+            observe_interval: Duration::from_secs(3600),
+            callback_attempts: 5,
+            callback_timeout: Duration::from_secs(5),
+            callback_backoff: Duration::from_millis(50),
+            postgres: Some(PostgresTarget {
+                admin_url: Secret::new(url),
+                host: None,
+            }),
+        }
+    }
+}

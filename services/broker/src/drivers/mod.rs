@@ -1,0 +1,192 @@
+//! The servers resources are provisioned on. Each driver creates idempotently (what exists is
+//! left or corrected), observes what exists, and deletes tolerating what is already gone.
+
+pub mod postgres;
+
+use serde::{Deserialize, Serialize};
+use sha2::Digest as _;
+
+use crate::domain::{
+    drift::Observed,
+    spec::{Engine, ResourceType, Spec},
+};
+
+/// Why a driver call failed.
+#[derive(Debug, thiserror::Error)]
+pub enum DriverError {
+    /// The server could not be reached or answered with trouble: worth another try.
+    #[error("{0}")]
+    Transient(String),
+    /// The server refused what was asked: retrying will not help.
+    #[error("{0}")]
+    Refused(String),
+}
+
+impl DriverError {
+    pub fn unreachable(e: impl std::fmt::Display) -> Self {
+        Self::Transient(e.to_string())
+    }
+
+    /// PostgreSQL's errors of class 42 (syntax, privileges) and 53/54 limits are refusals;
+    /// connection trouble and the rest are transient.
+    pub fn from_postgres(e: sqlx::Error) -> Self {
+        match &e {
+            sqlx::Error::Database(d)
+                if d.code()
+                    .is_some_and(|c| c.starts_with("42") || c.starts_with("54")) =>
+            {
+                Self::Refused(d.message().to_owned())
+            }
+            _ => Self::Transient(e.to_string()),
+        }
+    }
+}
+
+/// The server-side names of a deployment's objects: `<namespace>_<name>` with `-` as `_`, cut
+/// to fit PostgreSQL's 63 bytes, and 8 hex digits of a hash of the exact pair (so `a-b`/`c`
+/// and `a`/`b-c` stay apart).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Names {
+    pub object: String,
+}
+
+impl Names {
+    pub fn new(namespace: &str, name: &str) -> Self {
+        let readable = format!("{namespace}_{name}").replace('-', "_");
+        let hash = sha2::Sha256::digest(format!("{namespace}/{name}").as_bytes());
+        let suffix: String = hash[..4].iter().map(|b| format!("{b:02x}")).collect();
+        let cut = &readable[..readable.len().min(54)];
+        Self {
+            object: format!("{cut}_{suffix}"),
+        }
+    }
+}
+
+/// What the caller gets to connect with.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Credentials {
+    pub username: String,
+    pub password: String,
+    pub database: Option<String>,
+}
+
+impl Credentials {
+    /// A new random password (32 characters from an alphabet safe in URLs and shells).
+    pub fn generate(username: &str, database: Option<&str>) -> Self {
+        use ring::rand::SecureRandom as _;
+        const ALPHABET: &[u8] = b"ABCDEFGHJKLMNPQRSTUVWXYZabcdefghijkmnopqrstuvwxyz23456789";
+        let mut bytes = [0u8; 32];
+        ring::rand::SystemRandom::new()
+            .fill(&mut bytes)
+            .expect("the system's randomness is available");
+        let password = bytes
+            .iter()
+            .map(|b| ALPHABET[usize::from(*b) % ALPHABET.len()] as char)
+            .collect();
+        Self {
+            username: username.to_owned(),
+            password,
+            database: database.map(str::to_owned),
+        }
+    }
+}
+
+/// The configured targets, by engine.
+#[derive(Debug, Clone, Default)]
+pub struct Drivers {
+    pub postgres: Option<postgres::SharedPostgres>,
+}
+
+/// Where a spec would be provisioned, or why it cannot be.
+pub fn target_for(
+    drivers: &Drivers,
+    kind: ResourceType,
+    engine: Engine,
+) -> Result<&'static str, String> {
+    match (kind, engine) {
+        (ResourceType::Database, Engine::Postgresql) if drivers.postgres.is_some() => {
+            Ok("postgresql")
+        }
+        _ => Err(format!(
+            "no target of this broker serves {kind} with engine {engine}; configured: {}",
+            drivers.configured().join(", ")
+        )),
+    }
+}
+
+impl Drivers {
+    pub fn configured(&self) -> Vec<&'static str> {
+        let mut out = Vec::new();
+        if self.postgres.is_some() {
+            out.push("database/postgresql");
+        }
+        out
+    }
+
+    fn postgres(&self) -> Result<&postgres::SharedPostgres, DriverError> {
+        self.postgres
+            .as_ref()
+            .ok_or_else(|| DriverError::Refused("no PostgreSQL target is configured".into()))
+    }
+
+    /// Creates or corrects the resource. Returns the endpoint.
+    pub async fn apply(
+        &self,
+        target: &str,
+        names: &Names,
+        spec: &Spec,
+        credentials: &Credentials,
+    ) -> Result<(String, u16), DriverError> {
+        match target {
+            "postgresql" => {
+                let pg = self.postgres()?;
+                pg.apply(names, credentials, spec.size.connection_limit())
+                    .await?;
+                let (host, port) = pg.endpoint();
+                Ok((host.to_owned(), port))
+            }
+            other => Err(DriverError::Refused(format!("unknown target {other}"))),
+        }
+    }
+
+    pub async fn observe(&self, target: &str, names: &Names) -> Result<Observed, DriverError> {
+        match target {
+            "postgresql" => self.postgres()?.observe(names).await,
+            other => Err(DriverError::Refused(format!("unknown target {other}"))),
+        }
+    }
+
+    pub async fn delete(&self, target: &str, names: &Names) -> Result<(), DriverError> {
+        match target {
+            "postgresql" => self.postgres()?.delete(names).await,
+            other => Err(DriverError::Refused(format!("unknown target {other}"))),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_fit_postgres_identifiers_and_stay_apart() {
+        let n = Names::new("team-platform", "app-db").object;
+        assert!(
+            n.starts_with("team_platform_app_db_") && n.len() == 29,
+            "{n}"
+        );
+        assert_ne!(Names::new("a-b", "c"), Names::new("a", "b-c"));
+        let long = Names::new(&"n".repeat(63), &"r".repeat(63)).object;
+        assert_eq!(long.len(), 63);
+        assert_ne!(long, Names::new(&"n".repeat(63), &"r".repeat(62)).object);
+    }
+
+    #[test]
+    fn passwords_are_long_and_fresh() {
+        let a = Credentials::generate("u", None);
+        let b = Credentials::generate("u", None);
+        assert_eq!(a.password.len(), 32);
+        assert_ne!(a.password, b.password);
+        assert!(a.password.bytes().all(|c| c.is_ascii_alphanumeric()));
+    }
+}
