@@ -7,7 +7,7 @@ use std::{
     path::{Path, PathBuf},
 };
 
-const SERVICES: &[&str] = &["sources-api", "listener", "keel"];
+const SERVICES: &[&str] = &["sources-api", "listener", "ingestion", "broker", "keel"];
 const LIBS: &[&str] = &[
     "keel-crypto",
     "keel-db",
@@ -256,6 +256,8 @@ fn sql_lives_only_where_persistence_does() {
         ("sources-api", &["store", "seed"]),
         ("listener", &["store"]),
         ("ingestion", &["store"]),
+        // The broker's drivers speak SQL to the servers they provision on.
+        ("broker", &["store", "drivers"]),
     ];
     for (name, places) in allowed {
         let src = workspace().join("services").join(name).join("src");

@@ -324,3 +324,8 @@ pub async fn counts(db: &PgPool) -> Result<Vec<(String, String, String, i64)>, s
     .fetch_all(db)
     .await
 }
+
+/// The broker's own database answers.
+pub async fn ping(db: &PgPool) -> Result<(), sqlx::Error> {
+    sqlx::query("SELECT 1").execute(db).await.map(|_| ())
+}

@@ -2,16 +2,18 @@
 //! `/v1/resources` (GET and POST), `/v1/status`; and Keel's `/v1/signing-key` and
 //! `/v1/secrets/{name}` (credentials, once). Every `/v1` route needs a bearer token.
 
+mod reads;
+
 use std::sync::Arc;
 
 use axum::{
     Json, Router,
-    extract::{Path, Query, State},
+    extract::State,
     http::StatusCode,
     response::{IntoResponse, Response},
     routing::{get, post},
 };
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 use serde_json::{Value, json};
 use sha2::Digest as _;
 use sqlx::PgPool;
@@ -19,18 +21,15 @@ use tokio::sync::Notify;
 
 use crate::{
     domain::{
-        self, cost,
+        self,
         phase::{self, Phase, Provision},
         spec::{ResourceType, Spec, SpecRequest, check_dns_label},
     },
-    drivers::{Credentials, Drivers, target_for},
+    drivers::{Drivers, target_for},
     error::{Error, Result},
     notify,
     signing::SigningKey,
-    store::{
-        credentials::{self, Take},
-        deployments::{self, Deployment, Filter, NewDeployment},
-    },
+    store::deployments::{self, NewDeployment},
 };
 
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");
@@ -50,10 +49,13 @@ pub fn router(state: AppState) -> Router {
     let v1 = Router::new()
         .route("/v1/provision", post(provision))
         .route("/v1/deprovision", post(deprovision))
-        .route("/v1/resources", get(resources_get).post(resources_post))
-        .route("/v1/status", get(status))
-        .route("/v1/signing-key", get(signing_key))
-        .route("/v1/secrets/{name}", get(read_secret))
+        .route(
+            "/v1/resources",
+            get(reads::resources_get).post(reads::resources_post),
+        )
+        .route("/v1/status", get(reads::status))
+        .route("/v1/signing-key", get(reads::signing_key))
+        .route("/v1/secrets/{name}", get(reads::read_secret))
         .route_layer(axum::middleware::from_fn_with_state(
             state.clone(),
             authorize,
@@ -73,7 +75,7 @@ async fn health() -> Json<Value> {
 
 /// Ready when the broker's database and every configured target answer.
 async fn readiness(State(s): State<AppState>) -> Response {
-    let mut reason = match sqlx::query("SELECT 1").execute(&s.db).await {
+    let mut reason = match deployments::ping(&s.db).await {
         Ok(_) => None,
         Err(e) => Some(format!("database not accessible: {e}")),
     };
@@ -377,147 +379,4 @@ async fn deprovision(
         })),
     )
         .into_response())
-}
-
-#[derive(Debug, Default, Deserialize)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
-struct ResourcesQuery {
-    namespace: Option<String>,
-    resource_type: Option<String>,
-    resource_name: Option<String>,
-    deployment_id: Option<String>,
-}
-
-async fn resources_get(
-    State(s): State<AppState>,
-    query: std::result::Result<Query<ResourcesQuery>, axum::extract::rejection::QueryRejection>,
-) -> Result<Json<Value>> {
-    let Query(q) = query.map_err(|e| Error::InvalidRequest(e.body_text()))?;
-    resources(&s, q).await
-}
-
-async fn resources_post(State(s): State<AppState>, body: axum::body::Bytes) -> Result<Json<Value>> {
-    resources(&s, decode(&body)?).await
-}
-
-async fn resources(s: &AppState, q: ResourcesQuery) -> Result<Json<Value>> {
-    let namespace = required("namespace", &q.namespace)?;
-    let list = deployments::list(
-        &s.db,
-        &Filter {
-            namespace,
-            resource_type: q.resource_type.as_deref(),
-            resource_name: q.resource_name.as_deref(),
-            deployment_id: q.deployment_id.as_deref(),
-        },
-    )
-    .await?;
-    let resources: Vec<Value> = list.iter().map(resource_state).collect();
-    Ok(Json(
-        json!({"resources": resources, "total": resources.len(), "namespace": namespace}),
-    ))
-}
-
-/// The seed's `ResourceState`; credentials are never part of it.
-fn resource_state(d: &Deployment) -> Value {
-    let spec = &d.spec.0;
-    let actual = d.actual.as_ref().map(|a| a.0.clone());
-    let usage = actual
-        .as_ref()
-        .and_then(|a| a.get("resourceUsage").cloned())
-        .unwrap_or_else(|| json!({}));
-    let actual_spec = actual
-        .as_ref()
-        .map(|a| json!({"engine": a["engine"], "version": a["version"], "size": a["size"]}));
-    json!({
-        "deploymentId": d.id,
-        "resourceType": d.resource_type,
-        "resourceName": d.resource_name,
-        "namespace": d.namespace,
-        "phase": d.phase().as_str(),
-        "healthStatus": d.health,
-        "message": d.message,
-        "lastChecked": d.last_checked.map(domain::callback::rfc3339),
-        "endpoint": d.endpoint,
-        "port": d.port,
-        "connectionSecret": d.connection_secret,
-        "actualSpec": actual_spec,
-        "desiredSpec": {"engine": spec.engine.as_str(), "version": spec.version, "size": spec.size.as_str()},
-        "driftDetected": !d.drift.0.is_empty(),
-        "driftDetails": d.drift.0,
-        "resourceUsage": usage,
-        "estimatedMonthlyCost": cost::monthly(spec),
-    })
-}
-
-#[derive(Debug, Deserialize)]
-struct StatusQuery {
-    id: Option<String>,
-}
-
-async fn status(State(s): State<AppState>, Query(q): Query<StatusQuery>) -> Result<Json<Value>> {
-    let id = required("id", &q.id)?;
-    let d = deployments::find(&s.db, id)
-        .await?
-        .ok_or_else(|| Error::NotFound(format!("deployment {id} not found")))?;
-    Ok(Json(json!({
-        "deploymentId": d.id,
-        "phase": d.phase().as_str(),
-        "message": d.message,
-        "lastUpdated": domain::callback::rfc3339(d.updated_at),
-    })))
-}
-
-async fn signing_key(State(s): State<AppState>) -> Json<Value> {
-    Json(json!({"algorithm": "Ed25519", "publicKey": s.key.public_base64()}))
-}
-
-#[derive(Debug, Deserialize)]
-struct SecretQuery {
-    namespace: Option<String>,
-}
-
-#[derive(Debug, Serialize)]
-struct SecretDocument {
-    username: String,
-    password: String,
-    database: Option<String>,
-    host: Option<String>,
-    port: Option<i32>,
-}
-
-/// The credentials behind a `connectionSecret`, once; a second read is 410 Gone.
-async fn read_secret(
-    State(s): State<AppState>,
-    Path(name): Path<String>,
-    Query(q): Query<SecretQuery>,
-) -> Result<Json<SecretDocument>> {
-    let namespace = required("namespace", &q.namespace)?;
-    match credentials::take(&s.db, namespace, &name).await? {
-        Take::Unknown => Err(Error::NotFound(format!(
-            "secret {name} not found in namespace {namespace}"
-        ))),
-        Take::AlreadyRead => Err(Error::Gone(format!(
-            "secret {name} was already read; rotate it to read new credentials"
-        ))),
-        Take::Fresh {
-            deployment_id,
-            sealed,
-        } => {
-            let text = s
-                .secrets
-                .open(&sealed, deployment_id.as_bytes())
-                .map_err(Error::Internal)?;
-            let c: Credentials =
-                serde_json::from_str(&text).map_err(|e| Error::Internal(e.into()))?;
-            let d = deployments::find(&s.db, &deployment_id).await?;
-            Ok(Json(SecretDocument {
-                username: c.username,
-                password: c.password,
-                database: c.database,
-                host: d.as_ref().and_then(|d| d.endpoint.clone()),
-                port: d.and_then(|d| d.port),
-            }))
-        }
-    }
 }
