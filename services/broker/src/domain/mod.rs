@@ -2,6 +2,7 @@
 //! to repeated requests, drift, prices, the callback document.
 
 pub mod callback;
+pub mod catalogue;
 pub mod cost;
 pub mod drift;
 pub mod phase;

@@ -1,0 +1,172 @@
+//! The seed's catalogue: resource types, the engines and versions each can be, sizes. No I/O.
+
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+/// The kinds of resource the broker provisions.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub enum ResourceType {
+    Database,
+    Cache,
+    /// A Kafka topic.
+    Topic,
+    /// A message queue: a RabbitMQ vhost, a NATS JetStream stream or a Kafka topic.
+    Queue,
+}
+
+impl ResourceType {
+    pub const ALL: [Self; 4] = [Self::Database, Self::Cache, Self::Topic, Self::Queue];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Database => "database",
+            Self::Cache => "cache",
+            Self::Topic => "topic",
+            Self::Queue => "queue",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|t| t.as_str() == s)
+    }
+
+    /// The engines this type can be, each with the versions the broker accepts (the first is
+    /// the default when none is given).
+    pub fn engines(self) -> &'static [(Engine, &'static [&'static str])] {
+        use Engine::*;
+        match self {
+            Self::Database => &[
+                (Postgresql, &["16", "15", "14", "13", "12"]),
+                (Mysql, &["8.4", "8.0", "5.7"]),
+                (Mongodb, &["7.0", "6.0", "5.0"]),
+                (Redis, &["7.2", "7.0", "6.2"]),
+            ],
+            Self::Cache => &[(Redis, &["7.2", "7.0", "6.2"]), (Memcached, &["1.6"])],
+            Self::Topic => &[(Kafka, &["3", "4"])],
+            Self::Queue => &[
+                (Rabbitmq, &["3", "4"]),
+                (Nats, &["2"]),
+                (Kafka, &["3", "4"]),
+            ],
+        }
+    }
+}
+
+impl std::fmt::Display for ResourceType {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// The engine behind a resource.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum Engine {
+    Postgresql,
+    Mysql,
+    Mongodb,
+    Redis,
+    Memcached,
+    Kafka,
+    Rabbitmq,
+    Nats,
+}
+
+impl Engine {
+    pub const ALL: [Self; 8] = [
+        Self::Postgresql,
+        Self::Mysql,
+        Self::Mongodb,
+        Self::Redis,
+        Self::Memcached,
+        Self::Kafka,
+        Self::Rabbitmq,
+        Self::Nats,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Postgresql => "postgresql",
+            Self::Mysql => "mysql",
+            Self::Mongodb => "mongodb",
+            Self::Redis => "redis",
+            Self::Memcached => "memcached",
+            Self::Kafka => "kafka",
+            Self::Rabbitmq => "rabbitmq",
+            Self::Nats => "nats",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|e| e.as_str() == s)
+    }
+
+    /// The port clients connect to by default.
+    pub fn default_port(self) -> u16 {
+        match self {
+            Self::Postgresql => 5432,
+            Self::Mysql => 3306,
+            Self::Mongodb => 27017,
+            Self::Redis => 6379,
+            Self::Memcached => 11211,
+            Self::Kafka => 9092,
+            Self::Rabbitmq => 5672,
+            Self::Nats => 4222,
+        }
+    }
+}
+
+impl std::fmt::Display for Engine {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// The seed's size table.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum Size {
+    Small,
+    Medium,
+    Large,
+    Xlarge,
+}
+
+impl Size {
+    pub const ALL: [Self; 4] = [Self::Small, Self::Medium, Self::Large, Self::Xlarge];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Small => "small",
+            Self::Medium => "medium",
+            Self::Large => "large",
+            Self::Xlarge => "xlarge",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|z| z.as_str() == s)
+    }
+
+    /// CPUs and memory (GiB): small 1/2Gi, medium 2/4Gi, large 4/8Gi, xlarge 8/16Gi.
+    pub fn cpu_and_memory_gib(self) -> (u32, u32) {
+        match self {
+            Self::Small => (1, 2),
+            Self::Medium => (2, 4),
+            Self::Large => (4, 8),
+            Self::Xlarge => (8, 16),
+        }
+    }
+
+    /// Connections a shared-server database of this size may open (PostgreSQL's
+    /// `CONNECTION LIMIT`, MariaDB's `MAX_USER_CONNECTIONS`).
+    pub fn connection_limit(self) -> i32 {
+        match self {
+            Self::Small => 10,
+            Self::Medium => 25,
+            Self::Large => 50,
+            Self::Xlarge => 100,
+        }
+    }
+}
