@@ -95,19 +95,20 @@ async fn rename_pause_unpause_settings_changes_and_delete_flow_through() {
         p.3 == json!("arn:aws:iam::222222222222:role/Two")
     })
     .await;
-    // The first settings' rows were shared by nobody else: they are gone.
-    assert_eq!(
-        stack
-            .count("SELECT count(*) FROM api_providerauthentication")
-            .await,
-        1
-    );
-    assert_eq!(
-        stack
-            .count("SELECT count(*) FROM api_providerbillingsource")
-            .await,
-        1
-    );
+    // The first settings' rows were shared by nobody else: they are removed, after the
+    // provider's transaction commits (so the provider may show the new role first).
+    stack
+        .wait_for("the old settings rows removed", || async {
+            stack
+                .count("SELECT count(*) FROM api_providerauthentication")
+                .await
+                == 1
+                && stack
+                    .count("SELECT count(*) FROM api_providerbillingsource")
+                    .await
+                    == 1
+        })
+        .await;
 
     // An invalid change deactivates the provider and is reported; fixing it reactivates.
     stack
@@ -155,17 +156,20 @@ async fn rename_pause_unpause_settings_changes_and_delete_flow_through() {
         .await;
     assert_eq!(provider(&stack).await, None);
     assert_eq!(tenant_name().await, None);
-    for table in [
-        "api_provider",
-        "api_providerauthentication",
-        "api_providerbillingsource",
-        "operations",
-    ] {
+    for table in ["api_provider", "operations"] {
         assert_eq!(
             stack.count(&format!("SELECT count(*) FROM {table}")).await,
             0,
             "{table} is empty"
         );
+    }
+    // The settings rows go after the delete commits.
+    for table in ["api_providerauthentication", "api_providerbillingsource"] {
+        stack
+            .wait_for(&format!("{table} emptied"), || async {
+                stack.count(&format!("SELECT count(*) FROM {table}")).await == 0
+            })
+            .await;
     }
     // The customer and its tenant schema stay, as in Koku.
     assert_eq!(stack.count("SELECT count(*) FROM api_customer").await, 1);
