@@ -75,13 +75,13 @@ impl App {
             config.common.session_limits,
         )
         .await?;
-        let drivers = Drivers {
-            postgres: config
+        let drivers = Drivers::new(
+            config
                 .postgres
                 .as_ref()
                 .map(SharedPostgres::new)
                 .transpose()?,
-        };
+        );
         let state = AppState {
             db: db.clone(),
             drivers,
@@ -139,7 +139,8 @@ impl App {
             timeout: self.config.callback_timeout,
         });
         let mut tasks = tokio::task::JoinSet::new();
-        tasks.spawn(worker.run(self.config.workers, shutdown.clone()));
+        tasks.spawn(worker.clone().run(self.config.workers, shutdown.clone()));
+        tasks.spawn(worker.watch_drift(self.config.observe_interval, shutdown.clone()));
         tasks.spawn(delivery.run(8, shutdown.clone()));
         let served = self.listeners.serve(&shutdown).await;
         shutdown.trigger();

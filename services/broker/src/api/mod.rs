@@ -22,6 +22,7 @@ use tokio::sync::Notify;
 use crate::{
     domain::{
         self,
+        catalogue::served_version,
         phase::{self, Phase, Provision},
         spec::{ResourceType, Spec, SpecRequest, check_dns_label},
     },
@@ -186,8 +187,13 @@ async fn provision(
     let spec_req = req
         .spec
         .ok_or_else(|| Error::Validation("spec is required".into()))?;
-    let spec: Spec = spec_req.check(kind).map_err(|e| Error::Validation(e.0))?;
+    let asked = spec_req.version.clone().filter(|v| !v.is_empty());
+    let mut spec: Spec = spec_req.check(kind).map_err(|e| Error::Validation(e.0))?;
     let target = target_for(&s.drivers, kind, spec.engine).map_err(Error::Validation)?;
+    if let Some(served) = s.drivers.served_version(target).await {
+        spec.version = served_version(kind, spec.engine, asked.as_deref(), &served)
+            .map_err(Error::Validation)?;
+    }
 
     let mut tx = s.db.begin().await?;
     let id = domain::new_deployment_id();

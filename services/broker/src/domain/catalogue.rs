@@ -38,7 +38,8 @@ impl ResourceType {
         match self {
             Self::Database => &[
                 (Postgresql, &["16", "15", "14", "13", "12"]),
-                (Mysql, &["8.4", "8.0", "5.7"]),
+                // MySQL's releases, then MariaDB's (a MariaDB server reports its own).
+                (Mysql, &["8.4", "8.0", "5.7", "11.4", "10.11", "10.6"]),
                 (Mongodb, &["7.0", "6.0", "5.0"]),
                 (Redis, &["7.2", "7.0", "6.2"]),
             ],
@@ -56,6 +57,41 @@ impl ResourceType {
 impl std::fmt::Display for ResourceType {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(self.as_str())
+    }
+}
+
+/// The version a request gets on a target that runs `served` (`15.19`): the one asked for
+/// (`None`: the catalogue's version the target runs), refused when the target runs another,
+/// so the request fails at once rather than after it was accepted.
+pub fn served_version(
+    kind: ResourceType,
+    engine: Engine,
+    asked: Option<&str>,
+    served: &str,
+) -> Result<String, String> {
+    let versions = kind
+        .engines()
+        .iter()
+        .find(|(e, _)| *e == engine)
+        .map(|(_, v)| *v)
+        .unwrap_or_default();
+    let runs = |v: &str| {
+        matches!(
+            super::drift::version_change(v, served),
+            None | Some("patch update")
+        )
+    };
+    match asked {
+        Some(v) if runs(v) => Ok(v.to_owned()),
+        Some(v) => Err(format!(
+            "spec.version {v:?} cannot be served: the {engine} target runs {served}"
+        )),
+        None => versions.iter().find(|v| runs(v)).map(|v| (*v).to_owned()).ok_or_else(|| {
+            format!(
+                "the {engine} target runs {served}, which is not one of the versions offered: {}",
+                versions.join(", ")
+            )
+        }),
     }
 }
 
@@ -167,6 +203,53 @@ impl Size {
             Self::Medium => 25,
             Self::Large => 50,
             Self::Xlarge => 100,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn versions_fit_the_target() {
+        use Engine::*;
+        use ResourceType::*;
+        let ok = |v: &str| Ok::<String, String>(v.to_owned());
+        type Case<'a> = (
+            ResourceType,
+            Engine,
+            Option<&'a str>,
+            &'a str,
+            Result<String, String>,
+        );
+        let table: [Case<'_>; 7] = [
+            (Database, Postgresql, Some("15"), "15.19", ok("15")),
+            (Database, Postgresql, None, "15.19", ok("15")),
+            (
+                Database,
+                Postgresql,
+                Some("16"),
+                "15.19",
+                Err("spec.version \"16\" cannot be served: the postgresql target runs 15.19".into()),
+            ),
+            (Database, Mysql, None, "10.11.19", ok("10.11")),
+            (Database, Mysql, Some("8.0"), "8.0.36", ok("8.0")),
+            (Cache, Redis, None, "7.0.15", ok("7.0")),
+            (
+                Database,
+                Postgresql,
+                None,
+                "9.6.1",
+                Err("the postgresql target runs 9.6.1, which is not one of the versions offered: 16, 15, 14, 13, 12".into()),
+            ),
+        ];
+        for (kind, engine, asked, served, want) in table {
+            assert_eq!(
+                served_version(kind, engine, asked, served),
+                want,
+                "{engine} {asked:?} {served}"
+            );
         }
     }
 }

@@ -49,11 +49,25 @@ pub struct Drift {
     pub repairable: bool,
     /// Every object is missing: the resource is gone.
     pub gone: bool,
+    /// Something other than a patch-level update (KIDP's "expected" drift): the resource is
+    /// Degraded and the drift is counted.
+    pub unexpected: bool,
 }
 
 impl Drift {
     pub fn detected(&self) -> bool {
         !self.details.is_empty()
+    }
+
+    /// The seed's `healthStatus` for what was found.
+    pub fn health(&self) -> &'static str {
+        if self.gone {
+            "Unhealthy"
+        } else if self.unexpected {
+            "Degraded"
+        } else {
+            "Healthy"
+        }
     }
 }
 
@@ -67,6 +81,7 @@ pub fn compare(desired: &Desired<'_>, observed: &Observed) -> Drift {
             drift.repairable = true;
         }
     }
+    drift.unexpected = drift.repairable;
     drift.gone = !observed.parts.is_empty() && observed.parts.iter().all(|(_, e)| !e);
     if let Some(actual) = &observed.version
         && let Some(kind) = version_change(desired.version, actual)
@@ -75,6 +90,7 @@ pub fn compare(desired: &Desired<'_>, observed: &Observed) -> Drift {
             "Version mismatch: desired={}, actual={actual} ({kind})",
             desired.version
         ));
+        drift.unexpected |= kind != "patch update";
     }
     let mut setting = |name: &str, want: Option<String>, got: Option<String>| {
         if let (Some(want), Some(got)) = (want, got)
@@ -84,6 +100,7 @@ pub fn compare(desired: &Desired<'_>, observed: &Observed) -> Drift {
                 .details
                 .push(format!("{name} mismatch: desired={want}, actual={got}"));
             drift.repairable = true;
+            drift.unexpected = true;
         }
     };
     let text = |v: Option<u32>| v.map(|v| v.to_string());
@@ -152,7 +169,8 @@ mod tests {
             d.details,
             ["Version mismatch: desired=15, actual=15.2 (patch update)"]
         );
-        assert!(d.detected() && !d.repairable && !d.gone);
+        assert!(d.detected() && !d.repairable && !d.gone && !d.unexpected);
+        assert_eq!(d.health(), "Healthy");
     }
 
     #[test]
@@ -181,7 +199,8 @@ mod tests {
                 "Connection limit mismatch: desired=25, actual=-1",
             ]
         );
-        assert!(d.repairable && !d.gone);
+        assert!(d.repairable && !d.gone && d.unexpected);
+        assert_eq!(d.health(), "Degraded");
         let all_gone = compare(
             &Desired::default(),
             &Observed {
@@ -190,6 +209,18 @@ mod tests {
             },
         );
         assert!(all_gone.gone);
+        assert_eq!(all_gone.health(), "Unhealthy");
+        let major = compare(
+            &Desired {
+                version: "15",
+                ..Desired::default()
+            },
+            &Observed {
+                version: Some("16.1".into()),
+                ..Observed::default()
+            },
+        );
+        assert!(major.unexpected && !major.repairable);
     }
 
     #[test]

@@ -272,7 +272,9 @@ mod tests {
                 ResourceType::Database,
                 "mysql",
                 Some("8"),
-                Err("spec.version \"8\" is not supported for mysql; supported: 8.4, 8.0, 5.7"),
+                Err(
+                    "spec.version \"8\" is not supported for mysql; supported: 8.4, 8.0, 5.7, 11.4, 10.11, 10.6",
+                ),
             ),
             (
                 ResourceType::Database,

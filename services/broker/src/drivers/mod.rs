@@ -3,11 +3,17 @@
 
 pub mod postgres;
 
+use std::{
+    collections::HashMap,
+    sync::{Arc, Mutex},
+    time::{Duration, Instant},
+};
+
 use serde::{Deserialize, Serialize};
 use sha2::Digest as _;
 
 use crate::domain::{
-    drift::Observed,
+    drift::{Desired, Observed},
     spec::{Engine, ResourceType, Spec},
 };
 
@@ -91,10 +97,15 @@ impl Credentials {
     }
 }
 
+/// How long a target's version is trusted before it is asked again.
+const VERSION_TTL: Duration = Duration::from_secs(60);
+
 /// The configured targets, by engine.
 #[derive(Debug, Clone, Default)]
 pub struct Drivers {
     pub postgres: Option<postgres::SharedPostgres>,
+    /// Each target's version as last asked, and when.
+    versions: Arc<Mutex<HashMap<&'static str, (Instant, String)>>>,
 }
 
 /// Where a spec would be provisioned, or why it cannot be.
@@ -114,13 +125,52 @@ pub fn target_for(
     }
 }
 
+/// What a drift check compares on `target`: the version always, and the settings that
+/// target sets from the spec.
+pub fn desired<'a>(target: &str, spec: &'a Spec) -> Desired<'a> {
+    let mut desired = Desired {
+        version: &spec.version,
+        ..Desired::default()
+    };
+    if target == "postgresql" {
+        desired.connection_limit = Some(spec.size.connection_limit());
+    }
+    desired
+}
+
 impl Drivers {
+    pub fn new(postgres: Option<postgres::SharedPostgres>) -> Self {
+        Self {
+            postgres,
+            ..Self::default()
+        }
+    }
+
     pub fn configured(&self) -> Vec<&'static str> {
         let mut out = Vec::new();
         if self.postgres.is_some() {
             out.push("database/postgresql");
         }
         out
+    }
+
+    /// The version `target`'s server runs (asked at most once a minute), or `None` when it
+    /// cannot be told now: the request is then accepted and the worker meets the trouble.
+    pub async fn served_version(&self, target: &'static str) -> Option<String> {
+        if let Some((at, v)) = self.versions.lock().ok()?.get(target)
+            && at.elapsed() < VERSION_TTL
+        {
+            return Some(v.clone());
+        }
+        let version = match target {
+            "postgresql" => self.postgres.as_ref()?.version().await.ok()?,
+            _ => return None,
+        };
+        self.versions
+            .lock()
+            .ok()?
+            .insert(target, (Instant::now(), version.clone()));
+        Some(version)
     }
 
     fn postgres(&self) -> Result<&postgres::SharedPostgres, DriverError> {

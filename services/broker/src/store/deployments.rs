@@ -279,6 +279,7 @@ pub async fn still_owed(db: &PgPool, id: &str, generation: i64) -> Result<bool, 
 pub async fn observed(
     db: &PgPool,
     id: &str,
+    generation: i64,
     health: &str,
     message: &str,
     actual: &Value,
@@ -286,28 +287,33 @@ pub async fn observed(
 ) -> Result<(), sqlx::Error> {
     sqlx::query(
         "UPDATE deployments SET health = $2, message = $3, actual = $4, drift = $5, last_checked = now() \
-         WHERE id = $1 AND phase = 'Ready'",
+         WHERE id = $1 AND phase = 'Ready' AND generation = $6",
     )
     .bind(id)
     .bind(health)
     .bind(message)
     .bind(Json(actual))
     .bind(Json(drift))
+    .bind(generation)
     .execute(db)
     .await?;
     Ok(())
 }
 
-/// Ready deployments not checked within `interval`, oldest check first.
-pub async fn due_for_check(
+/// Claims up to `limit` Ready deployments not checked within `interval`, oldest check first,
+/// stamping them checked now so another broker replica takes others.
+pub async fn claim_checks(
     db: &PgPool,
     interval: Duration,
     limit: i64,
 ) -> Result<Vec<Deployment>, sqlx::Error> {
     sqlx::query_as(sql(
-        "SELECT {COLUMNS} FROM deployments \
-         WHERE phase = 'Ready' AND (last_checked IS NULL OR last_checked < now() - make_interval(secs => $1)) \
-         ORDER BY last_checked NULLS FIRST, id LIMIT $2",
+        "UPDATE deployments SET last_checked = now() \
+         WHERE id IN (SELECT id FROM deployments \
+                      WHERE phase = 'Ready' \
+                        AND (last_checked IS NULL OR last_checked < now() - make_interval(secs => $1)) \
+                      ORDER BY last_checked NULLS FIRST, id FOR UPDATE SKIP LOCKED LIMIT $2) \
+         RETURNING {COLUMNS}",
     ))
     .bind(interval.as_secs_f64())
     .bind(limit)

@@ -1,7 +1,10 @@
 //! The workers: claim a deployment owed work (Provisioning or Deleting) under a lease, do it
 //! on its target, and record the new phase with its callback in one transaction. A deletion
 //! asked for during a creation bumps the generation: the creation's result is then not
-//! recorded, and the deletion runs next.
+//! recorded, and the deletion runs next. Ready deployments are checked for drift
+//! ([`observe`]).
+
+mod observe;
 
 use std::{sync::Arc, time::Duration};
 
@@ -92,8 +95,12 @@ impl Worker {
         self.wake.notify_one();
     }
 
-    async fn provision(&self, d: &Deployment) -> Result<(), OperationError> {
-        let names = Names::new(&d.namespace, &d.resource_name);
+    /// The deployment's credentials, made and sealed before anything is created.
+    async fn credentials(
+        &self,
+        d: &Deployment,
+        names: &Names,
+    ) -> Result<Credentials, OperationError> {
         let sealed = credentials::ensure(&self.db, &d.id, || {
             let fresh = Credentials::generate(&names.object, Some(&names.object));
             self.secrets.seal(
@@ -102,13 +109,18 @@ impl Worker {
             )
         })
         .await?;
-        let creds: Credentials = serde_json::from_str(
+        serde_json::from_str(
             &self
                 .secrets
                 .open(&sealed, d.id.as_bytes())
                 .map_err(OperationError::Internal)?,
         )
-        .map_err(|e| OperationError::Internal(e.into()))?;
+        .map_err(|e| OperationError::Internal(e.into()))
+    }
+
+    async fn provision(&self, d: &Deployment) -> Result<(), OperationError> {
+        let names = Names::new(&d.namespace, &d.resource_name);
+        let creds = self.credentials(d, &names).await?;
         if !deployments::still_owed(&self.db, &d.id, d.generation).await? {
             return self.superseded(d).await;
         }

@@ -2,140 +2,10 @@
 //! signed and verified, credentials handed over once and matching what the server stores,
 //! deprovisioned until nothing is left.
 
-use std::{
-    sync::{Arc, Mutex},
-    time::Duration,
-};
-
-use axum::{Router, body::Bytes, http::HeaderMap, routing::post};
-use base64::Engine as _;
-use broker::{
-    App, Config,
-    signing::{self, SigningKey},
-};
-use keel_db::testing::TestDatabase;
-use keel_service::Shutdown;
+use broker::{Config, signing};
 use serde_json::{Value, json};
-use sqlx::PgPool;
 
-struct Received {
-    headers: HeaderMap,
-    body: Bytes,
-}
-
-/// A manager's callback endpoint on loopback that records what it receives.
-async fn receiver() -> (String, Arc<Mutex<Vec<Received>>>) {
-    let got: Arc<Mutex<Vec<Received>>> = Arc::default();
-    let app = Router::new().route(
-        "/v1/callback",
-        post({
-            let got = got.clone();
-            move |headers: HeaderMap, body: Bytes| {
-                let got = got.clone();
-                async move {
-                    got.lock().unwrap().push(Received { headers, body });
-                    "ok"
-                }
-            }
-        }),
-    );
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let url = format!("http://{}/v1/callback", listener.local_addr().unwrap());
-    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
-    (url, got)
-}
-
-async fn database() -> TestDatabase {
-    keel_service::tls::install_crypto_provider();
-    let url = std::env::var("DATABASE_URL")
-        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".to_owned());
-    TestDatabase::create(&url, &[broker::OWNER])
-        .await
-        .expect("a test database (is PostgreSQL running?)")
-}
-
-struct Running {
-    base: String,
-    key: Vec<u8>,
-    shutdown: Shutdown,
-    task: tokio::task::JoinHandle<anyhow::Result<()>>,
-}
-
-async fn start(config: &Config) -> Running {
-    let (key, _) = SigningKey::generate().unwrap();
-    let public = key.public_key().to_vec();
-    let app = App::build_with_key(config, key).await.unwrap();
-    let base = format!("http://{}", app.local_addr());
-    let shutdown = Shutdown::default();
-    let task = tokio::spawn(app.run(shutdown.clone()));
-    Running {
-        base,
-        key: public,
-        shutdown,
-        task,
-    }
-}
-
-fn client() -> reqwest::Client {
-    reqwest::Client::new()
-}
-
-async fn call(method: reqwest::Method, url: String, body: Option<Value>) -> (u16, Value) {
-    let mut r = client().request(method, url).bearer_auth("test-token");
-    if let Some(b) = body {
-        r = r.json(&b);
-    }
-    let resp = r.send().await.unwrap();
-    let status = resp.status().as_u16();
-    (status, resp.json().await.unwrap_or(Value::Null))
-}
-
-async fn eventually<F, Fut>(what: &str, mut check: F)
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = bool>,
-{
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
-    while !check().await {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "timed out waiting for {what}"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
-
-fn namespace() -> String {
-    format!("t{}", &uuid::Uuid::new_v4().simple().to_string()[..12])
-}
-
-async fn phase(base: &str, id: &str) -> String {
-    let (_, s) = call(
-        reqwest::Method::GET,
-        format!("{base}/v1/status?id={id}"),
-        None,
-    )
-    .await;
-    s["phase"].as_str().unwrap_or_default().to_owned()
-}
-
-/// Whether `password` produces the SCRAM verifier PostgreSQL stores for `role` (what the
-/// server checks at login; this machine's pg_hba trusts loopback, so a login proves nothing).
-async fn password_matches(admin: &PgPool, role: &str, password: &str) -> bool {
-    let stored: String = sqlx::query_scalar("SELECT rolpassword FROM pg_authid WHERE rolname = $1")
-        .bind(role)
-        .fetch_one(admin)
-        .await
-        .unwrap();
-    let (head, _) = stored.rsplit_once('$').unwrap();
-    let (_, params) = head.split_once('$').unwrap();
-    let (iterations, salt) = params.split_once(':').unwrap();
-    let salt = base64::engine::general_purpose::STANDARD
-        .decode(salt)
-        .unwrap();
-    broker::drivers::postgres::scram_verifier_with(password, &salt, iterations.parse().unwrap())
-        == stored
-}
+use crate::common::*;
 
 #[tokio::test]
 async fn a_postgres_database_is_provisioned_handed_over_once_and_deprovisioned() {
@@ -383,6 +253,33 @@ async fn requests_without_a_token_or_with_bad_input_are_refused_in_the_seeds_for
             )
         );
     }
+    // A version the target does not run is refused at once, naming what it runs.
+    let mut newer = ok.clone();
+    newer["spec"]["version"] = json!("16");
+    let (status, got) = call(
+        reqwest::Method::POST,
+        format!("{}/v1/provision", app.base),
+        Some(newer),
+    )
+    .await;
+    let admin = keel_db::connect(&db.url, "public", 1).await.unwrap();
+    let served: String =
+        sqlx::query_scalar("SELECT split_part(current_setting('server_version'), ' ', 1)")
+            .fetch_one(&admin)
+            .await
+            .unwrap();
+    assert_eq!(
+        (status, got["message"].as_str()),
+        (
+            400,
+            Some(
+                format!(
+                    "spec.version \"16\" cannot be served: the postgresql target runs {served}"
+                )
+                .as_str()
+            )
+        )
+    );
     let r = client()
         .post(format!("{}/v1/provision", app.base))
         .bearer_auth("test-token")

@@ -1,0 +1,171 @@
+//! What the broker tests share: a broker on port 0 over a test database, a callback
+//! receiver on loopback, authenticated calls, polling.
+
+use std::{
+    sync::{Arc, Mutex},
+    time::Duration,
+};
+
+use axum::{Router, body::Bytes, http::HeaderMap, routing::post};
+use base64::Engine as _;
+use broker::{App, Config, signing::SigningKey};
+use keel_db::testing::TestDatabase;
+use keel_service::Shutdown;
+use serde_json::{Value, json};
+use sqlx::PgPool;
+
+pub struct Received {
+    pub headers: HeaderMap,
+    pub body: Bytes,
+}
+
+/// A manager's callback endpoint on loopback that records what it receives.
+pub async fn receiver() -> (String, Arc<Mutex<Vec<Received>>>) {
+    let got: Arc<Mutex<Vec<Received>>> = Arc::default();
+    let app = Router::new().route(
+        "/v1/callback",
+        post({
+            let got = got.clone();
+            move |headers: HeaderMap, body: Bytes| {
+                let got = got.clone();
+                async move {
+                    got.lock().unwrap().push(Received { headers, body });
+                    "ok"
+                }
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/v1/callback", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    (url, got)
+}
+
+pub async fn database() -> TestDatabase {
+    keel_service::tls::install_crypto_provider();
+    let url = std::env::var("DATABASE_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".to_owned());
+    TestDatabase::create(&url, &[broker::OWNER])
+        .await
+        .expect("a test database (is PostgreSQL running?)")
+}
+
+pub struct Running {
+    pub base: String,
+    pub key: Vec<u8>,
+    pub shutdown: Shutdown,
+    pub task: tokio::task::JoinHandle<anyhow::Result<()>>,
+}
+
+pub async fn start(config: &Config) -> Running {
+    let (key, _) = SigningKey::generate().unwrap();
+    let public = key.public_key().to_vec();
+    let app = App::build_with_key(config, key).await.unwrap();
+    let base = format!("http://{}", app.local_addr());
+    let shutdown = Shutdown::default();
+    let task = tokio::spawn(app.run(shutdown.clone()));
+    Running {
+        base,
+        key: public,
+        shutdown,
+        task,
+    }
+}
+
+pub fn client() -> reqwest::Client {
+    reqwest::Client::new()
+}
+
+pub async fn call(method: reqwest::Method, url: String, body: Option<Value>) -> (u16, Value) {
+    let mut r = client().request(method, url).bearer_auth("test-token");
+    if let Some(b) = body {
+        r = r.json(&b);
+    }
+    let resp = r.send().await.unwrap();
+    let status = resp.status().as_u16();
+    (status, resp.json().await.unwrap_or(Value::Null))
+}
+
+pub async fn eventually<F, Fut>(what: &str, mut check: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    while !check().await {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "timed out waiting for {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+pub fn namespace() -> String {
+    format!("t{}", &uuid::Uuid::new_v4().simple().to_string()[..12])
+}
+
+pub async fn phase(base: &str, id: &str) -> String {
+    let (_, s) = call(
+        reqwest::Method::GET,
+        format!("{base}/v1/status?id={id}"),
+        None,
+    )
+    .await;
+    s["phase"].as_str().unwrap_or_default().to_owned()
+}
+
+/// Whether `password` produces the SCRAM verifier PostgreSQL stores for `role` (what the
+/// server checks at login; this machine's pg_hba trusts loopback, so a login proves nothing).
+pub async fn password_matches(admin: &PgPool, role: &str, password: &str) -> bool {
+    let stored: String = sqlx::query_scalar("SELECT rolpassword FROM pg_authid WHERE rolname = $1")
+        .bind(role)
+        .fetch_one(admin)
+        .await
+        .unwrap();
+    let (head, _) = stored.rsplit_once('$').unwrap();
+    let (_, params) = head.split_once('$').unwrap();
+    let (iterations, salt) = params.split_once(':').unwrap();
+    let salt = base64::engine::general_purpose::STANDARD
+        .decode(salt)
+        .unwrap();
+    broker::drivers::postgres::scram_verifier_with(password, &salt, iterations.parse().unwrap())
+        == stored
+}
+
+/// Asks for a resource and answers its deployment id (202 expected).
+pub async fn provision(
+    app: &Running,
+    namespace: &str,
+    name: &str,
+    callback: &str,
+    spec: Value,
+) -> String {
+    let request = json!({
+        "resourceType": "database", "resourceName": name, "namespace": namespace,
+        "team": "platform-team", "callbackUrl": callback, "spec": spec,
+    });
+    let (status, accepted) = call(
+        reqwest::Method::POST,
+        format!("{}/v1/provision", app.base),
+        Some(request),
+    )
+    .await;
+    assert_eq!(status, 202, "{accepted}");
+    accepted["deploymentId"].as_str().unwrap().to_owned()
+}
+
+/// The namespace's resource `name` as `/v1/resources` shows it.
+pub async fn resource(app: &Running, namespace: &str, name: &str) -> Value {
+    let (status, listed) = call(
+        reqwest::Method::GET,
+        format!(
+            "{}/v1/resources?namespace={namespace}&resourceName={name}",
+            app.base
+        ),
+        None,
+    )
+    .await;
+    assert_eq!(status, 200, "{listed}");
+    listed["resources"][0].clone()
+}

@@ -1,0 +1,5 @@
+//! The broker against the real local servers, through its HTTP API.
+
+mod common;
+mod drift;
+mod lifecycle;
