@@ -94,6 +94,8 @@ impl App {
                     .map(|t| sha2::Sha256::digest(t.expose().as_bytes()).into())
                     .collect(),
             ),
+            limiter: api::limit::limiter(config.rate_limit_per_minute),
+            rate_limit_per_minute: config.rate_limit_per_minute,
             wake: Arc::new(Notify::new()),
         };
         let options = config.common.http.clone();
@@ -139,14 +141,34 @@ impl App {
             timeout: self.config.callback_timeout,
         });
         let mut tasks = tokio::task::JoinSet::new();
-        tasks.spawn(worker.clone().run(self.config.workers, shutdown.clone()));
-        tasks.spawn(worker.watch_drift(self.config.observe_interval, shutdown.clone()));
-        tasks.spawn(delivery.run(8, shutdown.clone()));
+        if self.config.workers > 0 {
+            tasks.spawn(worker.clone().run(self.config.workers, shutdown.clone()));
+            tasks.spawn(worker.watch_drift(self.config.observe_interval, shutdown.clone()));
+            tasks.spawn(delivery.run(8, shutdown.clone()));
+        }
+        tasks.spawn(forget_quiet_clients(
+            self.state.limiter.clone(),
+            shutdown.clone(),
+        ));
         let served = self.listeners.serve(&shutdown).await;
         shutdown.trigger();
         while tasks.join_next().await.is_some() {}
         self.db.close().await;
         served
+    }
+}
+
+/// Drops the rate limiter's state for addresses quiet for a minute, so it does not grow with
+/// every address ever seen.
+async fn forget_quiet_clients(limiter: Arc<api::limit::Limiter>, shutdown: Shutdown) {
+    loop {
+        tokio::select! {
+            () = shutdown.triggered() => break,
+            () = tokio::time::sleep(std::time::Duration::from_secs(60)) => {
+                limiter.retain_recent();
+                limiter.shrink_to_fit();
+            }
+        }
     }
 }
 

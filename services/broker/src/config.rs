@@ -45,7 +45,8 @@ pub struct BrokerArgs {
     /// Provisioning and deprovisioning operations run at once per namespace; more wait.
     #[arg(long, env = "BROKER_NAMESPACE_CONCURRENCY", default_value_t = 10)]
     pub broker_namespace_concurrency: u32,
-    /// Operations run at once across the broker.
+    /// Operations run at once by this broker; 0 makes it answer the API only, leaving
+    /// operations, drift checks and callbacks to replicas that run workers.
     #[arg(long, env = "BROKER_WORKERS", default_value_t = 16)]
     pub broker_workers: usize,
     /// Seconds an operation is leased: a killed broker's operation is resumed after this.
@@ -131,7 +132,7 @@ impl Args {
             signing_key_path: b.broker_private_key_path,
             rate_limit_per_minute: b.broker_rate_limit_per_minute.max(1),
             namespace_concurrency: b.broker_namespace_concurrency.max(1),
-            workers: b.broker_workers.max(1),
+            workers: b.broker_workers,
             lease: Duration::from_secs(b.broker_lease_seconds.max(1)),
             observe_interval: Duration::from_secs(b.broker_observe_interval_seconds.max(1)),
             callback_attempts: b.broker_callback_attempts.max(1),

@@ -3,6 +3,7 @@
 //! exponential backoff and jitter, and keeps what never got through as dead letters.
 
 use std::{sync::Arc, time::Duration};
+use tracing::Instrument as _;
 
 use keel_service::{Shutdown, retry::BackoffBuilder as _};
 use sqlx::{PgConnection, PgPool};
@@ -71,7 +72,8 @@ impl Delivery {
                 match callbacks::claim(&self.db, self.timeout * 2).await {
                     Ok(Some(c)) => {
                         let me = self.clone();
-                        running.spawn(async move { me.deliver(c).await });
+                        let span = tracing::info_span!("callback", id = c.id, deployment = %c.deployment_id, attempt = c.attempts);
+                        running.spawn(async move { me.deliver(c).await }.instrument(span));
                     }
                     Ok(None) => break,
                     Err(e) => {
@@ -90,8 +92,6 @@ impl Delivery {
     }
 
     async fn deliver(&self, c: callbacks::Callback) {
-        let span = tracing::info_span!("callback", id = c.id, deployment = %c.deployment_id, attempt = c.attempts);
-        let _enter = span.enter();
         let timestamp = callback::rfc3339(chrono::Utc::now());
         let signature = self.key.sign(&timestamp, c.body.as_bytes());
         let sent = self

@@ -56,7 +56,8 @@ impl HttpServer {
         let stop = shutdown.clone();
         axum::serve(
             self.listener,
-            axum::ServiceExt::<Request>::into_make_service(app),
+            // The peer's address, for what limits or logs per client.
+            axum::ServiceExt::<Request>::into_make_service_with_connect_info::<SocketAddr>(app),
         )
         .with_graceful_shutdown(async move { stop.triggered().await })
         .await

@@ -2,6 +2,8 @@
 //! `/v1/resources` (GET and POST), `/v1/status`; and Keel's `/v1/signing-key` and
 //! `/v1/secrets/{name}` (credentials, once). Every `/v1` route needs a bearer token.
 
+mod letters;
+pub mod limit;
 mod reads;
 
 use std::sync::Arc;
@@ -43,6 +45,8 @@ pub struct AppState {
     pub key: Arc<SigningKey>,
     /// SHA-256 of each accepted bearer token.
     pub tokens: Arc<Vec<[u8; 32]>>,
+    pub limiter: Arc<limit::Limiter>,
+    pub rate_limit_per_minute: u32,
     pub wake: Arc<Notify>,
 }
 
@@ -57,9 +61,15 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/status", get(reads::status))
         .route("/v1/signing-key", get(reads::signing_key))
         .route("/v1/secrets/{name}", get(reads::read_secret))
+        .route("/v1/dead-letters", get(letters::list))
+        .route("/v1/dead-letters/{id}/resend", post(letters::resend))
         .route_layer(axum::middleware::from_fn_with_state(
             state.clone(),
             authorize,
+        ))
+        .route_layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            limit::limit,
         ));
     Router::new()
         .route("/health", get(health))

@@ -94,31 +94,39 @@ pub async fn dead(db: &PgPool, id: i64, error: &str) -> Result<(), sqlx::Error> 
     Ok(())
 }
 
-/// Dead letters, oldest first, optionally of one deployment.
-pub async fn dead_letters(
-    db: &PgPool,
-    deployment_id: Option<&str>,
-) -> Result<Vec<Callback>, sqlx::Error> {
+/// The namespace's dead letters, oldest first.
+pub async fn dead_letters(db: &PgPool, namespace: &str) -> Result<Vec<Callback>, sqlx::Error> {
     sqlx::query_as(sqlx::AssertSqlSafe(format!(
-        "SELECT {COLUMNS} FROM callbacks WHERE state = 'dead' AND ($1::text IS NULL OR deployment_id = $1) \
-         ORDER BY id LIMIT 1000"
+        "SELECT {} FROM callbacks c JOIN deployments d ON d.id = c.deployment_id \
+         WHERE c.state = 'dead' AND d.namespace = $1 ORDER BY c.id LIMIT 1000",
+        qualified("c")
     )))
-    .bind(deployment_id)
+    .bind(namespace)
     .fetch_all(db)
     .await
 }
 
-/// Puts a dead letter back in the queue with fresh attempts; false when there is no such
-/// dead letter.
-pub async fn resend(db: &PgPool, id: i64) -> Result<bool, sqlx::Error> {
+/// Puts the namespace's dead letter `id` back in the queue with fresh attempts; false when
+/// the namespace has no such dead letter.
+pub async fn resend(db: &PgPool, namespace: &str, id: i64) -> Result<bool, sqlx::Error> {
     let done = sqlx::query(
-        "UPDATE callbacks SET state = 'pending', attempts = 0, next_attempt_at = now(), leased_until = NULL \
-         WHERE id = $1 AND state = 'dead'",
+        "UPDATE callbacks c SET state = 'pending', attempts = 0, next_attempt_at = now(), leased_until = NULL \
+         FROM deployments d \
+         WHERE c.id = $2 AND c.state = 'dead' AND d.id = c.deployment_id AND d.namespace = $1",
     )
+    .bind(namespace)
     .bind(id)
     .execute(db)
     .await?;
     Ok(done.rows_affected() == 1)
+}
+
+fn qualified(alias: &str) -> String {
+    COLUMNS
+        .split(", ")
+        .map(|c| format!("{alias}.{c}"))
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 /// Callbacks waiting, for the gauge.

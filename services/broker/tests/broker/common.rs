@@ -2,7 +2,10 @@
 //! receiver on loopback, authenticated calls, polling.
 
 use std::{
-    sync::{Arc, Mutex},
+    sync::{
+        Arc, Mutex,
+        atomic::{AtomicUsize, Ordering},
+    },
     time::Duration,
 };
 
@@ -21,16 +24,32 @@ pub struct Received {
 
 /// A manager's callback endpoint on loopback that records what it receives.
 pub async fn receiver() -> (String, Arc<Mutex<Vec<Received>>>) {
+    let (url, got, _) = receiver_failing(0).await;
+    (url, got)
+}
+
+/// A callback endpoint that answers 500 while `failures` (the third value, settable) is above
+/// zero, counting it down, and records what it accepts.
+pub async fn receiver_failing(
+    failures: usize,
+) -> (String, Arc<Mutex<Vec<Received>>>, Arc<AtomicUsize>) {
     let got: Arc<Mutex<Vec<Received>>> = Arc::default();
+    let failing = Arc::new(AtomicUsize::new(failures));
     let app = Router::new().route(
         "/v1/callback",
         post({
-            let got = got.clone();
+            let (got, failing) = (got.clone(), failing.clone());
             move |headers: HeaderMap, body: Bytes| {
-                let got = got.clone();
+                let (got, failing) = (got.clone(), failing.clone());
                 async move {
+                    let fail = failing
+                        .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
+                        .is_ok();
+                    if fail {
+                        return axum::http::StatusCode::INTERNAL_SERVER_ERROR;
+                    }
                     got.lock().unwrap().push(Received { headers, body });
-                    "ok"
+                    axum::http::StatusCode::OK
                 }
             }
         }),
@@ -38,7 +57,20 @@ pub async fn receiver() -> (String, Arc<Mutex<Vec<Received>>>) {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let url = format!("http://{}/v1/callback", listener.local_addr().unwrap());
     tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
-    (url, got)
+    (url, got, failing)
+}
+
+/// The phases of the callbacks received for `id`, in arrival order.
+pub fn phases_of(received: &Mutex<Vec<Received>>, id: &str) -> Vec<String> {
+    received
+        .lock()
+        .unwrap()
+        .iter()
+        .filter_map(|r| {
+            let v: Value = serde_json::from_slice(&r.body).ok()?;
+            (v["deploymentId"] == id).then(|| v["phase"].as_str().unwrap_or_default().to_owned())
+        })
+        .collect()
 }
 
 pub async fn database() -> TestDatabase {
@@ -57,8 +89,19 @@ pub struct Running {
     pub task: tokio::task::JoinHandle<anyhow::Result<()>>,
 }
 
+/// A broker with a fresh signing key.
 pub async fn start(config: &Config) -> Running {
     let (key, _) = SigningKey::generate().unwrap();
+    run(config, key).await
+}
+
+/// A broker with the configuration's signing key.
+pub async fn start_configured(config: &Config) -> Running {
+    let key = SigningKey::parse(config.signing_key.as_ref().unwrap().expose()).unwrap();
+    run(config, key).await
+}
+
+async fn run(config: &Config, key: SigningKey) -> Running {
     let public = key.public_key().to_vec();
     let app = App::build_with_key(config, key).await.unwrap();
     let base = format!("http://{}", app.local_addr());
@@ -69,6 +112,18 @@ pub async fn start(config: &Config) -> Running {
         key: public,
         shutdown,
         task,
+    }
+}
+
+impl Running {
+    /// A broker running elsewhere (a child process), reached at `base`.
+    pub fn remote(base: String) -> Self {
+        Self {
+            base,
+            key: Vec::new(),
+            shutdown: Shutdown::default(),
+            task: tokio::spawn(async { Ok(()) }),
+        }
     }
 }
 

@@ -3,3 +3,5 @@
 mod common;
 mod drift;
 mod lifecycle;
+mod protection;
+mod resilience;
