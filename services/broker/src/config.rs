@@ -71,6 +71,13 @@ pub struct BrokerArgs {
     /// Host clients are told to connect to for PostgreSQL databases. Unset: the URL's host.
     #[arg(long, env = "BROKER_POSTGRES_HOST")]
     pub broker_postgres_host: Option<String>,
+    /// Redis server caches are provisioned on, as a user allowed `ACL SETUSER`
+    /// (`redis://[user:password@]host:port`). Unset: no Redis target.
+    #[arg(long, env = "BROKER_REDIS_URL", hide_env_values = true)]
+    pub broker_redis_url: Option<String>,
+    /// Host clients are told to connect to for Redis caches. Unset: the URL's host.
+    #[arg(long, env = "BROKER_REDIS_HOST")]
+    pub broker_redis_host: Option<String>,
 }
 
 /// The broker's settings, resolved.
@@ -91,14 +98,25 @@ pub struct Config {
     pub callback_timeout: Duration,
     pub callback_backoff: Duration,
     pub postgres: Option<PostgresTarget>,
+    pub redis: Option<RedisTarget>,
 }
 
-/// A shared PostgreSQL server to provision on.
+/// A shared server to provision on: the broker's own connection, and the host clients are
+/// told (`None`: the URL's host).
 #[derive(Debug, Clone)]
-pub struct PostgresTarget {
+pub struct SharedTarget {
     pub admin_url: Secret,
-    /// What clients are told (`None`: the admin URL's host).
     pub host: Option<String>,
+}
+
+pub type PostgresTarget = SharedTarget;
+pub type RedisTarget = SharedTarget;
+
+fn shared(url: Option<String>, host: Option<String>) -> Option<SharedTarget> {
+    url.filter(|u| !u.is_empty()).map(|u| SharedTarget {
+        admin_url: Secret::new(u),
+        host: host.filter(|h| !h.is_empty()),
+    })
 }
 
 impl Args {
@@ -138,10 +156,8 @@ impl Args {
             callback_attempts: b.broker_callback_attempts.max(1),
             callback_timeout: Duration::from_secs(b.broker_callback_timeout_seconds.max(1)),
             callback_backoff: Duration::from_millis(b.broker_callback_backoff_ms.max(1)),
-            postgres: Some(PostgresTarget {
-                admin_url: Secret::new(postgres_url),
-                host: b.broker_postgres_host.filter(|h| !h.is_empty()),
-            }),
+            postgres: shared(Some(postgres_url), b.broker_postgres_host),
+            redis: shared(b.broker_redis_url, b.broker_redis_host),
             common,
         })
     }
@@ -169,10 +185,8 @@ impl Config {
             callback_attempts: 5,
             callback_timeout: Duration::from_secs(5),
             callback_backoff: Duration::from_millis(50),
-            postgres: Some(PostgresTarget {
-                admin_url: Secret::new(url),
-                host: None,
-            }),
+            postgres: shared(Some(url), None),
+            redis: None,
         }
     }
 }

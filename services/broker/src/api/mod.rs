@@ -91,10 +91,9 @@ async fn readiness(State(s): State<AppState>) -> Response {
         Err(e) => Some(format!("database not accessible: {e}")),
     };
     if reason.is_none()
-        && let Some(pg) = &s.drivers.postgres
-        && let Err(e) = pg.version().await
+        && let Err(e) = s.drivers.check_all().await
     {
-        reason = Some(format!("postgresql target not accessible: {e}"));
+        reason = Some(e);
     }
     let ready = reason.is_none();
     let code = if ready {

@@ -129,6 +129,8 @@ pub(super) struct SecretDocument {
     database: Option<String>,
     host: Option<String>,
     port: Option<i32>,
+    #[serde(rename = "keyPrefix", skip_serializing_if = "Option::is_none")]
+    key_prefix: Option<String>,
 }
 
 /// The credentials behind a `connectionSecret`, once; a second read is 410 Gone.
@@ -160,6 +162,7 @@ pub(super) async fn read_secret(
                 username: c.username,
                 password: c.password,
                 database: c.database,
+                key_prefix: c.key_prefix,
                 host: d.as_ref().and_then(|d| d.endpoint.clone()),
                 port: d.and_then(|d| d.port),
             }))

@@ -2,6 +2,7 @@
 //! left or corrected), observes what exists, and deletes tolerating what is already gone.
 
 pub mod postgres;
+pub mod redis;
 
 use std::{
     collections::HashMap,
@@ -46,6 +47,20 @@ impl DriverError {
             _ => Self::Transient(e.to_string()),
         }
     }
+
+    /// Connection trouble is transient; what the server answered (a refused ACL rule, no
+    /// permission) is a refusal.
+    pub fn from_redis(e: ::redis::RedisError) -> Self {
+        if e.is_io_error()
+            || e.is_timeout()
+            || e.is_connection_dropped()
+            || e.is_connection_refusal()
+        {
+            Self::Transient(e.to_string())
+        } else {
+            Self::Refused(e.to_string())
+        }
+    }
 }
 
 /// The server-side names of a deployment's objects: `<namespace>_<name>` with `-` as `_`, cut
@@ -74,6 +89,9 @@ pub struct Credentials {
     pub username: String,
     pub password: String,
     pub database: Option<String>,
+    /// Redis: the prefix every key and channel of the user must start with.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub key_prefix: Option<String>,
 }
 
 impl Credentials {
@@ -93,6 +111,7 @@ impl Credentials {
             username: username.to_owned(),
             password,
             database: database.map(str::to_owned),
+            key_prefix: None,
         }
     }
 }
@@ -104,6 +123,7 @@ const VERSION_TTL: Duration = Duration::from_secs(60);
 #[derive(Debug, Clone, Default)]
 pub struct Drivers {
     pub postgres: Option<postgres::SharedPostgres>,
+    pub redis: Option<redis::SharedRedis>,
     /// Each target's version as last asked, and when.
     versions: Arc<Mutex<HashMap<&'static str, (Instant, String)>>>,
 }
@@ -117,6 +137,11 @@ pub fn target_for(
     match (kind, engine) {
         (ResourceType::Database, Engine::Postgresql) if drivers.postgres.is_some() => {
             Ok("postgresql")
+        }
+        (ResourceType::Database | ResourceType::Cache, Engine::Redis)
+            if drivers.redis.is_some() =>
+        {
+            Ok("redis")
         }
         _ => Err(format!(
             "no target of this broker serves {kind} with engine {engine}; configured: {}",
@@ -138,10 +163,20 @@ pub fn desired<'a>(target: &str, spec: &'a Spec) -> Desired<'a> {
     desired
 }
 
+/// One configured target.
+enum Driver<'a> {
+    Postgres(&'a postgres::SharedPostgres),
+    Redis(&'a redis::SharedRedis),
+}
+
 impl Drivers {
-    pub fn new(postgres: Option<postgres::SharedPostgres>) -> Self {
+    pub fn new(
+        postgres: Option<postgres::SharedPostgres>,
+        redis: Option<redis::SharedRedis>,
+    ) -> Self {
         Self {
             postgres,
+            redis,
             ..Self::default()
         }
     }
@@ -151,7 +186,37 @@ impl Drivers {
         if self.postgres.is_some() {
             out.push("database/postgresql");
         }
+        if self.redis.is_some() {
+            out.push("cache/redis");
+            out.push("database/redis");
+        }
         out
+    }
+
+    fn driver(&self, target: &str) -> Result<Driver<'_>, DriverError> {
+        let missing = || DriverError::Refused(format!("no {target} target is configured"));
+        match target {
+            "postgresql" => self
+                .postgres
+                .as_ref()
+                .map(Driver::Postgres)
+                .ok_or_else(missing),
+            "redis" => self.redis.as_ref().map(Driver::Redis).ok_or_else(missing),
+            other => Err(DriverError::Refused(format!("unknown target {other}"))),
+        }
+    }
+
+    /// Every configured target, for readiness.
+    pub async fn check_all(&self) -> Result<(), String> {
+        for target in ["postgresql", "redis"] {
+            if let Ok(driver) = self.driver(target) {
+                driver
+                    .version()
+                    .await
+                    .map_err(|e| format!("{target} target not accessible: {e}"))?;
+            }
+        }
+        Ok(())
     }
 
     /// The version `target`'s server runs (asked at most once a minute), or `None` when it
@@ -162,10 +227,7 @@ impl Drivers {
         {
             return Some(v.clone());
         }
-        let version = match target {
-            "postgresql" => self.postgres.as_ref()?.version().await.ok()?,
-            _ => return None,
-        };
+        let version = self.driver(target).ok()?.version().await.ok()?;
         self.versions
             .lock()
             .ok()?
@@ -173,10 +235,15 @@ impl Drivers {
         Some(version)
     }
 
-    fn postgres(&self) -> Result<&postgres::SharedPostgres, DriverError> {
-        self.postgres
-            .as_ref()
-            .ok_or_else(|| DriverError::Refused("no PostgreSQL target is configured".into()))
+    /// The credentials a new deployment on `target` gets.
+    pub fn new_credentials(&self, target: &str, names: &Names) -> Credentials {
+        match target {
+            "redis" => Credentials {
+                key_prefix: Some(redis::SharedRedis::prefix(names)),
+                ..Credentials::generate(&names.object, None)
+            },
+            _ => Credentials::generate(&names.object, Some(&names.object)),
+        }
     }
 
     /// Creates or corrects the resource. Returns the endpoint.
@@ -187,29 +254,40 @@ impl Drivers {
         spec: &Spec,
         credentials: &Credentials,
     ) -> Result<(String, u16), DriverError> {
-        match target {
-            "postgresql" => {
-                let pg = self.postgres()?;
+        let (host, port) = match self.driver(target)? {
+            Driver::Postgres(pg) => {
                 pg.apply(names, credentials, spec.size.connection_limit())
                     .await?;
-                let (host, port) = pg.endpoint();
-                Ok((host.to_owned(), port))
+                pg.endpoint()
             }
-            other => Err(DriverError::Refused(format!("unknown target {other}"))),
-        }
+            Driver::Redis(r) => {
+                r.apply(names, credentials).await?;
+                r.endpoint()
+            }
+        };
+        Ok((host.to_owned(), port))
     }
 
     pub async fn observe(&self, target: &str, names: &Names) -> Result<Observed, DriverError> {
-        match target {
-            "postgresql" => self.postgres()?.observe(names).await,
-            other => Err(DriverError::Refused(format!("unknown target {other}"))),
+        match self.driver(target)? {
+            Driver::Postgres(pg) => pg.observe(names).await,
+            Driver::Redis(r) => r.observe(names).await,
         }
     }
 
     pub async fn delete(&self, target: &str, names: &Names) -> Result<(), DriverError> {
-        match target {
-            "postgresql" => self.postgres()?.delete(names).await,
-            other => Err(DriverError::Refused(format!("unknown target {other}"))),
+        match self.driver(target)? {
+            Driver::Postgres(pg) => pg.delete(names).await,
+            Driver::Redis(r) => r.delete(names).await,
+        }
+    }
+}
+
+impl Driver<'_> {
+    async fn version(&self) -> Result<String, DriverError> {
+        match self {
+            Self::Postgres(pg) => pg.version().await,
+            Self::Redis(r) => r.version().await,
         }
     }
 }

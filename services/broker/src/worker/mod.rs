@@ -102,7 +102,7 @@ impl Worker {
         names: &Names,
     ) -> Result<Credentials, OperationError> {
         let sealed = credentials::ensure(&self.db, &d.id, || {
-            let fresh = Credentials::generate(&names.object, Some(&names.object));
+            let fresh = self.drivers.new_credentials(&d.target, names);
             self.secrets.seal(
                 &serde_json::to_string(&fresh).expect("credentials serialize"),
                 d.id.as_bytes(),

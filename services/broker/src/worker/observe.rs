@@ -103,8 +103,15 @@ impl Worker {
             let left = drift::compare(&desired, &after);
             metrics::counter!("broker_drift_repaired_total", "namespace" => d.namespace.clone(), "type" => d.resource_type.clone())
                 .increment(1);
-            tracing::info!(repaired = ?found.details, "drift repaired");
-            let message = format!("Drift repaired: {}", found.details.join("; "));
+            // What the repair changed; what it cannot change (a patch release) stays reported.
+            let repaired: Vec<&str> = found
+                .details
+                .iter()
+                .filter(|d| !left.details.contains(d))
+                .map(String::as_str)
+                .collect();
+            tracing::info!(?repaired, "drift repaired");
+            let message = format!("Drift repaired: {}", repaired.join("; "));
             return self
                 .record(
                     d,

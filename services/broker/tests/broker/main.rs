@@ -4,4 +4,5 @@ mod common;
 mod drift;
 mod lifecycle;
 mod protection;
+mod redis;
 mod resilience;
