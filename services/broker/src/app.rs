@@ -10,7 +10,7 @@ use tokio::sync::Notify;
 use crate::{
     api::{self, AppState},
     config::Config,
-    drivers::{Drivers, postgres::SharedPostgres, redis::SharedRedis},
+    drivers::{Drivers, mysql::SharedMysql, postgres::SharedPostgres, redis::SharedRedis},
     error::BrokerErrors,
     notify::Delivery,
     signing::SigningKey,
@@ -81,6 +81,7 @@ impl App {
                 .as_ref()
                 .map(SharedPostgres::new)
                 .transpose()?,
+            config.mysql.as_ref().map(SharedMysql::new).transpose()?,
             config.redis.as_ref().map(SharedRedis::new).transpose()?,
         );
         let state = AppState {

@@ -71,6 +71,14 @@ pub struct BrokerArgs {
     /// Host clients are told to connect to for PostgreSQL databases. Unset: the URL's host.
     #[arg(long, env = "BROKER_POSTGRES_HOST")]
     pub broker_postgres_host: Option<String>,
+    /// MariaDB or MySQL server `mysql` databases are provisioned on, as a user that may create
+    /// users and databases and grant on them (`mysql://root:password@host:3306`). Unset: no
+    /// MySQL target.
+    #[arg(long, env = "BROKER_MYSQL_URL", hide_env_values = true)]
+    pub broker_mysql_url: Option<String>,
+    /// Host clients are told to connect to for MySQL databases. Unset: the URL's host.
+    #[arg(long, env = "BROKER_MYSQL_HOST")]
+    pub broker_mysql_host: Option<String>,
     /// Redis server caches are provisioned on, as a user allowed `ACL SETUSER`
     /// (`redis://[user:password@]host:port`). Unset: no Redis target.
     #[arg(long, env = "BROKER_REDIS_URL", hide_env_values = true)]
@@ -97,8 +105,9 @@ pub struct Config {
     pub callback_attempts: i32,
     pub callback_timeout: Duration,
     pub callback_backoff: Duration,
-    pub postgres: Option<PostgresTarget>,
-    pub redis: Option<RedisTarget>,
+    pub postgres: Option<SharedTarget>,
+    pub mysql: Option<SharedTarget>,
+    pub redis: Option<SharedTarget>,
 }
 
 /// A shared server to provision on: the broker's own connection, and the host clients are
@@ -108,9 +117,6 @@ pub struct SharedTarget {
     pub admin_url: Secret,
     pub host: Option<String>,
 }
-
-pub type PostgresTarget = SharedTarget;
-pub type RedisTarget = SharedTarget;
 
 fn shared(url: Option<String>, host: Option<String>) -> Option<SharedTarget> {
     url.filter(|u| !u.is_empty()).map(|u| SharedTarget {
@@ -157,6 +163,7 @@ impl Args {
             callback_timeout: Duration::from_secs(b.broker_callback_timeout_seconds.max(1)),
             callback_backoff: Duration::from_millis(b.broker_callback_backoff_ms.max(1)),
             postgres: shared(Some(postgres_url), b.broker_postgres_host),
+            mysql: shared(b.broker_mysql_url, b.broker_mysql_host),
             redis: shared(b.broker_redis_url, b.broker_redis_host),
             common,
         })
@@ -186,6 +193,7 @@ impl Config {
             callback_timeout: Duration::from_secs(5),
             callback_backoff: Duration::from_millis(50),
             postgres: shared(Some(url), None),
+            mysql: None,
             redis: None,
         }
     }

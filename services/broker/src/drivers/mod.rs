@@ -1,6 +1,7 @@
 //! The servers resources are provisioned on. Each driver creates idempotently (what exists is
 //! left or corrected), observes what exists, and deletes tolerating what is already gone.
 
+pub mod mysql;
 pub mod postgres;
 pub mod redis;
 
@@ -34,13 +35,13 @@ impl DriverError {
         Self::Transient(e.to_string())
     }
 
-    /// PostgreSQL's errors of class 42 (syntax, privileges) and 53/54 limits are refusals;
-    /// connection trouble and the rest are transient.
-    pub fn from_postgres(e: sqlx::Error) -> Self {
+    /// SQLSTATE classes 42 (syntax, privileges), 28 (authorization) and 54 (limits) are
+    /// refusals; connection trouble and the rest are transient.
+    pub fn from_sql(e: sqlx::Error) -> Self {
         match &e {
             sqlx::Error::Database(d)
                 if d.code()
-                    .is_some_and(|c| c.starts_with("42") || c.starts_with("54")) =>
+                    .is_some_and(|c| ["42", "28", "54"].iter().any(|k| c.starts_with(k))) =>
             {
                 Self::Refused(d.message().to_owned())
             }
@@ -116,6 +117,17 @@ impl Credentials {
     }
 }
 
+/// `1.5 GiB`-style sizes in Kubernetes' units (`5Gi`, `512Mi`, `8Ki`).
+pub(crate) fn human_bytes(bytes: i64) -> String {
+    const UNITS: [(&str, i64); 3] = [("Gi", 1 << 30), ("Mi", 1 << 20), ("Ki", 1 << 10)];
+    for (unit, size) in UNITS {
+        if bytes >= size {
+            return format!("{}{unit}", (bytes + size - 1) / size);
+        }
+    }
+    bytes.to_string()
+}
+
 /// How long a target's version is trusted before it is asked again.
 const VERSION_TTL: Duration = Duration::from_secs(60);
 
@@ -123,6 +135,7 @@ const VERSION_TTL: Duration = Duration::from_secs(60);
 #[derive(Debug, Clone, Default)]
 pub struct Drivers {
     pub postgres: Option<postgres::SharedPostgres>,
+    pub mysql: Option<mysql::SharedMysql>,
     pub redis: Option<redis::SharedRedis>,
     /// Each target's version as last asked, and when.
     versions: Arc<Mutex<HashMap<&'static str, (Instant, String)>>>,
@@ -138,6 +151,7 @@ pub fn target_for(
         (ResourceType::Database, Engine::Postgresql) if drivers.postgres.is_some() => {
             Ok("postgresql")
         }
+        (ResourceType::Database, Engine::Mysql) if drivers.mysql.is_some() => Ok("mysql"),
         (ResourceType::Database | ResourceType::Cache, Engine::Redis)
             if drivers.redis.is_some() =>
         {
@@ -157,7 +171,7 @@ pub fn desired<'a>(target: &str, spec: &'a Spec) -> Desired<'a> {
         version: &spec.version,
         ..Desired::default()
     };
-    if target == "postgresql" {
+    if matches!(target, "postgresql" | "mysql") {
         desired.connection_limit = Some(spec.size.connection_limit());
     }
     desired
@@ -166,16 +180,19 @@ pub fn desired<'a>(target: &str, spec: &'a Spec) -> Desired<'a> {
 /// One configured target.
 enum Driver<'a> {
     Postgres(&'a postgres::SharedPostgres),
+    Mysql(&'a mysql::SharedMysql),
     Redis(&'a redis::SharedRedis),
 }
 
 impl Drivers {
     pub fn new(
         postgres: Option<postgres::SharedPostgres>,
+        mysql: Option<mysql::SharedMysql>,
         redis: Option<redis::SharedRedis>,
     ) -> Self {
         Self {
             postgres,
+            mysql,
             redis,
             ..Self::default()
         }
@@ -185,6 +202,9 @@ impl Drivers {
         let mut out = Vec::new();
         if self.postgres.is_some() {
             out.push("database/postgresql");
+        }
+        if self.mysql.is_some() {
+            out.push("database/mysql");
         }
         if self.redis.is_some() {
             out.push("cache/redis");
@@ -201,6 +221,7 @@ impl Drivers {
                 .as_ref()
                 .map(Driver::Postgres)
                 .ok_or_else(missing),
+            "mysql" => self.mysql.as_ref().map(Driver::Mysql).ok_or_else(missing),
             "redis" => self.redis.as_ref().map(Driver::Redis).ok_or_else(missing),
             other => Err(DriverError::Refused(format!("unknown target {other}"))),
         }
@@ -208,7 +229,7 @@ impl Drivers {
 
     /// Every configured target, for readiness.
     pub async fn check_all(&self) -> Result<(), String> {
-        for target in ["postgresql", "redis"] {
+        for target in ["postgresql", "mysql", "redis"] {
             if let Ok(driver) = self.driver(target) {
                 driver
                     .version()
@@ -260,6 +281,11 @@ impl Drivers {
                     .await?;
                 pg.endpoint()
             }
+            Driver::Mysql(my) => {
+                my.apply(names, credentials, spec.size.connection_limit())
+                    .await?;
+                my.endpoint()
+            }
             Driver::Redis(r) => {
                 r.apply(names, credentials).await?;
                 r.endpoint()
@@ -271,6 +297,7 @@ impl Drivers {
     pub async fn observe(&self, target: &str, names: &Names) -> Result<Observed, DriverError> {
         match self.driver(target)? {
             Driver::Postgres(pg) => pg.observe(names).await,
+            Driver::Mysql(my) => my.observe(names).await,
             Driver::Redis(r) => r.observe(names).await,
         }
     }
@@ -278,6 +305,7 @@ impl Drivers {
     pub async fn delete(&self, target: &str, names: &Names) -> Result<(), DriverError> {
         match self.driver(target)? {
             Driver::Postgres(pg) => pg.delete(names).await,
+            Driver::Mysql(my) => my.delete(names).await,
             Driver::Redis(r) => r.delete(names).await,
         }
     }
@@ -287,6 +315,7 @@ impl Driver<'_> {
     async fn version(&self) -> Result<String, DriverError> {
         match self {
             Self::Postgres(pg) => pg.version().await,
+            Self::Mysql(my) => my.version().await,
             Self::Redis(r) => r.version().await,
         }
     }
@@ -307,6 +336,13 @@ mod tests {
         let long = Names::new(&"n".repeat(63), &"r".repeat(63)).object;
         assert_eq!(long.len(), 63);
         assert_ne!(long, Names::new(&"n".repeat(63), &"r".repeat(62)).object);
+    }
+
+    #[test]
+    fn sizes_in_kubernetes_units() {
+        assert_eq!(human_bytes(7_000_000), "7Mi");
+        assert_eq!(human_bytes(5 << 30), "5Gi");
+        assert_eq!(human_bytes(512), "512");
     }
 
     #[test]

@@ -13,8 +13,8 @@ use sqlx::{
     postgres::{PgConnectOptions, PgPoolOptions},
 };
 
-use super::{Credentials, DriverError, Names};
-use crate::{config::PostgresTarget, domain::drift::Observed};
+use super::{Credentials, DriverError, Names, human_bytes};
+use crate::{config::SharedTarget, domain::drift::Observed};
 
 #[derive(Debug, Clone)]
 pub struct SharedPostgres {
@@ -25,7 +25,7 @@ pub struct SharedPostgres {
 
 impl SharedPostgres {
     /// Connects lazily: a server that is down makes the broker not ready, not fail to start.
-    pub fn new(target: &PostgresTarget) -> anyhow::Result<Self> {
+    pub fn new(target: &SharedTarget) -> anyhow::Result<Self> {
         let options = PgConnectOptions::from_str(target.admin_url.expose())?
             .database("postgres")
             .application_name("keel-broker")
@@ -139,20 +139,9 @@ impl SharedPostgres {
         sqlx::raw_sql(sqlx::AssertSqlSafe(statement.to_owned()))
             .execute(&self.admin)
             .await
-            .map_err(DriverError::from_postgres)?;
+            .map_err(DriverError::from_sql)?;
         Ok(())
     }
-}
-
-/// `1.5 GiB`-style sizes in Kubernetes' units (`5Gi`, `512Mi`, `8Ki`).
-fn human_bytes(bytes: i64) -> String {
-    const UNITS: [(&str, i64); 3] = [("Gi", 1 << 30), ("Mi", 1 << 20), ("Ki", 1 << 10)];
-    for (unit, size) in UNITS {
-        if bytes >= size {
-            return format!("{}{unit}", (bytes + size - 1) / size);
-        }
-    }
-    bytes.to_string()
 }
 
 const SCRAM_ITERATIONS: u32 = 4096;
@@ -229,12 +218,5 @@ mod tests {
             digest::digest(&digest::SHA256, &client_key).as_ref(),
             &stored[..]
         );
-    }
-
-    #[test]
-    fn sizes_in_kubernetes_units() {
-        assert_eq!(human_bytes(7_000_000), "7Mi");
-        assert_eq!(human_bytes(5 << 30), "5Gi");
-        assert_eq!(human_bytes(512), "512");
     }
 }

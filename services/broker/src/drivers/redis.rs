@@ -10,7 +10,7 @@ use sha2::Digest as _;
 
 use super::{Credentials, DriverError, Names};
 use crate::{
-    config::RedisTarget,
+    config::SharedTarget,
     domain::drift::{Observed, Usage},
 };
 
@@ -25,7 +25,7 @@ pub struct SharedRedis {
 const UNLINK_BATCH: usize = 500;
 
 impl SharedRedis {
-    pub fn new(target: &RedisTarget) -> anyhow::Result<Self> {
+    pub fn new(target: &SharedTarget) -> anyhow::Result<Self> {
         let client = redis::Client::open(target.admin_url.expose())?;
         let info = client.get_connection_info();
         let (host, port) = match info.addr() {

@@ -3,6 +3,7 @@
 mod common;
 mod drift;
 mod lifecycle;
+mod mysql;
 mod protection;
 mod redis;
 mod resilience;
