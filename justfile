@@ -23,3 +23,4 @@ openapi:
     UPDATE_OPENAPI=1 cargo nextest run -p sources-api --all-features checked_in_openapi
     UPDATE_OPENAPI=1 cargo nextest run -p listener checked_in_openapi
     UPDATE_OPENAPI=1 cargo nextest run -p ingestion checked_in_openapi
+    UPDATE_OPENAPI=1 cargo nextest run -p broker checked_in_openapi

@@ -28,6 +28,44 @@ ensure_postgres() {
     exit 1
 }
 
+# Redis and MariaDB, the broker's shared servers in its tests: the ones running, else the
+# machine's started (and stopped again at the end), else installed from Debian's packages.
+ensure_redis() {
+    if redis-cli -h 127.0.0.1 -p 6379 ping >/dev/null 2>&1; then return; fi
+    if ! command -v redis-server >/dev/null 2>&1; then
+        say "installing Redis"
+        apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server >/dev/null
+    fi
+    say "starting Redis"
+    mkdir -p /var/lib/redis /var/log/redis
+    redis-server --daemonize yes --bind 127.0.0.1 -::1 --port 6379 --save "" --appendonly no \
+        --dir /var/lib/redis --logfile /var/log/redis/ci.log
+    started+=(redis)
+    for _ in $(seq 1 50); do
+        redis-cli -h 127.0.0.1 -p 6379 ping >/dev/null 2>&1 && return
+        sleep 0.1
+    done
+    echo "Redis did not start on 127.0.0.1:6379" >&2
+    exit 1
+}
+
+ensure_mariadb() {
+    if mariadb -uroot -h127.0.0.1 -e 'SELECT 1' >/dev/null 2>&1; then return; fi
+    if ! command -v mariadbd >/dev/null 2>&1; then
+        say "installing MariaDB"
+        apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq mariadb-server >/dev/null
+    fi
+    say "starting MariaDB"
+    start-stop-daemon --start --oknodo --background --exec /usr/sbin/mariadbd
+    started+=(mariadb)
+    for _ in $(seq 1 100); do
+        mariadb -uroot -h127.0.0.1 -e 'SELECT 1' >/dev/null 2>&1 && return
+        sleep 0.2
+    done
+    echo "MariaDB did not accept root on 127.0.0.1:3306" >&2
+    exit 1
+}
+
 # A real Kafka-protocol broker: tansu on sqlite storage (its memory engine cannot serve a
 # consumer resuming inside a produced batch). Built once (~11 minutes on 2 cores), then reused.
 TANSU_VERSION=0.6.0
@@ -148,6 +186,8 @@ stop_started() {
                 touch "$tansu_dir/stop"
                 if [[ -s "$tansu_dir/tansu.pid" ]]; then kill "$(cat "$tansu_dir/tansu.pid")" 2>/dev/null || true; fi
                 kill "$tansu_pid" 2>/dev/null || true; wait "$tansu_pid" 2>/dev/null || true; rm -rf "$tansu_dir" ;;
+            redis) redis-cli -h 127.0.0.1 -p 6379 shutdown nosave >/dev/null 2>&1 || true ;;
+            mariadb) start-stop-daemon --stop --oknodo --exec /usr/sbin/mariadbd --retry 30 >/dev/null || true ;;
             moto) kill "$moto_pid" 2>/dev/null || true; wait "$moto_pid" 2>/dev/null || true; rm -f "$moto_log" ;;
             tls_postgres) runuser -u postgres -- "$pg_bin/pg_ctl" -D "$tls_dir/data" -m fast stop >/dev/null 2>&1 || true; rm -rf "$tls_dir" ;;
         esac

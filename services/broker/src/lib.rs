@@ -23,5 +23,6 @@ pub mod store;
 /// The workers that provision and delete.
 pub mod worker;
 
+pub use api::openapi_document;
 pub use app::{App, MIGRATOR, OWNER};
 pub use config::{Args, Config};

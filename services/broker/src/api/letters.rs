@@ -6,56 +6,98 @@ use axum::{
     extract::{Path, Query, State},
     http::StatusCode,
 };
-use serde::Deserialize;
-use serde_json::{Value, json};
+use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
 
+use super::provision::Accepted;
 use super::{AppState, required};
 use crate::{
     domain,
-    error::{Error, Result},
+    error::{Error, ErrorBody, Result},
     store::callbacks,
 };
 
-#[derive(Debug, Deserialize)]
-pub(super) struct NamespaceQuery {
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct NamespaceQuery {
+    /// Required.
     namespace: Option<String>,
 }
 
+/// A callback that exhausted its attempts.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct DeadLetter {
+    id: String,
+    deployment_id: String,
+    /// The phase change it reported.
+    phase: Option<String>,
+    callback_url: String,
+    attempts: i32,
+    last_error: Option<String>,
+    /// RFC 3339.
+    created_at: String,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct DeadLetterList {
+    dead_letters: Vec<DeadLetter>,
+    total: usize,
+    namespace: String,
+}
+
+/// The namespace's dead letters, oldest first.
+#[utoipa::path(
+    get,
+    path = "/v1/dead-letters",
+    tag = "callbacks",
+    params(NamespaceQuery),
+    security(("bearer" = [])),
+    responses((status = 200, body = DeadLetterList), (status = 400, body = ErrorBody))
+)]
 pub(super) async fn list(
     State(s): State<AppState>,
     Query(q): Query<NamespaceQuery>,
-) -> Result<Json<Value>> {
+) -> Result<Json<DeadLetterList>> {
     let namespace = required("namespace", &q.namespace)?;
-    let letters: Vec<Value> = callbacks::dead_letters(&s.db, namespace)
+    let letters: Vec<DeadLetter> = callbacks::dead_letters(&s.db, namespace)
         .await?
         .into_iter()
-        .map(|c| {
+        .map(|c| DeadLetter {
             // The body is what was signed and sent: its phase says which change it reported.
-            let phase = serde_json::from_str::<Value>(&c.body)
+            phase: serde_json::from_str::<serde_json::Value>(&c.body)
                 .ok()
-                .and_then(|b| b["phase"].as_str().map(str::to_owned));
-            json!({
-                "id": c.id.to_string(),
-                "deploymentId": c.deployment_id,
-                "phase": phase,
-                "callbackUrl": c.url,
-                "attempts": c.attempts,
-                "lastError": c.last_error,
-                "createdAt": domain::callback::rfc3339(c.created_at),
-            })
+                .and_then(|b| b["phase"].as_str().map(str::to_owned)),
+            id: c.id.to_string(),
+            deployment_id: c.deployment_id,
+            callback_url: c.url,
+            attempts: c.attempts,
+            last_error: c.last_error,
+            created_at: domain::callback::rfc3339(c.created_at),
         })
         .collect();
-    Ok(Json(
-        json!({"deadLetters": letters, "total": letters.len(), "namespace": namespace}),
-    ))
+    Ok(Json(DeadLetterList {
+        total: letters.len(),
+        dead_letters: letters,
+        namespace: namespace.to_owned(),
+    }))
 }
 
 /// Queues a dead letter again with fresh attempts; it is delivered in its deployment's order.
+#[utoipa::path(
+    post,
+    path = "/v1/dead-letters/{id}/resend",
+    tag = "callbacks",
+    params(("id" = String, Path, description = "The dead letter's id"), NamespaceQuery),
+    security(("bearer" = [])),
+    responses((status = 202, body = Accepted), (status = 404, body = ErrorBody))
+)]
 pub(super) async fn resend(
     State(s): State<AppState>,
     Path(id): Path<String>,
     Query(q): Query<NamespaceQuery>,
-) -> Result<(StatusCode, Json<Value>)> {
+) -> Result<(StatusCode, Json<Accepted>)> {
     let namespace = required("namespace", &q.namespace)?;
     let not_found = || {
         Error::NotFound(format!(
@@ -68,6 +110,10 @@ pub(super) async fn resend(
     }
     Ok((
         StatusCode::ACCEPTED,
-        Json(json!({"status": "accepted", "message": format!("dead letter {id} queued again")})),
+        Json(Accepted {
+            status: "accepted".to_owned(),
+            deployment_id: None,
+            message: format!("dead letter {id} queued again"),
+        }),
     ))
 }

@@ -4,6 +4,7 @@ mod common;
 mod drift;
 mod lifecycle;
 mod mysql;
+mod openapi;
 mod protection;
 mod redis;
 mod resilience;
