@@ -75,13 +75,20 @@ impl App {
             config.common.session_limits,
         )
         .await?;
+        let connections = u32::try_from(config.workers)
+            .unwrap_or(u32::MAX)
+            .saturating_add(1);
         let drivers = Drivers::new(
             config
                 .postgres
                 .as_ref()
-                .map(SharedPostgres::new)
+                .map(|t| SharedPostgres::new(t, connections))
                 .transpose()?,
-            config.mysql.as_ref().map(SharedMysql::new).transpose()?,
+            config
+                .mysql
+                .as_ref()
+                .map(|t| SharedMysql::new(t, connections))
+                .transpose()?,
             config.redis.as_ref().map(SharedRedis::new).transpose()?,
         );
         let state = AppState {
@@ -99,6 +106,7 @@ impl App {
             limiter: api::limit::limiter(config.rate_limit_per_minute),
             rate_limit_per_minute: config.rate_limit_per_minute,
             wake: Arc::new(Notify::new()),
+            deliver: Arc::new(Notify::new()),
         };
         let options = config.common.http.clone();
         let readiness = ops::Readiness::default().with_postgres(db.clone());
@@ -132,9 +140,11 @@ impl App {
             per_namespace: self.config.namespace_concurrency,
             max_attempts: 5,
             wake: self.state.wake.clone(),
+            deliver: self.state.deliver.clone(),
         });
         let delivery = Arc::new(Delivery {
             db: self.db.clone(),
+            wake: self.state.deliver.clone(),
             http: reqwest::Client::builder().build()?,
             key: self.state.key.clone(),
             broker_name: self.config.name.clone(),

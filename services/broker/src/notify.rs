@@ -3,6 +3,8 @@
 //! exponential backoff and jitter, and keeps what never got through as dead letters.
 
 use std::{sync::Arc, time::Duration};
+
+use tokio::sync::Notify;
 use tracing::Instrument as _;
 
 use keel_service::{Shutdown, retry::BackoffBuilder as _};
@@ -53,6 +55,8 @@ pub async fn queue(
 /// How callbacks are delivered.
 pub struct Delivery {
     pub db: PgPool,
+    /// Notified when a callback is queued; without it the queue is looked at every 100 ms.
+    pub wake: Arc<Notify>,
     pub http: reqwest::Client,
     pub key: Arc<SigningKey>,
     pub broker_name: String,
@@ -85,6 +89,7 @@ impl Delivery {
             tokio::select! {
                 () = shutdown.triggered() => break,
                 Some(_) = running.join_next(), if !running.is_empty() => {}
+                () = self.wake.notified() => {}
                 () = tokio::time::sleep(Duration::from_millis(100)) => {}
             }
         }

@@ -90,6 +90,8 @@ enum Bench {
     /// A month of AWS CUR data (and OpenShift payloads) from nise, loaded through a source
     /// created in sources-api: rows/s beside psql's COPY, time to setup_complete, summary time.
     Ingestion(bench::IngestionBench),
+    /// The broker provisioning PostgreSQL databases, beside the same SQL issued directly.
+    Broker(bench::BrokerBench),
 }
 
 /// Parses the command line and runs it.
@@ -102,6 +104,7 @@ pub async fn run() -> anyhow::Result<()> {
         Command::Bench(Bench::Events(b)) => Box::pin(bench::events(b)).await,
         Command::Bench(Bench::Listener(b)) => Box::pin(bench::listener(b)).await,
         Command::Bench(Bench::Ingestion(b)) => Box::pin(bench::ingestion(b)).await,
+        Command::Bench(Bench::Broker(b)) => Box::pin(bench::broker(b)).await,
         Command::Chaos(args) => Box::pin(crate::chaos::run(*args)).await,
         Command::Migrate { common } => {
             let env = Env::process();

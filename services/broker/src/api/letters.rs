@@ -108,6 +108,7 @@ pub(super) async fn resend(
     if !callbacks::resend(&s.db, namespace, number).await? {
         return Err(not_found());
     }
+    s.deliver.notify_one();
     Ok((
         StatusCode::ACCEPTED,
         Json(Accepted {

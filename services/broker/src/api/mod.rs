@@ -47,7 +47,10 @@ pub struct AppState {
     pub tokens: Arc<Vec<[u8; 32]>>,
     pub limiter: Arc<limit::Limiter>,
     pub rate_limit_per_minute: u32,
+    /// Wakes the workers: an operation is owed.
     pub wake: Arc<Notify>,
+    /// Wakes the callback delivery: a callback is queued.
+    pub deliver: Arc<Notify>,
 }
 
 #[derive(OpenApi)]

@@ -195,6 +195,7 @@ pub(super) async fn provision(
     .await?;
     tx.commit().await?;
     s.wake.notify_one();
+    s.deliver.notify_one();
     let message = if status == StatusCode::OK {
         format!("{kind}/{name} is already provisioned")
     } else {
@@ -306,6 +307,7 @@ pub(super) async fn deprovision(
     .await?;
     tx.commit().await?;
     s.wake.notify_one();
+    s.deliver.notify_one();
     Ok((
         StatusCode::ACCEPTED,
         Json(Accepted {

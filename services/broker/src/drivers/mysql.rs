@@ -25,16 +25,20 @@ pub struct SharedMysql {
 
 impl SharedMysql {
     /// Connects lazily, as the PostgreSQL target does.
-    pub fn new(target: &SharedTarget) -> anyhow::Result<Self> {
+    /// `connections`: one per worker and one for drift checks and readiness, so no operation
+    /// waits for another's connection (a DROP DATABASE can take seconds).
+    pub fn new(target: &SharedTarget, connections: u32) -> anyhow::Result<Self> {
         let options = MySqlConnectOptions::from_str(target.admin_url.expose())?
-            .log_statements(tracing::log::LevelFilter::Off);
+            .log_statements(tracing::log::LevelFilter::Off)
+            // A slow CREATE ROLE would be logged whole, its password hash with it.
+            .log_slow_statements(tracing::log::LevelFilter::Off, std::time::Duration::MAX);
         let host = target
             .host
             .clone()
             .unwrap_or_else(|| options.get_host().to_owned());
         let port = options.get_port();
         let admin = MySqlPoolOptions::new()
-            .max_connections(4)
+            .max_connections(connections)
             .acquire_timeout(std::time::Duration::from_secs(5))
             .connect_lazy_with(options);
         Ok(Self { admin, host, port })

@@ -25,20 +25,24 @@ pub struct SharedPostgres {
 
 impl SharedPostgres {
     /// Connects lazily: a server that is down makes the broker not ready, not fail to start.
-    pub fn new(target: &SharedTarget) -> anyhow::Result<Self> {
+    /// `connections`: one per worker and one for drift checks and readiness, so no operation
+    /// waits for another's connection (a DROP DATABASE can take seconds).
+    pub fn new(target: &SharedTarget, connections: u32) -> anyhow::Result<Self> {
         let options = PgConnectOptions::from_str(target.admin_url.expose())?
             .database("postgres")
             .application_name("keel-broker")
             // Statements name roles and databases; none carries a password, but nothing
             // about provisioning belongs in the debug log either.
-            .log_statements(tracing::log::LevelFilter::Off);
+            .log_statements(tracing::log::LevelFilter::Off)
+            // A slow CREATE ROLE would be logged whole, its password hash with it.
+            .log_slow_statements(tracing::log::LevelFilter::Off, std::time::Duration::MAX);
         let host = target
             .host
             .clone()
             .unwrap_or_else(|| options.get_host().to_owned());
         let port = options.get_port();
         let admin = PgPoolOptions::new()
-            .max_connections(4)
+            .max_connections(connections)
             .acquire_timeout(std::time::Duration::from_secs(5))
             .connect_lazy_with(options);
         Ok(Self { admin, host, port })

@@ -33,6 +33,8 @@ pub struct Worker {
     /// Transient failures before an operation is Failed.
     pub max_attempts: i32,
     pub wake: Arc<Notify>,
+    /// Wakes the callback delivery after a phase change.
+    pub deliver: Arc<Notify>,
 }
 
 impl Worker {
@@ -92,6 +94,7 @@ impl Worker {
             metrics::histogram!("broker_provision_duration_seconds", "resource_type" => kind)
                 .record(started.elapsed().as_secs_f64());
         }
+        self.deliver.notify_one();
         self.wake.notify_one();
     }
 

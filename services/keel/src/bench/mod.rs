@@ -6,11 +6,13 @@ use std::{process::Command, time::Duration};
 use anyhow::Context as _;
 use hdrhistogram::Histogram;
 
+mod broker;
 mod events;
 mod ingestion;
 mod listener;
 mod sources;
 
+pub use broker::{BrokerBench, broker};
 pub use events::{EventsBench, events};
 pub use ingestion::{IngestionBench, ingestion};
 pub use listener::{ListenerBench, listener};
