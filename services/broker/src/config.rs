@@ -132,7 +132,14 @@ impl Args {
         if self.listen.metrics_port.is_none() && common.clowder.is_none() {
             listen.metrics_port = Some(DEFAULT_METRICS_PORT);
         }
-        let b = self.broker;
+        Ok(self.broker.into_config(common, listen))
+    }
+}
+
+impl BrokerArgs {
+    /// The broker's settings over `common`, listening on `listen` (what `keel up` composes).
+    pub fn into_config(self, common: CommonConfig, listen: Listen) -> Config {
+        let b = self;
         let tokens = b
             .broker_tokens
             .map(|t| {
@@ -148,7 +155,7 @@ impl Args {
             .broker_postgres_url
             .filter(|u| !u.is_empty())
             .unwrap_or_else(|| common.database_url.clone());
-        Ok(Config {
+        Config {
             listen,
             name: b.broker_name,
             tokens,
@@ -166,7 +173,7 @@ impl Args {
             mysql: shared(b.broker_mysql_url, b.broker_mysql_host),
             redis: shared(b.broker_redis_url, b.broker_redis_host),
             common,
-        })
+        }
     }
 }
 

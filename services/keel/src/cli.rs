@@ -68,6 +68,9 @@ struct UpArgs {
     /// The listener's port.
     #[arg(long, env = "LISTENER_PORT", default_value_t = listener::config::DEFAULT_PORT)]
     listener_port: u16,
+    /// The broker's port.
+    #[arg(long, env = "BROKER_PORT", default_value_t = broker::config::DEFAULT_PORT)]
+    broker_port: u16,
     #[command(flatten)]
     common: CommonArgs,
     #[command(flatten)]
@@ -76,6 +79,8 @@ struct UpArgs {
     listener: listener::ListenerArgs,
     #[command(flatten)]
     ingestion: ingestion::IngestionArgs,
+    #[command(flatten)]
+    broker: broker::config::BrokerArgs,
 }
 
 #[derive(Subcommand)]
@@ -178,6 +183,16 @@ fn up_stack(args: UpArgs, env: &Env) -> anyhow::Result<(StackConfig, Shutdown)> 
                 .get_or_insert_with(|| args.data_dir.join("ingestion"));
             ingestion.into_config(common.clone(), listen(port), env)
         }),
+        broker: runs(ServiceName::Broker)
+            .then(|| {
+                broker_config(
+                    args.broker,
+                    &args.data_dir,
+                    common.clone(),
+                    listen(args.broker_port),
+                )
+            })
+            .transpose()?,
     };
     Ok((stack, shutdown))
 }
@@ -212,6 +227,12 @@ async fn up(args: UpArgs) -> anyhow::Result<()> {
             println!("  ingestion     {base}/api/cost-management/v1/ingestion/providers");
             println!("  ingest. ops   {base}/health  {base}/readiness  {base}/metrics");
         }
+        if let Some((addr, token)) = stack.broker_addr() {
+            let base = format!("http://{addr}");
+            println!("  broker        {base}/v1/resources?namespace=<namespace>");
+            println!("  broker token  {token}  (Authorization: Bearer …)");
+            println!("  broker ops    {base}/health  {base}/readiness  {base}/openapi.json");
+        }
         println!("Press Ctrl-C to stop.");
     }
     stack.run(shutdown).await
@@ -220,30 +241,65 @@ async fn up(args: UpArgs) -> anyhow::Result<()> {
 /// The key in `<data_dir>/encryption.key`, created (mode 0600) on first use, so `keel up`
 /// works with nothing configured and keeps reading what it wrote earlier.
 fn local_encryption_key(data_dir: &Path) -> anyhow::Result<String> {
-    let path = data_dir.join("encryption.key");
-    if let Ok(key) = fs::read_to_string(&path) {
+    local_secret(data_dir, "encryption.key", "ENCRYPTION_KEY", || {
+        Ok(keel_crypto::SecretBox::generate_key())
+    })
+}
+
+/// The secret in `<data_dir>/<file>`, made by `make` and saved (mode 0600) on first use.
+fn local_secret(
+    data_dir: &Path,
+    file: &str,
+    setting: &str,
+    make: impl FnOnce() -> anyhow::Result<String>,
+) -> anyhow::Result<String> {
+    let path = data_dir.join(file);
+    if let Ok(secret) = fs::read_to_string(&path) {
         if readable_by_others(&path) {
             tracing::warn!(
                 path = %path.display(),
-                "the encryption key file can be read by other users: chmod 600 it"
+                "the {file} file can be read by other users: chmod 600 it"
             );
         }
-        return Ok(key.trim().to_owned());
+        return Ok(secret.trim().to_owned());
     }
     fs::create_dir_all(data_dir).with_context(|| format!("creating {}", data_dir.display()))?;
-    let key = keel_crypto::SecretBox::generate_key();
+    let secret = make()?;
     fs::OpenOptions::new()
         .write(true)
         .create_new(true)
         .mode(0o600)
         .open(&path)
-        .and_then(|mut f| f.write_all(key.as_bytes()))
+        .and_then(|mut f| f.write_all(secret.as_bytes()))
         .with_context(|| format!("writing {}", path.display()))?;
     tracing::warn!(
         path = %path.display(),
-        "ENCRYPTION_KEY is not set: generated a new key for stored secrets and saved it; keep this file, or set ENCRYPTION_KEY"
+        "{setting} is not set: generated one and saved it; keep this file, or set {setting}"
     );
-    Ok(key)
+    Ok(secret)
+}
+
+/// The broker under `keel up`: a bearer token and a callback signing key of its own in the
+/// data directory unless BROKER_TOKENS and BROKER_PRIVATE_KEY(_PATH) name them.
+fn broker_config(
+    mut args: broker::config::BrokerArgs,
+    data_dir: &Path,
+    common: keel_service::CommonConfig,
+    listen: Listen,
+) -> anyhow::Result<broker::Config> {
+    if args.broker_tokens.is_none() {
+        let token = local_secret(data_dir, "broker.token", "BROKER_TOKENS", || {
+            Ok(format!("keel-{}", uuid::Uuid::new_v4().simple()))
+        })?;
+        args.broker_tokens = Some(Secret::new(token));
+    }
+    if args.broker_private_key.is_none() && args.broker_private_key_path.is_none() {
+        let key = local_secret(data_dir, "broker.key", "BROKER_PRIVATE_KEY", || {
+            Ok(broker::signing::SigningKey::generate()?.1)
+        })?;
+        args.broker_private_key = Some(Secret::new(key));
+    }
+    Ok(args.into_config(common, listen))
 }
 
 /// Whether users other than the owner may read or write the file at `path`.

@@ -15,10 +15,16 @@ pub enum ServiceName {
     SourcesApi,
     Listener,
     Ingestion,
+    Broker,
 }
 
 impl ServiceName {
-    pub const ALL: [Self; 3] = [Self::SourcesApi, Self::Listener, Self::Ingestion];
+    pub const ALL: [Self; 4] = [
+        Self::SourcesApi,
+        Self::Listener,
+        Self::Ingestion,
+        Self::Broker,
+    ];
 }
 
 /// The configurations of the services to run; `None` leaves a service out.
@@ -27,6 +33,7 @@ pub struct StackConfig {
     pub sources: Option<sources_api::Config>,
     pub listener: Option<listener::Config>,
     pub ingestion: Option<ingestion::Config>,
+    pub broker: Option<broker::Config>,
 }
 
 /// Built services, ports bound, ready to run.
@@ -34,6 +41,8 @@ pub struct Stack {
     pub sources: Option<sources_api::App>,
     pub listener: Option<listener::App>,
     pub ingestion: Option<ingestion::App>,
+    /// The broker and the first of its bearer tokens (printed by `keel up`).
+    pub broker: Option<(broker::App, String)>,
     /// The listener's configuration as wired (to build it again, as the benchmark does).
     pub listener_config: Option<listener::Config>,
 }
@@ -47,6 +56,7 @@ impl StackConfig {
             mut sources,
             mut listener,
             ingestion,
+            broker,
         } = self;
         if let (Some(sources), Some(listener)) = (&mut sources, &mut listener) {
             link(sources, listener);
@@ -68,10 +78,22 @@ impl StackConfig {
             Some(config) => Some(Box::pin(ingestion::App::build(&config)).await?),
             None => None,
         };
+        let broker = match broker {
+            Some(config) => {
+                let token = config
+                    .tokens
+                    .first()
+                    .map(|t| t.expose().to_owned())
+                    .unwrap_or_default();
+                Some((Box::pin(broker::App::build(&config)).await?, token))
+            }
+            None => None,
+        };
         Ok(Stack {
             sources,
             listener: listener_app,
             ingestion,
+            broker,
             listener_config: listener,
         })
     }
@@ -103,6 +125,12 @@ impl Stack {
         self.ingestion.as_ref().map(ingestion::App::local_addr)
     }
 
+    pub fn broker_addr(&self) -> Option<(SocketAddr, &str)> {
+        self.broker
+            .as_ref()
+            .map(|(app, token)| (app.local_addr(), token.as_str()))
+    }
+
     /// The built services, to run with [`keel_service::run_all`].
     pub fn services(self) -> Vec<Box<dyn Service>> {
         let mut services: Vec<Box<dyn Service>> = Vec::new();
@@ -113,6 +141,9 @@ impl Stack {
             services.push(Box::new(app));
         }
         if let Some(app) = self.ingestion {
+            services.push(Box::new(app));
+        }
+        if let Some((app, _)) = self.broker {
             services.push(Box::new(app));
         }
         services

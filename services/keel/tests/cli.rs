@@ -28,6 +28,7 @@ fn up_offers_the_services_options_but_none_it_overrides() {
     let sources = options("sources-api", &[]);
     let listener = options("listener", &[]);
     let ingestion = options("ingestion", &[]);
+    let broker = options("broker", &[]);
     let up = options("keel", &["up"]);
     assert!(sources.contains("metrics-port") && listener.contains("metrics-port"));
     assert!(sources.contains("psks") && listener.contains("sources-psk"));
@@ -35,8 +36,9 @@ fn up_offers_the_services_options_but_none_it_overrides() {
     assert!(ingestion.contains("ingress-port") && ingestion.contains("polling-timer"));
     let mut want: BTreeSet<String> = sources.union(&listener).cloned().collect();
     want.extend(ingestion);
+    want.extend(broker);
     want.remove("metrics-port");
-    want.extend(["services", "data-dir", "listener-port"].map(str::to_owned));
+    want.extend(["services", "data-dir", "listener-port", "broker-port"].map(str::to_owned));
     assert_eq!(up, want);
 }
 

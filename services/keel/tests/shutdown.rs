@@ -246,7 +246,7 @@ async fn as_pid_1_of_its_own_namespace_sources_api_still_drains_on_sigterm() {
 #[tokio::test]
 async fn keel_up_drains_both_services_and_commits_the_listener_position_on_sigterm() {
     let (database, db) = database().await;
-    let (port, listener_port) = (free_port(), free_port());
+    let (port, listener_port, broker_port) = (free_port(), free_port(), free_port());
     let data_dir = std::env::temp_dir().join(format!("keel-up-{}", uuid::Uuid::new_v4().simple()));
     let mut child = spawn(
         env!("CARGO_BIN_EXE_keel"),
@@ -255,6 +255,7 @@ async fn keel_up_drains_both_services_and_commits_the_listener_position_on_sigte
             ("DATABASE_URL", database.url.clone()),
             ("PORT", port.to_string()),
             ("LISTENER_PORT", listener_port.to_string()),
+            ("BROKER_PORT", broker_port.to_string()),
             ("SOURCES_PSKS", PSK.to_owned()),
             ("KEEL_DATA_DIR", data_dir.to_string_lossy().into_owned()),
             ("SHUTDOWN_DRAIN_SECONDS", DRAIN_SECONDS.to_string()),
@@ -264,6 +265,27 @@ async fn keel_up_drains_both_services_and_commits_the_listener_position_on_sigte
     let base = format!("http://127.0.0.1:{port}");
     wait_ready(&http, &base).await;
     wait_ready(&http, &format!("http://127.0.0.1:{listener_port}")).await;
+    // The broker runs too, with a token and a signing key `up` made (owner-only files).
+    let broker = format!("http://127.0.0.1:{broker_port}");
+    wait_ready(&http, &broker).await;
+    for file in ["broker.token", "broker.key"] {
+        use std::os::unix::fs::PermissionsExt as _;
+        let mode = std::fs::metadata(data_dir.join(file))
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o600, "{file}");
+    }
+    let token = std::fs::read_to_string(data_dir.join("broker.token")).unwrap();
+    let resources = format!("{broker}/v1/resources?namespace=up");
+    let listed = http
+        .get(&resources)
+        .bearer_auth(token.trim())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(listed.status(), 200);
+    assert_eq!(http.get(&resources).send().await.unwrap().status(), 401);
     for n in 0..5 {
         create_source(&http, &base, "up-org", &format!("s{n}")).await;
     }
@@ -366,4 +388,36 @@ async fn keel_up_runs_only_the_services_chosen() {
         .unwrap();
     assert!(status.success(), "exit status {status}");
     let _ = std::fs::remove_dir_all(data_dir);
+}
+
+#[tokio::test]
+async fn the_broker_binary_exits_0_on_sigterm() {
+    let (database, _db) = database().await;
+    let port = free_port();
+    let mut broker = spawn(
+        workspace_bin("broker").to_str().unwrap(),
+        &[],
+        &[
+            ("DATABASE_URL", database.url.clone()),
+            ("HOST", "127.0.0.1".to_owned()),
+            ("PORT", port.to_string()),
+            ("METRICS_PORT", "0".to_owned()),
+            ("ENCRYPTION_KEY", key()),
+            ("BROKER_TOKENS", "t".to_owned()),
+            (
+                "BROKER_PRIVATE_KEY",
+                broker::signing::SigningKey::generate().unwrap().1,
+            ),
+            ("SHUTDOWN_DRAIN_SECONDS", DRAIN_SECONDS.to_string()),
+        ],
+    );
+    wait_ready(&reqwest::Client::new(), &format!("http://127.0.0.1:{port}")).await;
+    let stopping = Instant::now();
+    sigterm(broker.id().unwrap());
+    let status = tokio::time::timeout(Duration::from_secs(DRAIN_SECONDS), broker.wait())
+        .await
+        .expect("the broker exits within the drain deadline")
+        .unwrap();
+    assert!(status.success(), "exit status {status}");
+    assert!(stopping.elapsed() < Duration::from_secs(DRAIN_SECONDS));
 }

@@ -205,6 +205,7 @@ async fn build_stack(
         sources: Some(sources),
         listener: Some(listener),
         ingestion: Some(ingestion),
+        broker: None,
     }
     .build()
     .await

@@ -51,6 +51,7 @@ impl Services {
             sources: Some(sources),
             listener: Some(config),
             ingestion: None,
+            broker: None,
         }
         .build()
         .await?;
