@@ -79,15 +79,28 @@ impl Readiness {
 
 /// The operational routes, answering from `readiness` and the process's Prometheus recorder.
 pub fn router<S: Clone + Send + Sync + 'static>(readiness: Readiness) -> Router<S> {
+    let ready = {
+        let readiness = readiness.clone();
+        move || {
+            let readiness = readiness.clone();
+            async move { readiness.report().await }
+        }
+    };
+    probes_and_metrics(readiness)
+        .route("/health", get(|| async { "OK" }))
+        .route("/readiness", get(ready))
+}
+
+/// `/livez`, `/readyz` and `/metrics` only: for a service whose `/health` and `/readiness`
+/// answer in its original's own format.
+pub fn probes_and_metrics<S: Clone + Send + Sync + 'static>(readiness: Readiness) -> Router<S> {
     let metrics = keel_telemetry::prometheus();
     let ready = move || {
         let readiness = readiness.clone();
         async move { readiness.report().await }
     };
     Router::new()
-        .route("/health", get(|| async { "OK" }))
         .route("/livez", get(|| async { "OK" }))
-        .route("/readiness", get(ready.clone()))
         .route("/readyz", get(ready))
         .route(
             "/metrics",

@@ -110,8 +110,11 @@ impl App {
         };
         let options = config.common.http.clone();
         let readiness = ops::Readiness::default().with_postgres(db.clone());
-        let ops = keel_service::http::apply(ops::router(readiness), BrokerErrors, &options);
-        let app = keel_service::http::apply(api::router(state.clone()), BrokerErrors, &options);
+        let ops = keel_service::http::apply(ops::router(readiness.clone()), BrokerErrors, &options);
+        // The API port serves the metrics too, as every Keel service's does (under `keel up`
+        // there is no other port).
+        let app = api::router(state.clone()).merge(ops::probes_and_metrics(readiness));
+        let app = keel_service::http::apply(app, BrokerErrors, &options);
         let listeners = Listeners::bind(config.listen, app, ops, &options).await?;
         Ok(Self {
             listeners,

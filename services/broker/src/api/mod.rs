@@ -113,7 +113,23 @@ pub fn router(state: AppState) -> Router {
         ));
     let (app, doc) = probes.merge(v1).split_for_parts();
     app.merge(keel_service::openapi::document("/openapi.json", &doc))
+        .layer(axum::middleware::from_fn(timed))
         .with_state(state)
+}
+
+/// `broker_http_request_duration_seconds{endpoint,method}`, the name KIDP's docs give (beside
+/// the request metrics every Keel service records).
+async fn timed(request: axum::extract::Request, next: axum::middleware::Next) -> Response {
+    let endpoint = request
+        .extensions()
+        .get::<axum::extract::MatchedPath>()
+        .map_or_else(|| "unmatched".to_owned(), |p| p.as_str().to_owned());
+    let method = request.method().as_str().to_owned();
+    let started = std::time::Instant::now();
+    let response = next.run(request).await;
+    metrics::histogram!("broker_http_request_duration_seconds", "endpoint" => endpoint, "method" => method)
+        .record(started.elapsed().as_secs_f64());
+    response
 }
 
 /// The seed's health body.

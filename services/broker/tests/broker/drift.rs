@@ -135,6 +135,25 @@ async fn drift_is_reported_in_the_seeds_words_and_deprovision_still_cleans_up() 
             .starts_with(&format!("Drift detected: {missing}; ")),
         "{r}"
     );
+    // Counted, under the names KIDP's docs give.
+    let metrics = client()
+        .get(format!("{}/metrics", app.base))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    for wanted in [
+        format!("broker_drift_detected_total{{namespace=\"{ns}\",type=\"database\"}}"),
+        format!("broker_resources_total{{namespace=\"{ns}\",type=\"database\",phase=\"Ready\"}} 1"),
+        "broker_http_request_duration_seconds_count{endpoint=\"/v1/resources\",method=\"GET\"}"
+            .to_owned(),
+        "broker_provision_requests_total{resource_type=\"database\",status=\"success\"} 1"
+            .to_owned(),
+    ] {
+        assert!(metrics.contains(&wanted), "{wanted} in\n{metrics}");
+    }
     // Report only: nothing was put back.
     tokio::time::sleep(Duration::from_millis(1500)).await;
     assert_eq!(exists(&admin, &object).await, (true, false));
