@@ -91,7 +91,11 @@ pub(super) async fn list(
     tag = "callbacks",
     params(("id" = String, Path, description = "The dead letter's id"), NamespaceQuery),
     security(("bearer" = [])),
-    responses((status = 202, body = Accepted), (status = 404, body = ErrorBody))
+    responses(
+        (status = 202, body = Accepted),
+        (status = 400, description = "No namespace", body = ErrorBody),
+        (status = 404, body = ErrorBody),
+    )
 )]
 pub(super) async fn resend(
     State(s): State<AppState>,

@@ -229,14 +229,57 @@ async fn authorize(
     Ok(next.run(request).await)
 }
 
-/// Decodes a JSON body, answering `invalid_request` for what is not JSON of the right shape.
+/// Decodes a JSON body, answering `invalid_request` for what is not JSON of the right shape,
+/// and `validation_failed` for a string holding a NUL (PostgreSQL stores none).
 fn decode<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T> {
-    serde_json::from_slice(body)
-        .map_err(|e| Error::InvalidRequest(format!("invalid JSON body: {e}")))
+    let invalid = |e: serde_json::Error| Error::InvalidRequest(format!("invalid JSON body: {e}"));
+    let value: serde_json::Value = serde_json::from_slice(body).map_err(invalid)?;
+    if let Some(path) = nul_in(&value, String::new()) {
+        return Err(Error::Validation(format!(
+            "{path} must not contain a NUL character"
+        )));
+    }
+    serde_json::from_value(value).map_err(invalid)
+}
+
+/// Where in `value` a string (or key) holds a NUL, as a dotted path.
+fn nul_in(value: &serde_json::Value, at: String) -> Option<String> {
+    let join = |key: &str| {
+        if at.is_empty() {
+            key.to_owned()
+        } else {
+            format!("{at}.{key}")
+        }
+    };
+    match value {
+        serde_json::Value::String(s) if s.contains('\0') => Some(at),
+        serde_json::Value::Array(items) => items
+            .iter()
+            .enumerate()
+            .find_map(|(i, v)| nul_in(v, format!("{at}[{i}]"))),
+        serde_json::Value::Object(map) => map.iter().find_map(|(k, v)| {
+            if k.contains('\0') {
+                Some(join("<key>"))
+            } else {
+                nul_in(v, join(k))
+            }
+        }),
+        _ => None,
+    }
+}
+
+/// An optional text input, refused when it holds a NUL (PostgreSQL stores none).
+fn text<'a>(field: &str, v: Option<&'a str>) -> Result<Option<&'a str>> {
+    match v {
+        Some(s) if s.contains('\0') => Err(Error::Validation(format!(
+            "{field} must not contain a NUL character"
+        ))),
+        other => Ok(other),
+    }
 }
 
 fn required<'a>(field: &str, v: &'a Option<String>) -> Result<&'a str> {
-    v.as_deref()
+    text(field, v.as_deref())?
         .filter(|s| !s.trim().is_empty())
         .ok_or_else(|| Error::Validation(format!("{field} is required")))
 }

@@ -10,7 +10,7 @@ use axum::{
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
-use super::{AppState, Caller, check_url, decode, required};
+use super::{AppState, Caller, check_url, decode, required, text};
 use crate::{
     domain::{
         self,
@@ -126,7 +126,7 @@ pub(super) async fn provision(
             resource_type: kind.as_str(),
             resource_name: name,
             team,
-            owner: req.owner.as_deref(),
+            owner: text("owner", req.owner.as_deref())?,
             callback_url,
             spec: &spec,
             target,

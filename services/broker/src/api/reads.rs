@@ -9,7 +9,7 @@ use axum::{
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
-use super::{AppState, decode, required};
+use super::{AppState, decode, required, text};
 use crate::{
     domain::{self, cost, drift::Usage},
     drivers::Credentials,
@@ -126,9 +126,9 @@ async fn resources(s: &AppState, q: ResourcesQuery) -> Result<Json<ResourceList>
         &s.db,
         &Filter {
             namespace,
-            resource_type: q.resource_type.as_deref(),
-            resource_name: q.resource_name.as_deref(),
-            deployment_id: q.deployment_id.as_deref(),
+            resource_type: text("resourceType", q.resource_type.as_deref())?,
+            resource_name: text("resourceName", q.resource_name.as_deref())?,
+            deployment_id: text("deploymentId", q.deployment_id.as_deref())?,
         },
     )
     .await?;
@@ -281,6 +281,7 @@ pub struct SecretDocument {
     security(("bearer" = [])),
     responses(
         (status = 200, body = SecretDocument),
+        (status = 400, description = "No namespace", body = ErrorBody),
         (status = 404, body = ErrorBody),
         (status = 410, description = "Already read", body = ErrorBody),
     )
@@ -291,6 +292,7 @@ pub(super) async fn read_secret(
     Query(q): Query<SecretQuery>,
 ) -> Result<Json<SecretDocument>> {
     let namespace = required("namespace", &q.namespace)?;
+    text("name", Some(&name))?;
     match credentials::take(&s.db, namespace, &name).await? {
         Take::Unknown => Err(Error::NotFound(format!(
             "secret {name} not found in namespace {namespace}"

@@ -253,6 +253,39 @@ async fn requests_without_a_token_or_with_bad_input_are_refused_in_the_seeds_for
             )
         );
     }
+    // A NUL anywhere (PostgreSQL stores none) is a 400, in a body or in a query.
+    let mut nul = ok.clone();
+    nul["spec"]["backup"] = json!({"enabled": true, "schedule": "0 1 * * \u{0}"});
+    let (status, got) = call(
+        reqwest::Method::POST,
+        format!("{}/v1/provision", app.base),
+        Some(nul),
+    )
+    .await;
+    assert_eq!(
+        (status, got["message"].as_str()),
+        (
+            400,
+            Some("spec.backup.schedule must not contain a NUL character")
+        )
+    );
+    for query in [
+        "resources?namespace=%00",
+        "resources?namespace=n&resourceName=a%00",
+        "dead-letters?namespace=a%00b",
+    ] {
+        let (status, got) = call(
+            reqwest::Method::GET,
+            format!("{}/v1/{query}", app.base),
+            None,
+        )
+        .await;
+        assert_eq!(
+            (status, got["error"].as_str()),
+            (400, Some("validation_failed")),
+            "{query}: {got}"
+        );
+    }
     // A version the target does not run is refused at once, naming what it runs.
     let mut newer = ok.clone();
     newer["spec"]["version"] = json!("16");
