@@ -224,3 +224,27 @@ pub async fn resource(app: &Running, namespace: &str, name: &str) -> Value {
     assert_eq!(status, 200, "{listed}");
     listed["resources"][0].clone()
 }
+
+/// Drops what a test provisioned on the PostgreSQL server of `url` in namespace `ns` (a test
+/// that fails leaves it to `scripts/test`'s sweep).
+pub async fn forget(url: &str, ns: &str) {
+    let admin = keel_db::connect(url, "public", 1).await.unwrap();
+    let names: Vec<String> =
+        sqlx::query_scalar("SELECT rolname FROM pg_roles WHERE starts_with(rolname, $1)")
+            .bind(format!("{ns}_"))
+            .fetch_all(&admin)
+            .await
+            .unwrap();
+    for name in names {
+        for statement in [
+            format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)"),
+            format!("DROP ROLE IF EXISTS \"{name}\""),
+        ] {
+            sqlx::raw_sql(sqlx::AssertSqlSafe(statement))
+                .execute(&admin)
+                .await
+                .unwrap();
+        }
+    }
+    admin.close().await;
+}

@@ -231,6 +231,7 @@ async fn under_the_repair_policy_what_was_removed_is_put_back_with_the_same_pass
         .await
         .unwrap();
     assert_eq!(limit, 50);
+    forget(&db.url, &ns).await;
     app.shutdown.trigger();
     app.task.await.unwrap().unwrap();
 }

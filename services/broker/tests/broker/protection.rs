@@ -103,6 +103,7 @@ async fn concurrent_repeats_of_one_request_make_one_deployment() {
     })
     .await;
     assert_eq!(phases_of(&received, &id), ["Provisioning", "Ready"]);
+    forget(&db.url, &ns).await;
     app.shutdown.trigger();
     app.task.await.unwrap().unwrap();
 }

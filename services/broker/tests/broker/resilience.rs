@@ -37,6 +37,7 @@ async fn a_receiver_that_fails_twice_gets_each_callback_once_in_order() {
             .await
             .unwrap();
     assert_eq!(attempts, [3, 1], "the first callback took the two failures");
+    forget(&db.url, &ns).await;
     app.shutdown.trigger();
     app.task.await.unwrap().unwrap();
 }
@@ -120,6 +121,7 @@ async fn undeliverable_callbacks_become_dead_letters_that_can_be_sent_again() {
         call(reqwest::Method::GET, letters, None).await.1["total"],
         0
     );
+    forget(&db.url, &ns).await;
     app.shutdown.trigger();
     app.task.await.unwrap().unwrap();
 }
@@ -277,6 +279,7 @@ async fn a_broker_killed_mid_operation_loses_and_duplicates_nothing() {
         phases.dedup();
         assert_eq!(phases, ["Provisioning", "Ready"], "{id}");
     }
+    forget(&db.url, &ns).await;
     app.shutdown.trigger();
     app.task.await.unwrap().unwrap();
 }
