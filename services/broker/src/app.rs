@@ -10,7 +10,10 @@ use tokio::sync::Notify;
 use crate::{
     api::{self, AppState},
     config::Config,
-    drivers::{Drivers, mysql::SharedMysql, postgres::SharedPostgres, redis::SharedRedis},
+    drivers::{
+        Drivers, kafka::KafkaTopics, mysql::SharedMysql, postgres::SharedPostgres,
+        redis::SharedRedis,
+    },
     error::BrokerErrors,
     notify::Delivery,
     signing::SigningKey,
@@ -90,6 +93,11 @@ impl App {
                 .map(|t| SharedMysql::new(t, connections))
                 .transpose()?,
             config.redis.as_ref().map(SharedRedis::new).transpose()?,
+            config
+                .kafka
+                .as_ref()
+                .map(|k| KafkaTopics::new(k, config.kafka_replication))
+                .transpose()?,
         );
         let state = AppState {
             db: db.clone(),

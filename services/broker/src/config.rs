@@ -86,6 +86,13 @@ pub struct BrokerArgs {
     /// Host clients are told to connect to for Redis caches. Unset: the URL's host.
     #[arg(long, env = "BROKER_REDIS_HOST")]
     pub broker_redis_host: Option<String>,
+    /// Kafka cluster topics are made on (`host:port,...`, reached with the KAFKA_SECURITY_PROTOCOL
+    /// and SASL settings). Unset: the cluster of KAFKA_BROKERS, when there is one.
+    #[arg(long, env = "BROKER_KAFKA_BROKERS")]
+    pub broker_kafka_brokers: Option<String>,
+    /// Replicas of each partition of the topics made.
+    #[arg(long, env = "BROKER_KAFKA_REPLICATION", default_value_t = 1)]
+    pub broker_kafka_replication: i32,
 }
 
 /// The broker's settings, resolved.
@@ -108,6 +115,8 @@ pub struct Config {
     pub postgres: Option<SharedTarget>,
     pub mysql: Option<SharedTarget>,
     pub redis: Option<SharedTarget>,
+    pub kafka: Option<keel_service::config::KafkaSettings>,
+    pub kafka_replication: i32,
 }
 
 /// A shared server to provision on: the broker's own connection, and the host clients are
@@ -172,6 +181,15 @@ impl BrokerArgs {
             postgres: shared(Some(postgres_url), b.broker_postgres_host),
             mysql: shared(b.broker_mysql_url, b.broker_mysql_host),
             redis: shared(b.broker_redis_url, b.broker_redis_host),
+            kafka: match b.broker_kafka_brokers.filter(|k| !k.is_empty()) {
+                // The event stream's security settings, on the brokers named.
+                Some(brokers) => Some(keel_service::config::KafkaSettings {
+                    brokers,
+                    ..common.kafka.clone().unwrap_or_default()
+                }),
+                None => common.kafka.clone(),
+            },
+            kafka_replication: b.broker_kafka_replication.max(1),
             common,
         }
     }
@@ -202,6 +220,8 @@ impl Config {
             postgres: shared(Some(url), None),
             mysql: None,
             redis: None,
+            kafka: None,
+            kafka_replication: 1,
         }
     }
 }

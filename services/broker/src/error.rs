@@ -36,6 +36,9 @@ pub enum Error {
     Unauthorized(String),
     #[error("{0}")]
     RateLimited(String),
+    /// A target would not do what was asked (or could not be reached).
+    #[error("{0}")]
+    Target(String),
     #[error("database error: {0}")]
     Database(#[from] sqlx::Error),
     #[error("{0:#}")]
@@ -54,6 +57,7 @@ impl Error {
             Self::Gone(_) => (StatusCode::GONE, "gone"),
             Self::Unauthorized(_) => (StatusCode::UNAUTHORIZED, "unauthorized"),
             Self::RateLimited(_) => (StatusCode::TOO_MANY_REQUESTS, "rate_limited"),
+            Self::Target(_) => (StatusCode::SERVICE_UNAVAILABLE, "provisioning_failed"),
             Self::Database(_) | Self::Internal(_) => {
                 (StatusCode::INTERNAL_SERVER_ERROR, "internal_error")
             }
@@ -77,7 +81,8 @@ pub fn body(status: StatusCode, error: &str, message: &str) -> Response {
 impl IntoResponse for Error {
     fn into_response(self) -> Response {
         let (status, code) = self.parts();
-        let message = if status.is_server_error() {
+        // What went wrong inside stays in the log; a target's refusal is the caller's to know.
+        let message = if matches!(self, Self::Database(_) | Self::Internal(_)) {
             tracing::error!(error = %self, "request failed");
             "internal error".to_owned()
         } else {

@@ -8,6 +8,7 @@ mod letters;
 pub mod limit;
 mod provision;
 mod reads;
+mod secrets;
 
 use std::sync::Arc;
 
@@ -85,7 +86,8 @@ fn routes() -> (OpenApiRouter<AppState>, OpenApiRouter<AppState>) {
         .routes(routes!(reads::resources_get, reads::resources_post))
         .routes(routes!(reads::status))
         .routes(routes!(reads::signing_key))
-        .routes(routes!(reads::read_secret))
+        .routes(routes!(secrets::read_secret))
+        .routes(routes!(secrets::rotate))
         .routes(routes!(letters::list))
         .routes(routes!(letters::resend));
     let probes = OpenApiRouter::with_openapi(ApiDoc::openapi())

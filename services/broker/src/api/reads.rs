@@ -4,7 +4,7 @@ use std::collections::BTreeMap;
 
 use axum::{
     Json,
-    extract::{Path, Query, State},
+    extract::{Query, State},
 };
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
@@ -12,12 +12,8 @@ use utoipa::{IntoParams, ToSchema};
 use super::{AppState, decode, required, text};
 use crate::{
     domain::{self, cost, drift::Usage},
-    drivers::Credentials,
     error::{Error, ErrorBody, Result},
-    store::{
-        credentials::{self, Take},
-        deployments::{self, Deployment, Filter},
-    },
+    store::deployments::{self, Deployment, Filter},
 };
 
 /// Which resources to list: the namespace's, optionally narrowed.
@@ -250,75 +246,4 @@ pub(super) async fn signing_key(State(s): State<AppState>) -> Json<SigningKeyDoc
         algorithm: "Ed25519",
         public_key: s.key.public_base64(),
     })
-}
-
-#[derive(Debug, Deserialize, IntoParams)]
-#[into_params(parameter_in = Query)]
-pub struct SecretQuery {
-    /// The namespace the secret belongs to (required).
-    namespace: Option<String>,
-}
-
-/// What a client connects with.
-#[derive(Debug, Serialize, ToSchema)]
-pub struct SecretDocument {
-    username: String,
-    password: String,
-    database: Option<String>,
-    host: Option<String>,
-    port: Option<i32>,
-    /// Redis: every key and channel must start with it.
-    #[serde(rename = "keyPrefix", skip_serializing_if = "Option::is_none")]
-    key_prefix: Option<String>,
-}
-
-/// The credentials behind a `connectionSecret`, once; a second read is 410 Gone.
-#[utoipa::path(
-    get,
-    path = "/v1/secrets/{name}",
-    tag = "resources",
-    params(("name" = String, Path, description = "The resource's connectionSecret"), SecretQuery),
-    security(("bearer" = [])),
-    responses(
-        (status = 200, body = SecretDocument),
-        (status = 400, description = "No namespace", body = ErrorBody),
-        (status = 404, body = ErrorBody),
-        (status = 410, description = "Already read", body = ErrorBody),
-    )
-)]
-pub(super) async fn read_secret(
-    State(s): State<AppState>,
-    Path(name): Path<String>,
-    Query(q): Query<SecretQuery>,
-) -> Result<Json<SecretDocument>> {
-    let namespace = required("namespace", &q.namespace)?;
-    text("name", Some(&name))?;
-    match credentials::take(&s.db, namespace, &name).await? {
-        Take::Unknown => Err(Error::NotFound(format!(
-            "secret {name} not found in namespace {namespace}"
-        ))),
-        Take::AlreadyRead => Err(Error::Gone(format!(
-            "secret {name} was already read; rotate it to read new credentials"
-        ))),
-        Take::Fresh {
-            deployment_id,
-            sealed,
-        } => {
-            let text = s
-                .secrets
-                .open(&sealed, deployment_id.as_bytes())
-                .map_err(Error::Internal)?;
-            let c: Credentials =
-                serde_json::from_str(&text).map_err(|e| Error::Internal(e.into()))?;
-            let d = deployments::find(&s.db, &deployment_id).await?;
-            Ok(Json(SecretDocument {
-                username: c.username,
-                password: c.password,
-                database: c.database,
-                key_prefix: c.key_prefix,
-                host: d.as_ref().and_then(|d| d.endpoint.clone()),
-                port: d.and_then(|d| d.port),
-            }))
-        }
-    }
 }

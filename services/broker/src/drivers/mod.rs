@@ -1,6 +1,7 @@
 //! The servers resources are provisioned on. Each driver creates idempotently (what exists is
 //! left or corrected), observes what exists, and deletes tolerating what is already gone.
 
+pub mod kafka;
 pub mod mysql;
 pub mod postgres;
 pub mod redis;
@@ -93,6 +94,9 @@ pub struct Credentials {
     /// Redis: the prefix every key and channel of the user must start with.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub key_prefix: Option<String>,
+    /// Kafka: the topic's name on the cluster.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub topic: Option<String>,
 }
 
 impl Credentials {
@@ -113,6 +117,7 @@ impl Credentials {
             password,
             database: database.map(str::to_owned),
             key_prefix: None,
+            topic: None,
         }
     }
 }
@@ -137,6 +142,7 @@ pub struct Drivers {
     pub postgres: Option<postgres::SharedPostgres>,
     pub mysql: Option<mysql::SharedMysql>,
     pub redis: Option<redis::SharedRedis>,
+    pub kafka: Option<kafka::KafkaTopics>,
     /// Each target's version as last asked, and when.
     versions: Arc<Mutex<HashMap<&'static str, (Instant, String)>>>,
 }
@@ -152,6 +158,9 @@ pub fn target_for(
             Ok("postgresql")
         }
         (ResourceType::Database, Engine::Mysql) if drivers.mysql.is_some() => Ok("mysql"),
+        (ResourceType::Topic | ResourceType::Queue, Engine::Kafka) if drivers.kafka.is_some() => {
+            Ok("kafka")
+        }
         (ResourceType::Database | ResourceType::Cache, Engine::Redis)
             if drivers.redis.is_some() =>
         {
@@ -174,6 +183,9 @@ pub fn desired<'a>(target: &str, spec: &'a Spec) -> Desired<'a> {
     if matches!(target, "postgresql" | "mysql") {
         desired.connection_limit = Some(spec.size.connection_limit());
     }
+    if target == "kafka" {
+        desired.partitions = spec.partitions;
+    }
     desired
 }
 
@@ -182,6 +194,7 @@ enum Driver<'a> {
     Postgres(&'a postgres::SharedPostgres),
     Mysql(&'a mysql::SharedMysql),
     Redis(&'a redis::SharedRedis),
+    Kafka(&'a kafka::KafkaTopics),
 }
 
 impl Drivers {
@@ -189,11 +202,13 @@ impl Drivers {
         postgres: Option<postgres::SharedPostgres>,
         mysql: Option<mysql::SharedMysql>,
         redis: Option<redis::SharedRedis>,
+        kafka: Option<kafka::KafkaTopics>,
     ) -> Self {
         Self {
             postgres,
             mysql,
             redis,
+            kafka,
             ..Self::default()
         }
     }
@@ -210,6 +225,10 @@ impl Drivers {
             out.push("cache/redis");
             out.push("database/redis");
         }
+        if self.kafka.is_some() {
+            out.push("topic/kafka");
+            out.push("queue/kafka");
+        }
         out
     }
 
@@ -223,13 +242,14 @@ impl Drivers {
                 .ok_or_else(missing),
             "mysql" => self.mysql.as_ref().map(Driver::Mysql).ok_or_else(missing),
             "redis" => self.redis.as_ref().map(Driver::Redis).ok_or_else(missing),
+            "kafka" => self.kafka.as_ref().map(Driver::Kafka).ok_or_else(missing),
             other => Err(DriverError::Refused(format!("unknown target {other}"))),
         }
     }
 
     /// Every configured target, for readiness.
     pub async fn check_all(&self) -> Result<(), String> {
-        for target in ["postgresql", "mysql", "redis"] {
+        for target in ["postgresql", "mysql", "redis", "kafka"] {
             if let Ok(driver) = self.driver(target) {
                 driver
                     .version()
@@ -248,7 +268,7 @@ impl Drivers {
         {
             return Some(v.clone());
         }
-        let version = self.driver(target).ok()?.version().await.ok()?;
+        let version = self.driver(target).ok()?.version().await.ok()??;
         self.versions
             .lock()
             .ok()?
@@ -262,6 +282,14 @@ impl Drivers {
             "redis" => Credentials {
                 key_prefix: Some(redis::SharedRedis::prefix(names)),
                 ..Credentials::generate(&names.object, None)
+            },
+            // The cluster's own authentication applies; a topic has no user of its own.
+            "kafka" => Credentials {
+                username: String::new(),
+                password: String::new(),
+                database: None,
+                key_prefix: None,
+                topic: Some(names.object.clone()),
             },
             _ => Credentials::generate(&names.object, Some(&names.object)),
         }
@@ -290,6 +318,10 @@ impl Drivers {
                 r.apply(names, credentials).await?;
                 r.endpoint()
             }
+            Driver::Kafka(k) => {
+                k.apply(names, spec).await?;
+                k.endpoint()
+            }
         };
         Ok((host.to_owned(), port))
     }
@@ -299,6 +331,7 @@ impl Drivers {
             Driver::Postgres(pg) => pg.observe(names).await,
             Driver::Mysql(my) => my.observe(names).await,
             Driver::Redis(r) => r.observe(names).await,
+            Driver::Kafka(k) => k.observe(names).await,
         }
     }
 
@@ -307,16 +340,19 @@ impl Drivers {
             Driver::Postgres(pg) => pg.delete(names).await,
             Driver::Mysql(my) => my.delete(names).await,
             Driver::Redis(r) => r.delete(names).await,
+            Driver::Kafka(k) => k.delete(names).await,
         }
     }
 }
 
 impl Driver<'_> {
-    async fn version(&self) -> Result<String, DriverError> {
+    /// The server's version; `None` when it answers but tells none (Kafka).
+    async fn version(&self) -> Result<Option<String>, DriverError> {
         match self {
-            Self::Postgres(pg) => pg.version().await,
-            Self::Mysql(my) => my.version().await,
-            Self::Redis(r) => r.version().await,
+            Self::Postgres(pg) => pg.version().await.map(Some),
+            Self::Mysql(my) => my.version().await.map(Some),
+            Self::Redis(r) => r.version().await.map(Some),
+            Self::Kafka(k) => k.ping().await.map(|()| None),
         }
     }
 }

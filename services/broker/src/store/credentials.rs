@@ -30,13 +30,17 @@ pub async fn ensure(
 }
 
 /// Replaces the credentials (a rotation) and makes them readable once more.
-pub async fn replace(db: &PgPool, id: &str, sealed: Vec<u8>) -> Result<(), sqlx::Error> {
+pub async fn replace(
+    conn: &mut sqlx::PgConnection,
+    id: &str,
+    sealed: Vec<u8>,
+) -> Result<(), sqlx::Error> {
     sqlx::query(
         "UPDATE deployments SET credentials = $2, credentials_read_at = NULL WHERE id = $1",
     )
     .bind(id)
     .bind(sealed)
-    .execute(db)
+    .execute(conn)
     .await?;
     Ok(())
 }

@@ -110,6 +110,20 @@ pub async fn lock_live(
 }
 
 /// A deployment by id, locked until the transaction ends.
+/// The namespace's Ready deployment whose connection secret is `secret`, locked.
+pub async fn lock_ready_by_secret(
+    conn: &mut PgConnection,
+    namespace: &str,
+    secret: &str,
+) -> Result<Option<Deployment>, sqlx::Error> {
+    sqlx::query_as(sql("SELECT {COLUMNS} FROM deployments \
+         WHERE namespace = $1 AND connection_secret = $2 AND phase = 'Ready' FOR UPDATE"))
+    .bind(namespace)
+    .bind(secret)
+    .fetch_optional(conn)
+    .await
+}
+
 pub async fn lock(conn: &mut PgConnection, id: &str) -> Result<Option<Deployment>, sqlx::Error> {
     sqlx::query_as(sql(
         "SELECT {COLUMNS} FROM deployments WHERE id = $1 FOR UPDATE",

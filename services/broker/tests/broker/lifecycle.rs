@@ -107,8 +107,37 @@ async fn a_postgres_database_is_provisioned_handed_over_once_and_deprovisioned()
             .await
             .unwrap();
     assert_eq!(owner, role);
-    let (status, gone) = call(reqwest::Method::GET, secret, None).await;
+    let (status, gone) = call(reqwest::Method::GET, secret.clone(), None).await;
     assert_eq!((status, gone["error"].as_str()), (410, Some("gone")));
+
+    // Rotated: new credentials on the server, readable once more; the old ones stop working.
+    let rotate = format!(
+        "{}/v1/secrets/app-db-credentials/rotate?namespace={ns}",
+        app.base
+    );
+    let (status, rotated) = call(reqwest::Method::POST, rotate, None).await;
+    assert_eq!(
+        (status, rotated["status"].as_str()),
+        (200, Some("rotated")),
+        "{rotated}"
+    );
+    let (status, fresh) = call(reqwest::Method::GET, secret, None).await;
+    assert_eq!(status, 200, "{fresh}");
+    let (old, new) = (
+        creds["password"].as_str().unwrap(),
+        fresh["password"].as_str().unwrap(),
+    );
+    assert_ne!(old, new);
+    assert_eq!(fresh["username"], creds["username"]);
+    assert!(password_matches(&admin, &role, new).await);
+    assert!(!password_matches(&admin, &role, old).await);
+    let (status, _) = call(
+        reqwest::Method::POST,
+        format!("{}/v1/secrets/nothing-here/rotate?namespace={ns}", app.base),
+        None,
+    )
+    .await;
+    assert_eq!(status, 404);
 
     let deprovision = json!({"deploymentId": id, "resourceType": "database", "resourceName": "app-db", "namespace": ns, "callbackUrl": callback_url});
     let (status, body) = call(

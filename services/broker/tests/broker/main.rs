@@ -2,6 +2,7 @@
 
 mod common;
 mod drift;
+mod kafka;
 mod lifecycle;
 mod mysql;
 mod openapi;

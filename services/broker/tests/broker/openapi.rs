@@ -32,6 +32,7 @@ async fn checked_in_openapi_matches_the_code_and_is_served() {
         ("/v1/status", "get"),
         ("/v1/signing-key", "get"),
         ("/v1/secrets/{name}", "get"),
+        ("/v1/secrets/{name}/rotate", "post"),
         ("/v1/dead-letters", "get"),
         ("/v1/dead-letters/{id}/resend", "post"),
     ] {
