@@ -66,6 +66,26 @@ ensure_mariadb() {
     exit 1
 }
 
+# NATS with JetStream (the broker's stream target): the one running, else the machine's started.
+ensure_nats() {
+    if (exec 3<>/dev/tcp/127.0.0.1/4222) 2>/dev/null; then return; fi
+    if ! command -v nats-server >/dev/null 2>&1; then
+        say "installing NATS"
+        apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nats-server >/dev/null
+    fi
+    say "starting NATS with JetStream"
+    mkdir -p /var/lib/nats-server
+    start-stop-daemon --start --oknodo --background --exec /usr/sbin/nats-server -- \
+        -a 127.0.0.1 -p 4222 -js -sd /var/lib/nats-server -l /var/log/nats-server.log
+    started+=(nats)
+    for _ in $(seq 1 50); do
+        (exec 3<>/dev/tcp/127.0.0.1/4222) 2>/dev/null && return
+        sleep 0.1
+    done
+    echo "NATS did not start on 127.0.0.1:4222" >&2
+    exit 1
+}
+
 # A real Kafka-protocol broker: tansu on sqlite storage (its memory engine cannot serve a
 # consumer resuming inside a produced batch). Built once (~11 minutes on 2 cores), then reused.
 TANSU_VERSION=0.6.0
@@ -187,6 +207,7 @@ stop_started() {
                 if [[ -s "$tansu_dir/tansu.pid" ]]; then kill "$(cat "$tansu_dir/tansu.pid")" 2>/dev/null || true; fi
                 kill "$tansu_pid" 2>/dev/null || true; wait "$tansu_pid" 2>/dev/null || true; rm -rf "$tansu_dir" ;;
             redis) redis-cli -h 127.0.0.1 -p 6379 shutdown nosave >/dev/null 2>&1 || true ;;
+            nats) start-stop-daemon --stop --oknodo --exec /usr/sbin/nats-server --retry 10 >/dev/null || true ;;
             mariadb) start-stop-daemon --stop --oknodo --exec /usr/sbin/mariadbd --retry 30 >/dev/null || true ;;
             moto) kill "$moto_pid" 2>/dev/null || true; wait "$moto_pid" 2>/dev/null || true; rm -f "$moto_log" ;;
             tls_postgres) runuser -u postgres -- "$pg_bin/pg_ctl" -D "$tls_dir/data" -m fast stop >/dev/null 2>&1 || true; rm -rf "$tls_dir" ;;

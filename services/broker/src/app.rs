@@ -11,8 +11,8 @@ use crate::{
     api::{self, AppState},
     config::Config,
     drivers::{
-        Drivers, kafka::KafkaTopics, mysql::SharedMysql, postgres::SharedPostgres,
-        redis::SharedRedis,
+        Drivers, kafka::KafkaTopics, mysql::SharedMysql, nats::NatsStreams,
+        postgres::SharedPostgres, redis::SharedRedis,
     },
     error::BrokerErrors,
     notify::Delivery,
@@ -98,6 +98,7 @@ impl App {
                 .as_ref()
                 .map(|k| KafkaTopics::new(k, config.kafka_replication))
                 .transpose()?,
+            config.nats.as_ref().map(NatsStreams::new).transpose()?,
         );
         let state = AppState {
             db: db.clone(),

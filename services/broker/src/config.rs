@@ -90,6 +90,13 @@ pub struct BrokerArgs {
     /// and SASL settings). Unset: the cluster of KAFKA_BROKERS, when there is one.
     #[arg(long, env = "BROKER_KAFKA_BROKERS")]
     pub broker_kafka_brokers: Option<String>,
+    /// NATS server (with JetStream) streams are made on (`nats://[user:password@]host:4222`).
+    /// Unset: no NATS target.
+    #[arg(long, env = "BROKER_NATS_URL", hide_env_values = true)]
+    pub broker_nats_url: Option<String>,
+    /// Host clients are told to connect to for NATS streams. Unset: the URL's host.
+    #[arg(long, env = "BROKER_NATS_HOST")]
+    pub broker_nats_host: Option<String>,
     /// Replicas of each partition of the topics made.
     #[arg(long, env = "BROKER_KAFKA_REPLICATION", default_value_t = 1)]
     pub broker_kafka_replication: i32,
@@ -116,6 +123,7 @@ pub struct Config {
     pub mysql: Option<SharedTarget>,
     pub redis: Option<SharedTarget>,
     pub kafka: Option<keel_service::config::KafkaSettings>,
+    pub nats: Option<SharedTarget>,
     pub kafka_replication: i32,
 }
 
@@ -190,6 +198,7 @@ impl BrokerArgs {
                 None => common.kafka.clone(),
             },
             kafka_replication: b.broker_kafka_replication.max(1),
+            nats: shared(b.broker_nats_url, b.broker_nats_host),
             common,
         }
     }
@@ -222,6 +231,7 @@ impl Config {
             redis: None,
             kafka: None,
             kafka_replication: 1,
+            nats: None,
         }
     }
 }

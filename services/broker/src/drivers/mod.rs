@@ -3,6 +3,7 @@
 
 pub mod kafka;
 pub mod mysql;
+pub mod nats;
 pub mod postgres;
 pub mod redis;
 
@@ -91,10 +92,11 @@ pub struct Credentials {
     pub username: String,
     pub password: String,
     pub database: Option<String>,
-    /// Redis: the prefix every key and channel of the user must start with.
+    /// Redis: the prefix every key and channel of the user must start with; NATS: the
+    /// subjects the stream captures.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub key_prefix: Option<String>,
-    /// Kafka: the topic's name on the cluster.
+    /// Kafka: the topic's name on the cluster; NATS: the stream's.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub topic: Option<String>,
 }
@@ -143,6 +145,7 @@ pub struct Drivers {
     pub mysql: Option<mysql::SharedMysql>,
     pub redis: Option<redis::SharedRedis>,
     pub kafka: Option<kafka::KafkaTopics>,
+    pub nats: Option<nats::NatsStreams>,
     /// Each target's version as last asked, and when.
     versions: Arc<Mutex<HashMap<&'static str, (Instant, String)>>>,
 }
@@ -161,6 +164,7 @@ pub fn target_for(
         (ResourceType::Topic | ResourceType::Queue, Engine::Kafka) if drivers.kafka.is_some() => {
             Ok("kafka")
         }
+        (ResourceType::Queue, Engine::Nats) if drivers.nats.is_some() => Ok("nats"),
         (ResourceType::Database | ResourceType::Cache, Engine::Redis)
             if drivers.redis.is_some() =>
         {
@@ -195,6 +199,7 @@ enum Driver<'a> {
     Mysql(&'a mysql::SharedMysql),
     Redis(&'a redis::SharedRedis),
     Kafka(&'a kafka::KafkaTopics),
+    Nats(&'a nats::NatsStreams),
 }
 
 impl Drivers {
@@ -203,12 +208,14 @@ impl Drivers {
         mysql: Option<mysql::SharedMysql>,
         redis: Option<redis::SharedRedis>,
         kafka: Option<kafka::KafkaTopics>,
+        nats: Option<nats::NatsStreams>,
     ) -> Self {
         Self {
             postgres,
             mysql,
             redis,
             kafka,
+            nats,
             ..Self::default()
         }
     }
@@ -229,6 +236,9 @@ impl Drivers {
             out.push("topic/kafka");
             out.push("queue/kafka");
         }
+        if self.nats.is_some() {
+            out.push("queue/nats");
+        }
         out
     }
 
@@ -243,13 +253,14 @@ impl Drivers {
             "mysql" => self.mysql.as_ref().map(Driver::Mysql).ok_or_else(missing),
             "redis" => self.redis.as_ref().map(Driver::Redis).ok_or_else(missing),
             "kafka" => self.kafka.as_ref().map(Driver::Kafka).ok_or_else(missing),
+            "nats" => self.nats.as_ref().map(Driver::Nats).ok_or_else(missing),
             other => Err(DriverError::Refused(format!("unknown target {other}"))),
         }
     }
 
     /// Every configured target, for readiness.
     pub async fn check_all(&self) -> Result<(), String> {
-        for target in ["postgresql", "mysql", "redis", "kafka"] {
+        for target in ["postgresql", "mysql", "redis", "kafka", "nats"] {
             if let Ok(driver) = self.driver(target) {
                 driver
                     .version()
@@ -283,12 +294,12 @@ impl Drivers {
                 key_prefix: Some(redis::SharedRedis::prefix(names)),
                 ..Credentials::generate(&names.object, None)
             },
-            // The cluster's own authentication applies; a topic has no user of its own.
-            "kafka" => Credentials {
+            // The cluster's own authentication applies; a topic or stream has no user of its own.
+            "kafka" | "nats" => Credentials {
                 username: String::new(),
                 password: String::new(),
                 database: None,
-                key_prefix: None,
+                key_prefix: (target == "nats").then(|| nats::NatsStreams::subjects(names)),
                 topic: Some(names.object.clone()),
             },
             _ => Credentials::generate(&names.object, Some(&names.object)),
@@ -322,6 +333,10 @@ impl Drivers {
                 k.apply(names, spec).await?;
                 k.endpoint()
             }
+            Driver::Nats(n) => {
+                n.apply(names, spec).await?;
+                n.endpoint()
+            }
         };
         Ok((host.to_owned(), port))
     }
@@ -332,6 +347,7 @@ impl Drivers {
             Driver::Mysql(my) => my.observe(names).await,
             Driver::Redis(r) => r.observe(names).await,
             Driver::Kafka(k) => k.observe(names).await,
+            Driver::Nats(n) => n.observe(names).await,
         }
     }
 
@@ -341,6 +357,7 @@ impl Drivers {
             Driver::Mysql(my) => my.delete(names).await,
             Driver::Redis(r) => r.delete(names).await,
             Driver::Kafka(k) => k.delete(names).await,
+            Driver::Nats(n) => n.delete(names).await,
         }
     }
 }
@@ -353,6 +370,7 @@ impl Driver<'_> {
             Self::Mysql(my) => my.version().await.map(Some),
             Self::Redis(r) => r.version().await.map(Some),
             Self::Kafka(k) => k.ping().await.map(|()| None),
+            Self::Nats(n) => n.version().await.map(Some),
         }
     }
 }

@@ -5,6 +5,7 @@ mod drift;
 mod kafka;
 mod lifecycle;
 mod mysql;
+mod nats;
 mod openapi;
 mod protection;
 mod redis;
