@@ -86,6 +86,34 @@ ensure_nats() {
     exit 1
 }
 
+# RabbitMQ with its management API on 127.0.0.1:15672 (the broker's vhost target): the
+# running one, else the machine's started; the plugin is enabled when it is not (it stays so).
+ensure_rabbitmq() {
+    if ! (exec 3<>/dev/tcp/127.0.0.1/5672) 2>/dev/null; then
+        if ! command -v rabbitmq-server >/dev/null 2>&1; then
+            say "installing RabbitMQ"
+            apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq rabbitmq-server >/dev/null
+        fi
+        say "starting RabbitMQ"
+        rabbitmq-server -detached
+        started+=(rabbitmq)
+        for _ in $(seq 1 150); do
+            (exec 3<>/dev/tcp/127.0.0.1/5672) 2>/dev/null && break
+            sleep 0.2
+        done
+    fi
+    if ! curl -fsS -o /dev/null -u guest:guest http://127.0.0.1:15672/api/overview 2>/dev/null; then
+        say "enabling RabbitMQ's management plugin"
+        rabbitmq-plugins enable rabbitmq_management >/dev/null
+        for _ in $(seq 1 150); do
+            curl -fsS -o /dev/null -u guest:guest http://127.0.0.1:15672/api/overview 2>/dev/null && return
+            sleep 0.2
+        done
+        echo "RabbitMQ's management API did not answer on 127.0.0.1:15672" >&2
+        exit 1
+    fi
+}
+
 # A real Kafka-protocol broker: tansu on sqlite storage (its memory engine cannot serve a
 # consumer resuming inside a produced batch). Built once (~11 minutes on 2 cores), then reused.
 TANSU_VERSION=0.6.0
@@ -207,6 +235,7 @@ stop_started() {
                 if [[ -s "$tansu_dir/tansu.pid" ]]; then kill "$(cat "$tansu_dir/tansu.pid")" 2>/dev/null || true; fi
                 kill "$tansu_pid" 2>/dev/null || true; wait "$tansu_pid" 2>/dev/null || true; rm -rf "$tansu_dir" ;;
             redis) redis-cli -h 127.0.0.1 -p 6379 shutdown nosave >/dev/null 2>&1 || true ;;
+            rabbitmq) rabbitmqctl stop >/dev/null 2>&1 || true ;;
             nats) start-stop-daemon --stop --oknodo --exec /usr/sbin/nats-server --retry 10 >/dev/null || true ;;
             mariadb) start-stop-daemon --stop --oknodo --exec /usr/sbin/mariadbd --retry 30 >/dev/null || true ;;
             moto) kill "$moto_pid" 2>/dev/null || true; wait "$moto_pid" 2>/dev/null || true; rm -f "$moto_log" ;;

@@ -12,7 +12,7 @@ use crate::{
     config::Config,
     drivers::{
         Drivers, kafka::KafkaTopics, mysql::SharedMysql, nats::NatsStreams,
-        postgres::SharedPostgres, redis::SharedRedis,
+        postgres::SharedPostgres, rabbitmq::SharedRabbitMq, redis::SharedRedis,
     },
     error::BrokerErrors,
     notify::Delivery,
@@ -99,6 +99,11 @@ impl App {
                 .map(|k| KafkaTopics::new(k, config.kafka_replication))
                 .transpose()?,
             config.nats.as_ref().map(NatsStreams::new).transpose()?,
+            config
+                .rabbitmq
+                .as_ref()
+                .map(|t| SharedRabbitMq::new(t, config.rabbitmq_amqp_port))
+                .transpose()?,
         );
         let state = AppState {
             db: db.clone(),

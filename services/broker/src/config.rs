@@ -97,6 +97,16 @@ pub struct BrokerArgs {
     /// Host clients are told to connect to for NATS streams. Unset: the URL's host.
     #[arg(long, env = "BROKER_NATS_HOST")]
     pub broker_nats_host: Option<String>,
+    /// RabbitMQ management API vhosts are made through, with an administrator's credentials
+    /// (`http://user:password@host:15672`). Unset: no RabbitMQ target.
+    #[arg(long, env = "BROKER_RABBITMQ_URL", hide_env_values = true)]
+    pub broker_rabbitmq_url: Option<String>,
+    /// Host clients are told to connect to over AMQP. Unset: the URL's host.
+    #[arg(long, env = "BROKER_RABBITMQ_HOST")]
+    pub broker_rabbitmq_host: Option<String>,
+    /// The AMQP port clients are told.
+    #[arg(long, env = "BROKER_RABBITMQ_AMQP_PORT", default_value_t = 5672)]
+    pub broker_rabbitmq_amqp_port: u16,
     /// Replicas of each partition of the topics made.
     #[arg(long, env = "BROKER_KAFKA_REPLICATION", default_value_t = 1)]
     pub broker_kafka_replication: i32,
@@ -125,6 +135,8 @@ pub struct Config {
     pub kafka: Option<keel_service::config::KafkaSettings>,
     pub nats: Option<SharedTarget>,
     pub kafka_replication: i32,
+    pub rabbitmq: Option<SharedTarget>,
+    pub rabbitmq_amqp_port: u16,
 }
 
 /// A shared server to provision on: the broker's own connection, and the host clients are
@@ -199,6 +211,8 @@ impl BrokerArgs {
             },
             kafka_replication: b.broker_kafka_replication.max(1),
             nats: shared(b.broker_nats_url, b.broker_nats_host),
+            rabbitmq: shared(b.broker_rabbitmq_url, b.broker_rabbitmq_host),
+            rabbitmq_amqp_port: b.broker_rabbitmq_amqp_port,
             common,
         }
     }
@@ -232,6 +246,8 @@ impl Config {
             kafka: None,
             kafka_replication: 1,
             nats: None,
+            rabbitmq: None,
+            rabbitmq_amqp_port: 5672,
         }
     }
 }

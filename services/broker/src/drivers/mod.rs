@@ -5,6 +5,7 @@ pub mod kafka;
 pub mod mysql;
 pub mod nats;
 pub mod postgres;
+pub mod rabbitmq;
 pub mod redis;
 
 use std::{
@@ -146,6 +147,7 @@ pub struct Drivers {
     pub redis: Option<redis::SharedRedis>,
     pub kafka: Option<kafka::KafkaTopics>,
     pub nats: Option<nats::NatsStreams>,
+    pub rabbitmq: Option<rabbitmq::SharedRabbitMq>,
     /// Each target's version as last asked, and when.
     versions: Arc<Mutex<HashMap<&'static str, (Instant, String)>>>,
 }
@@ -165,6 +167,7 @@ pub fn target_for(
             Ok("kafka")
         }
         (ResourceType::Queue, Engine::Nats) if drivers.nats.is_some() => Ok("nats"),
+        (ResourceType::Queue, Engine::Rabbitmq) if drivers.rabbitmq.is_some() => Ok("rabbitmq"),
         (ResourceType::Database | ResourceType::Cache, Engine::Redis)
             if drivers.redis.is_some() =>
         {
@@ -184,7 +187,7 @@ pub fn desired<'a>(target: &str, spec: &'a Spec) -> Desired<'a> {
         version: &spec.version,
         ..Desired::default()
     };
-    if matches!(target, "postgresql" | "mysql") {
+    if matches!(target, "postgresql" | "mysql" | "rabbitmq") {
         desired.connection_limit = Some(spec.size.connection_limit());
     }
     if target == "kafka" {
@@ -200,6 +203,7 @@ enum Driver<'a> {
     Redis(&'a redis::SharedRedis),
     Kafka(&'a kafka::KafkaTopics),
     Nats(&'a nats::NatsStreams),
+    Rabbitmq(&'a rabbitmq::SharedRabbitMq),
 }
 
 impl Drivers {
@@ -209,6 +213,7 @@ impl Drivers {
         redis: Option<redis::SharedRedis>,
         kafka: Option<kafka::KafkaTopics>,
         nats: Option<nats::NatsStreams>,
+        rabbitmq: Option<rabbitmq::SharedRabbitMq>,
     ) -> Self {
         Self {
             postgres,
@@ -216,6 +221,7 @@ impl Drivers {
             redis,
             kafka,
             nats,
+            rabbitmq,
             ..Self::default()
         }
     }
@@ -239,6 +245,9 @@ impl Drivers {
         if self.nats.is_some() {
             out.push("queue/nats");
         }
+        if self.rabbitmq.is_some() {
+            out.push("queue/rabbitmq");
+        }
         out
     }
 
@@ -254,13 +263,18 @@ impl Drivers {
             "redis" => self.redis.as_ref().map(Driver::Redis).ok_or_else(missing),
             "kafka" => self.kafka.as_ref().map(Driver::Kafka).ok_or_else(missing),
             "nats" => self.nats.as_ref().map(Driver::Nats).ok_or_else(missing),
+            "rabbitmq" => self
+                .rabbitmq
+                .as_ref()
+                .map(Driver::Rabbitmq)
+                .ok_or_else(missing),
             other => Err(DriverError::Refused(format!("unknown target {other}"))),
         }
     }
 
     /// Every configured target, for readiness.
     pub async fn check_all(&self) -> Result<(), String> {
-        for target in ["postgresql", "mysql", "redis", "kafka", "nats"] {
+        for target in ["postgresql", "mysql", "redis", "kafka", "nats", "rabbitmq"] {
             if let Ok(driver) = self.driver(target) {
                 driver
                     .version()
@@ -337,6 +351,11 @@ impl Drivers {
                 n.apply(names, spec).await?;
                 n.endpoint()
             }
+            Driver::Rabbitmq(r) => {
+                r.apply(names, credentials, spec.size.connection_limit())
+                    .await?;
+                r.endpoint()
+            }
         };
         Ok((host.to_owned(), port))
     }
@@ -348,6 +367,7 @@ impl Drivers {
             Driver::Redis(r) => r.observe(names).await,
             Driver::Kafka(k) => k.observe(names).await,
             Driver::Nats(n) => n.observe(names).await,
+            Driver::Rabbitmq(r) => r.observe(names).await,
         }
     }
 
@@ -358,6 +378,7 @@ impl Drivers {
             Driver::Redis(r) => r.delete(names).await,
             Driver::Kafka(k) => k.delete(names).await,
             Driver::Nats(n) => n.delete(names).await,
+            Driver::Rabbitmq(r) => r.delete(names).await,
         }
     }
 }
@@ -371,6 +392,7 @@ impl Driver<'_> {
             Self::Redis(r) => r.version().await.map(Some),
             Self::Kafka(k) => k.ping().await.map(|()| None),
             Self::Nats(n) => n.version().await.map(Some),
+            Self::Rabbitmq(r) => r.version().await.map(Some),
         }
     }
 }

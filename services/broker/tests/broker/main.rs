@@ -8,5 +8,6 @@ mod mysql;
 mod nats;
 mod openapi;
 mod protection;
+mod rabbitmq;
 mod redis;
 mod resilience;
