@@ -206,6 +206,42 @@ async fn deleting_the_whole_source_removes_its_provider() {
     stack.stop().await;
 }
 
+/// A listener killed between the provider's commit and the link leaves a sync row without
+/// `koku_uuid` (chaos found one): the deletion still finds the provider by the source's uid.
+#[tokio::test]
+async fn a_provider_whose_link_was_lost_is_still_deleted_with_its_source() {
+    let stack = Stack::start().await;
+    let org = "6103";
+    let created = stack
+        .bulk_create(org, aws("Unlinked", "arn:aws:iam::111111111111:role/Cost"))
+        .await;
+    let source_id = created.source_id();
+    stack.wait_state(source_id, "linked").await;
+    assert_eq!(stack.count("SELECT count(*) FROM api_provider").await, 1);
+    sqlx::query("UPDATE api_sources SET koku_uuid = NULL, provider_id = NULL WHERE source_id = $1")
+        .bind(source_id)
+        .execute(&stack.db)
+        .await
+        .unwrap();
+    let (status, _) = stack
+        .call(Method::DELETE, &format!("/sources/{source_id}"), org, None)
+        .await;
+    assert!(status.is_success(), "{status}");
+    stack
+        .wait_for("the delete", || async {
+            stack.state(source_id).await.is_none()
+        })
+        .await;
+    assert_eq!(stack.count("SELECT count(*) FROM api_provider").await, 0);
+    assert_eq!(
+        stack
+            .count("SELECT count(*) FROM org6103.reporting_tenant_api_provider")
+            .await,
+        0
+    );
+    stack.stop().await;
+}
+
 #[tokio::test]
 async fn application_only_changes_reread_only_the_application() {
     let stack = Stack::start_with(Options {

@@ -340,6 +340,20 @@ pub async fn set_status(
 /// After a provider was removed: the sync row goes, unless a newer trigger than the
 /// operation's `generation` arrived meanwhile; then the row starts over (`new`, unlinked) and
 /// the operation is released to run again. Answers whether the row went.
+/// Records the source's uid before its provider is written (the provider gets it as its uuid):
+/// a listener killed between the provider's commit and the link still leaves the row naming
+/// it, so a deletion finds the provider.
+pub async fn remember_uid(db: &PgPool, source_id: i64, uid: Uuid) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "UPDATE api_sources SET source_uuid = $2 WHERE source_id = $1 AND source_uuid IS NULL",
+    )
+    .bind(source_id)
+    .bind(uid)
+    .execute(db)
+    .await?;
+    Ok(())
+}
+
 pub async fn remove_unless_triggered(
     conn: &mut PgConnection,
     source_id: i64,

@@ -178,6 +178,11 @@ impl Worker {
             data_source: &data_source,
             paused: desired.paused,
         };
+        if row.source_uuid.is_none()
+            && let Some(uid) = fetched.uid.filter(|uid| *uid == uuid)
+        {
+            store::sources::remember_uid(&self.db, row.source_id, uid).await?;
+        }
         let released = match self.write_provider(&spec, update).await {
             Ok(released) => released,
             Err(BuildError::Problem(problem)) => {
@@ -277,7 +282,9 @@ impl Worker {
         let Some(current) = store::source_for_update(&mut tx, row.source_id).await? else {
             return Ok("gone");
         };
-        let released = match provider_uuid(&current) {
+        // A provider whose link was lost (a listener killed between the provider's commit and
+        // the link) has the source's uid as its uuid.
+        let released = match provider_uuid(&current).or(current.source_uuid) {
             Some(uuid) => provider::destroy(&mut tx, uuid, &current.org_id).await?,
             None => None,
         };
