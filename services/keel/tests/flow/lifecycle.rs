@@ -178,15 +178,20 @@ async fn rename_pause_unpause_settings_changes_and_delete_flow_through() {
     stack.stop().await;
 }
 
-#[tokio::test]
-async fn deleting_the_whole_source_removes_its_provider() {
+/// Deletes the linked source named `name` of `org`, with `before` run once it is linked;
+/// then neither a provider nor the tenant's row of it is left.
+async fn delete_linked_source<F, Fut>(org: &str, name: &str, before: F)
+where
+    F: FnOnce(Stack, i64) -> Fut,
+    Fut: Future<Output = Stack>,
+{
     let stack = Stack::start().await;
-    let org = "6101";
     let created = stack
-        .bulk_create(org, aws("Whole", "arn:aws:iam::111111111111:role/Cost"))
+        .bulk_create(org, aws(name, "arn:aws:iam::111111111111:role/Cost"))
         .await;
     let source_id = created.source_id();
     stack.wait_state(source_id, "linked").await;
+    let stack = before(stack, source_id).await;
     let (status, _) = stack
         .call(Method::DELETE, &format!("/sources/{source_id}"), org, None)
         .await;
@@ -197,49 +202,32 @@ async fn deleting_the_whole_source_removes_its_provider() {
         })
         .await;
     assert_eq!(stack.count("SELECT count(*) FROM api_provider").await, 0);
-    assert_eq!(
-        stack
-            .count("SELECT count(*) FROM org6101.reporting_tenant_api_provider")
-            .await,
-        0
-    );
+    let tenant_rows = format!("SELECT count(*) FROM org{org}.reporting_tenant_api_provider");
+    assert_eq!(stack.count(&tenant_rows).await, 0);
     stack.stop().await;
+}
+
+#[tokio::test]
+async fn deleting_the_whole_source_removes_its_provider() {
+    delete_linked_source("6101", "Whole", |stack, _| async { stack }).await;
 }
 
 /// A listener killed between the provider's commit and the link leaves a sync row without
 /// `koku_uuid` (chaos found one): the deletion still finds the provider by the source's uid.
 #[tokio::test]
 async fn a_provider_whose_link_was_lost_is_still_deleted_with_its_source() {
-    let stack = Stack::start().await;
-    let org = "6103";
-    let created = stack
-        .bulk_create(org, aws("Unlinked", "arn:aws:iam::111111111111:role/Cost"))
-        .await;
-    let source_id = created.source_id();
-    stack.wait_state(source_id, "linked").await;
-    assert_eq!(stack.count("SELECT count(*) FROM api_provider").await, 1);
-    sqlx::query("UPDATE api_sources SET koku_uuid = NULL, provider_id = NULL WHERE source_id = $1")
+    delete_linked_source("6103", "Unlinked", |stack, source_id| async move {
+        assert_eq!(stack.count("SELECT count(*) FROM api_provider").await, 1);
+        sqlx::query(
+            "UPDATE api_sources SET koku_uuid = NULL, provider_id = NULL WHERE source_id = $1",
+        )
         .bind(source_id)
         .execute(&stack.db)
         .await
         .unwrap();
-    let (status, _) = stack
-        .call(Method::DELETE, &format!("/sources/{source_id}"), org, None)
-        .await;
-    assert!(status.is_success(), "{status}");
-    stack
-        .wait_for("the delete", || async {
-            stack.state(source_id).await.is_none()
-        })
-        .await;
-    assert_eq!(stack.count("SELECT count(*) FROM api_provider").await, 0);
-    assert_eq!(
         stack
-            .count("SELECT count(*) FROM org6103.reporting_tenant_api_provider")
-            .await,
-        0
-    );
-    stack.stop().await;
+    })
+    .await;
 }
 
 #[tokio::test]
