@@ -124,7 +124,8 @@ impl App {
         };
         let options = config.common.http.clone();
         let readiness = ops::Readiness::default().with_postgres(db.clone());
-        let ops = keel_service::http::apply(ops::router(readiness.clone()), BrokerErrors, &options);
+        let ops = api::probes(state.clone()).merge(ops::probes_and_metrics(readiness.clone()));
+        let ops = keel_service::http::apply(ops, BrokerErrors, &options);
         // The API port serves the metrics too, as every Keel service's does (under `keel up`
         // there is no other port).
         let app = api::router(state.clone()).merge(ops::probes_and_metrics(readiness));

@@ -134,6 +134,15 @@ async fn timed(request: axum::extract::Request, next: axum::middleware::Next) ->
     response
 }
 
+/// The operations port (9090): the seed's `/health` and `/readiness` bodies there too, so a
+/// probe pointed at either port reads the same.
+pub fn probes(state: AppState) -> Router {
+    Router::new()
+        .route("/health", axum::routing::get(health))
+        .route("/readiness", axum::routing::get(readiness))
+        .with_state(state)
+}
+
 /// The seed's health body.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct Health {

@@ -84,6 +84,8 @@ pub async fn database() -> TestDatabase {
 
 pub struct Running {
     pub base: String,
+    /// The operations port's base URL, when one is configured.
+    pub ops: Option<String>,
     pub key: Vec<u8>,
     pub shutdown: Shutdown,
     pub task: tokio::task::JoinHandle<anyhow::Result<()>>,
@@ -105,10 +107,12 @@ async fn run(config: &Config, key: SigningKey) -> Running {
     let public = key.public_key().to_vec();
     let app = App::build_with_key(config, key).await.unwrap();
     let base = format!("http://{}", app.local_addr());
+    let ops = app.ops_addr().map(|a| format!("http://{a}"));
     let shutdown = Shutdown::default();
     let task = tokio::spawn(app.run(shutdown.clone()));
     Running {
         base,
+        ops,
         key: public,
         shutdown,
         task,
@@ -120,6 +124,7 @@ impl Running {
     pub fn remote(base: String) -> Self {
         Self {
             base,
+            ops: None,
             key: Vec::new(),
             shutdown: Shutdown::default(),
             task: tokio::spawn(async { Ok(()) }),

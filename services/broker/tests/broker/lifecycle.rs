@@ -196,7 +196,9 @@ async fn a_postgres_database_is_provisioned_handed_over_once_and_deprovisioned()
 #[tokio::test]
 async fn requests_without_a_token_or_with_bad_input_are_refused_in_the_seeds_format() {
     let db = database().await;
-    let app = start(&Config::for_database(&db.url)).await;
+    let mut config = Config::for_database(&db.url);
+    config.listen.metrics_port = Some(0);
+    let app = start(&config).await;
     let r = client()
         .get(format!("{}/v1/status?id=x", app.base))
         .send()
@@ -399,6 +401,31 @@ async fn requests_without_a_token_or_with_bad_input_are_refused_in_the_seeds_for
     assert_eq!(
         (ready["ready"].as_bool(), ready["reason"].as_str()),
         (Some(true), Some("ok"))
+    );
+    // The operations port answers the probes in the same bodies, and serves the metrics.
+    let ops = app.ops.as_deref().expect("an operations port");
+    for path in ["/health", "/readiness"] {
+        let body: Value = client()
+            .get(format!("{ops}{path}"))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        assert_eq!(body["version"], broker::api::VERSION, "{path}: {body}");
+    }
+    let metrics = client()
+        .get(format!("{ops}/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics.contains("broker_http_request_duration_seconds"),
+        "{metrics}"
     );
     app.shutdown.trigger();
     app.task.await.unwrap().unwrap();
