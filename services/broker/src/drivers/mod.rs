@@ -136,6 +136,24 @@ pub(crate) fn human_bytes(bytes: i64) -> String {
     bytes.to_string()
 }
 
+/// The broker's own pool on a SQL target: lazy (a server that is down makes the broker not
+/// ready, not fail to start), `connections` of them (one per worker and one for drift checks
+/// and readiness, so no operation waits behind another's DROP DATABASE), statement logs off
+/// (a slow CREATE ROLE would be logged whole, its password hash with it).
+fn admin_pool<DB: sqlx::Database>(
+    options: <DB::Connection as sqlx::Connection>::Options,
+    connections: u32,
+) -> sqlx::Pool<DB> {
+    use sqlx::ConnectOptions as _;
+    let options = options
+        .log_statements(tracing::log::LevelFilter::Off)
+        .log_slow_statements(tracing::log::LevelFilter::Off, Duration::MAX);
+    sqlx::pool::PoolOptions::<DB>::new()
+        .max_connections(connections)
+        .acquire_timeout(Duration::from_secs(5))
+        .connect_lazy_with(options)
+}
+
 /// How long a target's version is trusted before it is asked again.
 const VERSION_TTL: Duration = Duration::from_secs(60);
 

@@ -5,10 +5,7 @@
 use std::str::FromStr as _;
 
 use ring::digest;
-use sqlx::{
-    ConnectOptions as _, MySqlPool,
-    mysql::{MySqlConnectOptions, MySqlPoolOptions},
-};
+use sqlx::{MySqlPool, mysql::MySqlConnectOptions};
 
 use super::{Credentials, DriverError, Names, human_bytes};
 use crate::{
@@ -24,23 +21,15 @@ pub struct SharedMysql {
 }
 
 impl SharedMysql {
-    /// Connects lazily, as the PostgreSQL target does.
-    /// `connections`: one per worker and one for drift checks and readiness, so no operation
-    /// waits for another's connection (a DROP DATABASE can take seconds).
+    /// `connections`: see [`super::admin_pool`].
     pub fn new(target: &SharedTarget, connections: u32) -> anyhow::Result<Self> {
-        let options = MySqlConnectOptions::from_str(target.admin_url.expose())?
-            .log_statements(tracing::log::LevelFilter::Off)
-            // A slow CREATE ROLE would be logged whole, its password hash with it.
-            .log_slow_statements(tracing::log::LevelFilter::Off, std::time::Duration::MAX);
+        let options = MySqlConnectOptions::from_str(target.admin_url.expose())?;
         let host = target
             .host
             .clone()
             .unwrap_or_else(|| options.get_host().to_owned());
         let port = options.get_port();
-        let admin = MySqlPoolOptions::new()
-            .max_connections(connections)
-            .acquire_timeout(std::time::Duration::from_secs(5))
-            .connect_lazy_with(options);
+        let admin = super::admin_pool(options, connections);
         Ok(Self { admin, host, port })
     }
 

@@ -8,10 +8,7 @@ use std::str::FromStr as _;
 use base64::Engine as _;
 use keel_db::quote_ident;
 use ring::{digest, hmac, pbkdf2, rand::SecureRandom as _};
-use sqlx::{
-    ConnectOptions as _, PgPool,
-    postgres::{PgConnectOptions, PgPoolOptions},
-};
+use sqlx::{PgPool, postgres::PgConnectOptions};
 
 use super::{Credentials, DriverError, Names, human_bytes};
 use crate::{config::SharedTarget, domain::drift::Observed};
@@ -24,27 +21,17 @@ pub struct SharedPostgres {
 }
 
 impl SharedPostgres {
-    /// Connects lazily: a server that is down makes the broker not ready, not fail to start.
-    /// `connections`: one per worker and one for drift checks and readiness, so no operation
-    /// waits for another's connection (a DROP DATABASE can take seconds).
+    /// `connections`: see [`super::admin_pool`].
     pub fn new(target: &SharedTarget, connections: u32) -> anyhow::Result<Self> {
         let options = PgConnectOptions::from_str(target.admin_url.expose())?
             .database("postgres")
-            .application_name("keel-broker")
-            // Statements name roles and databases; none carries a password, but nothing
-            // about provisioning belongs in the debug log either.
-            .log_statements(tracing::log::LevelFilter::Off)
-            // A slow CREATE ROLE would be logged whole, its password hash with it.
-            .log_slow_statements(tracing::log::LevelFilter::Off, std::time::Duration::MAX);
+            .application_name("keel-broker");
         let host = target
             .host
             .clone()
             .unwrap_or_else(|| options.get_host().to_owned());
         let port = options.get_port();
-        let admin = PgPoolOptions::new()
-            .max_connections(connections)
-            .acquire_timeout(std::time::Duration::from_secs(5))
-            .connect_lazy_with(options);
+        let admin = super::admin_pool(options, connections);
         Ok(Self { admin, host, port })
     }
 

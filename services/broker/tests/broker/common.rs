@@ -193,7 +193,7 @@ pub async fn password_matches(admin: &PgPool, role: &str, password: &str) -> boo
         == stored
 }
 
-/// Asks for a resource and answers its deployment id (202 expected).
+/// Asks for a database and answers its deployment id (202 expected).
 pub async fn provision(
     app: &Running,
     namespace: &str,
@@ -205,6 +205,11 @@ pub async fn provision(
         "resourceType": "database", "resourceName": name, "namespace": namespace,
         "team": "platform-team", "callbackUrl": callback, "spec": spec,
     });
+    request_provision(app, request).await
+}
+
+/// Sends a provision request and answers its deployment id (202 expected).
+pub async fn request_provision(app: &Running, request: Value) -> String {
     let (status, accepted) = call(
         reqwest::Method::POST,
         format!("{}/v1/provision", app.base),
@@ -213,6 +218,93 @@ pub async fn provision(
     .await;
     assert_eq!(status, 202, "{accepted}");
     accepted["deploymentId"].as_str().unwrap().to_owned()
+}
+
+/// Sends a provision request and waits until the deployment is Ready; answers its id.
+pub async fn provision_ready(app: &Running, request: Value) -> String {
+    let id = request_provision(app, request).await;
+    eventually("Ready", || async { phase(&app.base, &id).await == "Ready" }).await;
+    id
+}
+
+/// The credentials of the namespace's resource `name` (its `<name>-credentials` secret).
+pub async fn take_secret(app: &Running, namespace: &str, name: &str) -> Value {
+    let (status, secret) = call(
+        reqwest::Method::GET,
+        format!(
+            "{}/v1/secrets/{name}-credentials?namespace={namespace}",
+            app.base
+        ),
+        None,
+    )
+    .await;
+    assert_eq!(status, 200, "{secret}");
+    secret
+}
+
+/// Polls the resource until `check` holds; answers what it saw last.
+pub async fn wait_resource(
+    app: &Running,
+    ns: &str,
+    name: &str,
+    what: &str,
+    check: impl Fn(&Value) -> bool,
+) -> Value {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let r = resource(app, ns, name).await;
+        if check(&r) {
+            return r;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "timed out waiting for {what}: {r}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// Waits for a drift check to report a repair of the resource; answers the resource.
+pub async fn repaired(app: &Running, ns: &str, name: &str) -> Value {
+    wait_resource(app, ns, name, "the repair", |r| {
+        r["message"]
+            .as_str()
+            .is_some_and(|m| m.starts_with("Drift repaired: "))
+    })
+    .await
+}
+
+/// Deprovisions the deployment and waits until it is Deleted.
+pub async fn deprovision(
+    app: &Running,
+    id: &str,
+    kind: &str,
+    name: &str,
+    ns: &str,
+    callback: &str,
+) {
+    let (status, body) = call(
+        reqwest::Method::POST,
+        format!("{}/v1/deprovision", app.base),
+        Some(
+            json!({"deploymentId": id, "resourceType": kind, "resourceName": name,
+                    "namespace": ns, "callbackUrl": callback}),
+        ),
+    )
+    .await;
+    assert_eq!(status, 202, "{body}");
+    eventually("Deleted", || async {
+        phase(&app.base, id).await == "Deleted"
+    })
+    .await;
+}
+
+/// A broker over `db` that checks every Ready resource each second, with `targets` set.
+pub async fn watching(url: &str, targets: impl FnOnce(&mut Config)) -> Running {
+    let mut config = Config::for_database(url);
+    config.observe_interval = Duration::from_secs(1);
+    targets(&mut config);
+    start(&config).await
 }
 
 /// The namespace's resource `name` as `/v1/resources` shows it.

@@ -3,18 +3,11 @@
 
 use std::time::Duration;
 
-use broker::{Config, drivers::Names};
-use serde_json::{Value, json};
+use broker::drivers::Names;
+use serde_json::json;
 use sqlx::PgPool;
 
 use crate::common::*;
-
-/// A broker that checks every Ready resource each second.
-async fn watching(url: &str) -> Running {
-    let mut config = Config::for_database(url);
-    config.observe_interval = Duration::from_secs(1);
-    start(&config).await
-}
 
 async fn server_version(admin: &PgPool) -> String {
     let v: String = sqlx::query_scalar("SHOW server_version")
@@ -45,33 +38,11 @@ async fn behind_the_back(admin: &PgPool, statements: &[String]) {
     }
 }
 
-/// Polls the resource until `check` holds; answers what it saw last.
-async fn wait_resource(
-    app: &Running,
-    ns: &str,
-    name: &str,
-    what: &str,
-    check: impl Fn(&Value) -> bool,
-) -> Value {
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
-    loop {
-        let r = resource(app, ns, name).await;
-        if check(&r) {
-            return r;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "timed out waiting for {what}: {r}"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-}
-
 #[tokio::test]
 async fn drift_is_reported_in_the_seeds_words_and_deprovision_still_cleans_up() {
     let db = database().await;
     let admin = keel_db::connect(&db.url, "public", 2).await.unwrap();
-    let app = watching(&db.url).await;
+    let app = watching(&db.url, |_| {}).await;
     let (callback, _) = receiver().await;
     let ns = namespace();
     let id = provision(
@@ -179,7 +150,7 @@ async fn drift_is_reported_in_the_seeds_words_and_deprovision_still_cleans_up() 
 async fn under_the_repair_policy_what_was_removed_is_put_back_with_the_same_password() {
     let db = database().await;
     let admin = keel_db::connect(&db.url, "public", 2).await.unwrap();
-    let app = watching(&db.url).await;
+    let app = watching(&db.url, |_| {}).await;
     let (callback, _) = receiver().await;
     let ns = namespace();
     let spec =

@@ -4,7 +4,6 @@
 
 use std::time::Duration;
 
-use broker::Config;
 use keel_service::config::KafkaSettings;
 use rdkafka::{
     ClientConfig,
@@ -12,7 +11,7 @@ use rdkafka::{
     client::DefaultClientContext,
     producer::{FutureProducer, FutureRecord},
 };
-use serde_json::{Value, json};
+use serde_json::json;
 
 use crate::common::*;
 
@@ -46,10 +45,7 @@ async fn partitions(topic: &str) -> Option<usize> {
 #[tokio::test]
 async fn a_topic_is_made_with_its_partitions_repaired_and_deleted() {
     let db = database().await;
-    let mut config = Config::for_database(&db.url);
-    config.kafka = Some(KafkaSettings::plain(brokers()));
-    config.observe_interval = Duration::from_secs(1);
-    let app = start(&config).await;
+    let app = watching(&db.url, |c| c.kafka = Some(KafkaSettings::plain(brokers()))).await;
     let (callback, _) = receiver().await;
     let ns = namespace();
     let request = json!({
@@ -57,23 +53,9 @@ async fn a_topic_is_made_with_its_partitions_repaired_and_deleted() {
         "callbackUrl": callback,
         "spec": {"engine": "kafka", "partitions": 3, "retention": "7d", "driftPolicy": "repair"},
     });
-    let (status, accepted) = call(
-        reqwest::Method::POST,
-        format!("{}/v1/provision", app.base),
-        Some(request),
-    )
-    .await;
-    assert_eq!(status, 202, "{accepted}");
-    let id = accepted["deploymentId"].as_str().unwrap().to_owned();
-    eventually("Ready", || async { phase(&app.base, &id).await == "Ready" }).await;
+    let id = provision_ready(&app, request).await;
 
-    let (status, secret) = call(
-        reqwest::Method::GET,
-        format!("{}/v1/secrets/orders-credentials?namespace={ns}", app.base),
-        None,
-    )
-    .await;
-    assert_eq!(status, 200, "{secret}");
+    let secret = take_secret(&app, &ns, "orders").await;
     let topic = secret["topic"].as_str().unwrap().to_owned();
     assert!(
         secret.get("password").is_none() && secret.get("username").is_none(),
@@ -101,17 +83,7 @@ async fn a_topic_is_made_with_its_partitions_repaired_and_deleted() {
         .delete_topics(&[topic.as_str()], &AdminOptions::new())
         .await
         .unwrap();
-    let mut last = Value::Null;
-    for _ in 0..300 {
-        last = resource(&app, &ns, "orders").await;
-        if last["message"]
-            .as_str()
-            .is_some_and(|m| m.starts_with("Drift repaired: "))
-        {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    let last = repaired(&app, &ns, "orders").await;
     assert_eq!(
         last["message"],
         format!("Drift repaired: Missing: topic {topic} (removed outside the broker)"),
@@ -120,17 +92,7 @@ async fn a_topic_is_made_with_its_partitions_repaired_and_deleted() {
     assert_eq!(partitions(&topic).await, Some(3));
     assert_eq!(last["driftDetected"], false, "{last}");
 
-    let (status, _) = call(
-        reqwest::Method::POST,
-        format!("{}/v1/deprovision", app.base),
-        Some(json!({"deploymentId": id, "resourceType": "topic", "resourceName": "orders", "namespace": ns, "callbackUrl": callback})),
-    )
-    .await;
-    assert_eq!(status, 202);
-    eventually("Deleted", || async {
-        phase(&app.base, &id).await == "Deleted"
-    })
-    .await;
+    deprovision(&app, &id, "topic", "orders", &ns, &callback).await;
     eventually("the topic gone", || async {
         partitions(&topic).await.is_none()
     })

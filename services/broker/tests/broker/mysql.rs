@@ -2,11 +2,9 @@
 //! checks it over TCP), the user reaches its own database only, a dropped user is put back
 //! under the repair policy, and deprovisioning leaves nothing.
 
-use std::time::Duration;
-
-use broker::{Config, config::SharedTarget, drivers::Names};
+use broker::{config::SharedTarget, drivers::Names};
 use keel_service::config::Secret;
-use serde_json::{Value, json};
+use serde_json::json;
 use sqlx::MySqlPool;
 
 use crate::common::*;
@@ -32,13 +30,13 @@ async fn login(user: &str, password: &str, database: &str) -> Result<MySqlPool, 
 async fn a_mariadb_database_is_usable_with_its_credentials_repaired_and_removed() {
     let db = database().await;
     let admin = admin().await;
-    let mut config = Config::for_database(&db.url);
-    config.mysql = Some(SharedTarget {
-        admin_url: Secret::new(MARIADB.to_owned()),
-        host: None,
-    });
-    config.observe_interval = Duration::from_secs(1);
-    let app = start(&config).await;
+    let app = watching(&db.url, |c| {
+        c.mysql = Some(SharedTarget {
+            admin_url: Secret::new(MARIADB.to_owned()),
+            host: None,
+        })
+    })
+    .await;
     let (callback, _) = receiver().await;
     let ns = namespace();
     let spec = json!({"engine": "mysql", "size": "medium", "driftPolicy": "repair"});
@@ -49,13 +47,7 @@ async fn a_mariadb_database_is_usable_with_its_credentials_repaired_and_removed(
     assert_eq!(r["desiredSpec"]["version"], "10.11", "{r}");
     assert_eq!(r["port"], 3306);
 
-    let (status, creds) = call(
-        reqwest::Method::GET,
-        format!("{}/v1/secrets/shop-credentials?namespace={ns}", app.base),
-        None,
-    )
-    .await;
-    assert_eq!(status, 200, "{creds}");
+    let creds = take_secret(&app, &ns, "shop").await;
     let user = creds["username"].as_str().unwrap().to_owned();
     let password = creds["password"].as_str().unwrap().to_owned();
     let schema = creds["database"].as_str().unwrap().to_owned();
@@ -93,17 +85,7 @@ async fn a_mariadb_database_is_usable_with_its_credentials_repaired_and_removed(
         .execute(&admin)
         .await
         .unwrap();
-    let mut last = Value::Null;
-    for _ in 0..300 {
-        last = resource(&app, &ns, "shop").await;
-        if last["message"]
-            .as_str()
-            .is_some_and(|m| m.starts_with("Drift repaired: "))
-        {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    let last = repaired(&app, &ns, "shop").await;
     assert_eq!(
         last["message"],
         format!(
@@ -121,17 +103,7 @@ async fn a_mariadb_database_is_usable_with_its_credentials_repaired_and_removed(
     assert_eq!(n, 2, "the data stayed");
     pool.close().await;
 
-    let (status, _) = call(
-        reqwest::Method::POST,
-        format!("{}/v1/deprovision", app.base),
-        Some(json!({"deploymentId": id, "resourceType": "database", "resourceName": "shop", "namespace": ns, "callbackUrl": callback})),
-    )
-    .await;
-    assert_eq!(status, 202);
-    eventually("Deleted", || async {
-        phase(&app.base, &id).await == "Deleted"
-    })
-    .await;
+    deprovision(&app, &id, "database", "shop", &ns, &callback).await;
     let left: (i64, i64) = sqlx::query_as(
         "SELECT (SELECT COUNT(*) FROM mysql.user WHERE User = ?), \
                 (SELECT COUNT(*) FROM information_schema.SCHEMATA WHERE SCHEMA_NAME = ?)",

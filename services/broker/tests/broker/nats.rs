@@ -4,9 +4,9 @@
 
 use std::time::Duration;
 
-use broker::{Config, config::SharedTarget};
+use broker::config::SharedTarget;
 use keel_service::config::Secret;
-use serde_json::{Value, json};
+use serde_json::json;
 
 use crate::common::*;
 
@@ -22,13 +22,13 @@ async fn jetstream() -> async_nats::jetstream::Context {
 #[tokio::test]
 async fn a_stream_takes_messages_is_repaired_and_deleted() {
     let db = database().await;
-    let mut config = Config::for_database(&db.url);
-    config.nats = Some(SharedTarget {
-        admin_url: Secret::new(NATS.to_owned()),
-        host: None,
-    });
-    config.observe_interval = Duration::from_secs(1);
-    let app = start(&config).await;
+    let app = watching(&db.url, |c| {
+        c.nats = Some(SharedTarget {
+            admin_url: Secret::new(NATS.to_owned()),
+            host: None,
+        })
+    })
+    .await;
     let (callback, _) = receiver().await;
     let ns = namespace();
     let request = json!({
@@ -36,25 +36,11 @@ async fn a_stream_takes_messages_is_repaired_and_deleted() {
         "callbackUrl": callback,
         "spec": {"engine": "nats", "retention": "1h", "driftPolicy": "repair"},
     });
-    let (status, accepted) = call(
-        reqwest::Method::POST,
-        format!("{}/v1/provision", app.base),
-        Some(request),
-    )
-    .await;
-    assert_eq!(status, 202, "{accepted}");
-    let id = accepted["deploymentId"].as_str().unwrap().to_owned();
-    eventually("Ready", || async { phase(&app.base, &id).await == "Ready" }).await;
+    let id = provision_ready(&app, request).await;
     let r = resource(&app, &ns, "jobs").await;
     assert_eq!(r["desiredSpec"]["version"], "2", "{r}");
 
-    let (status, secret) = call(
-        reqwest::Method::GET,
-        format!("{}/v1/secrets/jobs-credentials?namespace={ns}", app.base),
-        None,
-    )
-    .await;
-    assert_eq!(status, 200, "{secret}");
+    let secret = take_secret(&app, &ns, "jobs").await;
     let stream = secret["topic"].as_str().unwrap().to_owned();
     let subjects = secret["keyPrefix"].as_str().unwrap().to_owned();
     assert_eq!(subjects, format!("{stream}.>"));
@@ -76,17 +62,7 @@ async fn a_stream_takes_messages_is_repaired_and_deleted() {
 
     // Deleted behind the broker's back: made again.
     js.delete_stream(&stream).await.unwrap();
-    let mut last = Value::Null;
-    for _ in 0..300 {
-        last = resource(&app, &ns, "jobs").await;
-        if last["message"]
-            .as_str()
-            .is_some_and(|m| m.starts_with("Drift repaired: "))
-        {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    let last = repaired(&app, &ns, "jobs").await;
     assert!(
         last["message"]
             .as_str()
@@ -98,17 +74,7 @@ async fn a_stream_takes_messages_is_repaired_and_deleted() {
     );
     assert!(js.get_stream(&stream).await.is_ok());
 
-    let (status, _) = call(
-        reqwest::Method::POST,
-        format!("{}/v1/deprovision", app.base),
-        Some(json!({"deploymentId": id, "resourceType": "queue", "resourceName": "jobs", "namespace": ns, "callbackUrl": callback})),
-    )
-    .await;
-    assert_eq!(status, 202);
-    eventually("Deleted", || async {
-        phase(&app.base, &id).await == "Deleted"
-    })
-    .await;
+    deprovision(&app, &id, "queue", "jobs", &ns, &callback).await;
     assert!(js.get_stream(&stream).await.is_err(), "the stream is gone");
     app.shutdown.trigger();
     app.task.await.unwrap().unwrap();

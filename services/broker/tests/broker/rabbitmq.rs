@@ -2,9 +2,7 @@
 //! logs in and may declare queues in its vhost only, a removed user is put back under the
 //! repair policy, and deprovisioning removes the vhost and the user.
 
-use std::time::Duration;
-
-use broker::{Config, config::SharedTarget};
+use broker::config::SharedTarget;
 use keel_service::config::Secret;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
@@ -33,28 +31,20 @@ async fn status_as(user: &str, password: &str, method: reqwest::Method, path: &s
 #[tokio::test]
 async fn a_vhost_and_its_user_are_made_repaired_and_removed() {
     let db = database().await;
-    let mut config = Config::for_database(&db.url);
-    config.rabbitmq = Some(SharedTarget {
-        admin_url: Secret::new("http://guest:guest@127.0.0.1:15672".to_owned()),
-        host: None,
-    });
-    config.observe_interval = Duration::from_secs(1);
-    let app = start(&config).await;
+    let app = watching(&db.url, |c| {
+        c.rabbitmq = Some(SharedTarget {
+            admin_url: Secret::new("http://guest:guest@127.0.0.1:15672".to_owned()),
+            host: None,
+        })
+    })
+    .await;
     let (callback, _) = receiver().await;
     let ns = namespace();
     let request = json!({
         "resourceType": "queue", "resourceName": "tasks", "namespace": ns, "team": "ops",
         "callbackUrl": callback, "spec": {"engine": "rabbitmq", "driftPolicy": "repair"},
     });
-    let (status, accepted) = call(
-        reqwest::Method::POST,
-        format!("{}/v1/provision", app.base),
-        Some(request),
-    )
-    .await;
-    assert_eq!(status, 202, "{accepted}");
-    let id = accepted["deploymentId"].as_str().unwrap().to_owned();
-    eventually("Ready", || async { phase(&app.base, &id).await == "Ready" }).await;
+    let id = provision_ready(&app, request).await;
     let r = resource(&app, &ns, "tasks").await;
     assert_eq!(r["desiredSpec"]["version"], "3", "{r}");
     assert_eq!(
@@ -62,13 +52,7 @@ async fn a_vhost_and_its_user_are_made_repaired_and_removed() {
         (Some("127.0.0.1"), Some(5672))
     );
 
-    let (status, creds) = call(
-        reqwest::Method::GET,
-        format!("{}/v1/secrets/tasks-credentials?namespace={ns}", app.base),
-        None,
-    )
-    .await;
-    assert_eq!(status, 200, "{creds}");
+    let creds = take_secret(&app, &ns, "tasks").await;
     let user = creds["username"].as_str().unwrap().to_owned();
     let password = creds["password"].as_str().unwrap().to_owned();
     let vhost = creds["database"].as_str().unwrap().to_owned();
@@ -114,17 +98,7 @@ async fn a_vhost_and_its_user_are_made_repaired_and_removed() {
         .send()
         .await
         .unwrap();
-    let mut last = Value::Null;
-    for _ in 0..300 {
-        last = resource(&app, &ns, "tasks").await;
-        if last["message"]
-            .as_str()
-            .is_some_and(|m| m.starts_with("Drift repaired: "))
-        {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    let last = repaired(&app, &ns, "tasks").await;
     assert_eq!(
         last["message"],
         format!(
@@ -137,17 +111,7 @@ async fn a_vhost_and_its_user_are_made_repaired_and_removed() {
         StatusCode::OK
     );
 
-    let (status, _) = call(
-        reqwest::Method::POST,
-        format!("{}/v1/deprovision", app.base),
-        Some(json!({"deploymentId": id, "resourceType": "queue", "resourceName": "tasks", "namespace": ns, "callbackUrl": callback})),
-    )
-    .await;
-    assert_eq!(status, 202);
-    eventually("Deleted", || async {
-        phase(&app.base, &id).await == "Deleted"
-    })
-    .await;
+    deprovision(&app, &id, "queue", "tasks", &ns, &callback).await;
     for path in [format!("api/vhosts/{vhost}"), format!("api/users/{user}")] {
         let status = admin(reqwest::Method::GET, &path)
             .send()

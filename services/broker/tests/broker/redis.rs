@@ -2,9 +2,7 @@
 //! removed user is put back under the repair policy, and deprovisioning removes the user
 //! and its keys.
 
-use std::time::Duration;
-
-use broker::{Config, config::SharedTarget};
+use broker::config::SharedTarget;
 use keel_service::config::Secret;
 use serde_json::json;
 
@@ -42,28 +40,20 @@ async fn user_exists(user: &str) -> bool {
 #[tokio::test]
 async fn a_cache_user_sees_only_its_keys_is_repaired_and_goes_with_its_keys() {
     let db = database().await;
-    let mut config = Config::for_database(&db.url);
-    config.redis = Some(SharedTarget {
-        admin_url: Secret::new(REDIS.to_owned()),
-        host: None,
-    });
-    config.observe_interval = Duration::from_secs(1);
-    let app = start(&config).await;
+    let app = watching(&db.url, |c| {
+        c.redis = Some(SharedTarget {
+            admin_url: Secret::new(REDIS.to_owned()),
+            host: None,
+        })
+    })
+    .await;
     let (callback, _) = receiver().await;
     let ns = namespace();
     let request = json!({
         "resourceType": "cache", "resourceName": "sessions", "namespace": ns, "team": "web",
         "callbackUrl": callback, "spec": {"engine": "redis", "driftPolicy": "repair"},
     });
-    let (status, accepted) = call(
-        reqwest::Method::POST,
-        format!("{}/v1/provision", app.base),
-        Some(request),
-    )
-    .await;
-    assert_eq!(status, 202, "{accepted}");
-    let id = accepted["deploymentId"].as_str().unwrap().to_owned();
-    eventually("Ready", || async { phase(&app.base, &id).await == "Ready" }).await;
+    let id = provision_ready(&app, request).await;
     let r = resource(&app, &ns, "sessions").await;
     // The local server is 7.0.x: the catalogue's 7.0 is what it serves.
     assert_eq!(r["desiredSpec"]["version"], "7.0", "{r}");
@@ -72,16 +62,7 @@ async fn a_cache_user_sees_only_its_keys_is_repaired_and_goes_with_its_keys() {
         (Some("127.0.0.1"), Some(6379))
     );
 
-    let (status, creds) = call(
-        reqwest::Method::GET,
-        format!(
-            "{}/v1/secrets/sessions-credentials?namespace={ns}",
-            app.base
-        ),
-        None,
-    )
-    .await;
-    assert_eq!(status, 200, "{creds}");
+    let creds = take_secret(&app, &ns, "sessions").await;
     let (user, password) = (
         creds["username"].as_str().unwrap(),
         creds["password"].as_str().unwrap(),
@@ -126,17 +107,7 @@ async fn a_cache_user_sees_only_its_keys_is_repaired_and_goes_with_its_keys() {
         .query_async::<()>(&mut admin().await)
         .await
         .unwrap();
-    let mut last = serde_json::Value::Null;
-    for _ in 0..300 {
-        last = resource(&app, &ns, "sessions").await;
-        if last["message"]
-            .as_str()
-            .is_some_and(|m| m.starts_with("Drift repaired: "))
-        {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    let last = repaired(&app, &ns, "sessions").await;
     assert_eq!(
         last["message"],
         format!(
@@ -146,17 +117,7 @@ async fn a_cache_user_sees_only_its_keys_is_repaired_and_goes_with_its_keys() {
     );
     assert!(login(user, password).await.is_ok());
 
-    let (status, _) = call(
-        reqwest::Method::POST,
-        format!("{}/v1/deprovision", app.base),
-        Some(json!({"deploymentId": id, "resourceType": "cache", "resourceName": "sessions", "namespace": ns, "callbackUrl": callback})),
-    )
-    .await;
-    assert_eq!(status, 202);
-    eventually("Deleted", || async {
-        phase(&app.base, &id).await == "Deleted"
-    })
-    .await;
+    deprovision(&app, &id, "cache", "sessions", &ns, &callback).await;
     assert!(!user_exists(user).await);
     let left: Vec<String> = redis::cmd("KEYS")
         .arg(format!("{prefix}*"))
