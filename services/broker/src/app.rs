@@ -10,9 +10,16 @@ use tokio::sync::Notify;
 use crate::{
     api::{self, AppState},
     config::Config,
+    domain::spec::Engine,
     drivers::{
-        Drivers, kafka::KafkaTopics, mysql::SharedMysql, nats::NatsStreams,
-        postgres::SharedPostgres, rabbitmq::SharedRabbitMq, redis::SharedRedis,
+        Drivers,
+        kafka::KafkaTopics,
+        kubernetes::{self, KubernetesDatabases},
+        mysql::SharedMysql,
+        nats::NatsStreams,
+        postgres::SharedPostgres,
+        rabbitmq::SharedRabbitMq,
+        redis::SharedRedis,
     },
     error::BrokerErrors,
     notify::Delivery,
@@ -105,6 +112,14 @@ impl App {
                 .map(|t| SharedRabbitMq::new(t, config.rabbitmq_amqp_port))
                 .transpose()?,
         );
+        let drivers = match &config.kubernetes {
+            Some(k) => {
+                // Boxed: inferring a cluster configuration is a large future, rarely run.
+                let (cluster, engines) = Box::pin(kubernetes_target(k)).await?;
+                drivers.with_kubernetes(cluster, engines)
+            }
+            None => drivers,
+        };
         let state = AppState {
             db: db.clone(),
             drivers,
@@ -157,6 +172,7 @@ impl App {
             lease: self.config.lease,
             per_namespace: self.config.namespace_concurrency,
             max_attempts: 5,
+            ready_timeout: self.config.ready_timeout,
             wake: self.state.wake.clone(),
             deliver: self.state.deliver.clone(),
         });
@@ -214,4 +230,38 @@ impl Service for App {
     fn run(self: Box<Self>, shutdown: Shutdown) -> Running {
         Box::pin(App::run(*self, shutdown))
     }
+}
+
+/// The cluster and the engines made on it; an engine it cannot make is a startup error.
+async fn kubernetes_target(
+    k: &crate::config::KubernetesTarget,
+) -> anyhow::Result<(KubernetesDatabases, Vec<Engine>)> {
+    let engines = k
+        .engines
+        .iter()
+        .map(|e| e.trim())
+        .filter(|e| !e.is_empty())
+        .map(|e| {
+            Engine::parse(e)
+                .filter(|e| kubernetes::objects::serves(*e))
+                .with_context(|| {
+                    format!("BROKER_KUBERNETES_ENGINES: {e:?} is not one of postgresql, mysql, redis, mongodb")
+                })
+        })
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    let client_config = match &k.api_url {
+        Some(url) => kube::Config::new(url.parse().context("BROKER_KUBERNETES_API_URL is not a URL")?),
+        None => kube::Config::infer()
+            .await
+            .context("no Kubernetes configuration: set BROKER_KUBERNETES_API_URL, KUBECONFIG, or run in a pod")?,
+    };
+    let client = kube::Client::try_from(client_config).context("a Kubernetes client")?;
+    let mode = match k.mode {
+        crate::config::KubernetesMode::Statefulset => kubernetes::Mode::StatefulSet,
+        crate::config::KubernetesMode::Cloudnativepg => kubernetes::Mode::CloudNativePg,
+    };
+    Ok((
+        KubernetesDatabases::new(client, mode, k.storage_class.clone()),
+        engines,
+    ))
 }

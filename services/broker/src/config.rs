@@ -107,6 +107,31 @@ pub struct BrokerArgs {
     /// The AMQP port clients are told.
     #[arg(long, env = "BROKER_RABBITMQ_AMQP_PORT", default_value_t = 5672)]
     pub broker_rabbitmq_amqp_port: u16,
+    /// Makes databases and caches on a Kubernetes cluster instead of shared servers:
+    /// `statefulset` (a StatefulSet, Service, Secret and volumes each) or `cloudnativepg`
+    /// (PostgreSQL as CloudNativePG Clusters, the other engines as StatefulSets). Unset: no
+    /// Kubernetes target.
+    #[arg(long, env = "BROKER_KUBERNETES", value_enum)]
+    pub broker_kubernetes: Option<KubernetesMode>,
+    /// The cluster's API server (`https://host:6443`, or `http://127.0.0.1:8001` behind
+    /// `kubectl proxy`). Unset: KUBECONFIG, ~/.kube/config or the pod's service account.
+    #[arg(long, env = "BROKER_KUBERNETES_API_URL")]
+    pub broker_kubernetes_api_url: Option<String>,
+    /// Engines made on the cluster, comma-separated (of postgresql, mysql, redis, mongodb).
+    #[arg(
+        long,
+        env = "BROKER_KUBERNETES_ENGINES",
+        default_value = "postgresql,mysql,redis,mongodb",
+        value_delimiter = ','
+    )]
+    pub broker_kubernetes_engines: Vec<String>,
+    /// Storage class of the volumes made. Unset: the cluster's default.
+    #[arg(long, env = "BROKER_KUBERNETES_STORAGE_CLASS")]
+    pub broker_kubernetes_storage_class: Option<String>,
+    /// Seconds a new resource may take until every replica serves before the attempt fails
+    /// (and is retried).
+    #[arg(long, env = "BROKER_READY_TIMEOUT_SECONDS", default_value_t = 600)]
+    pub broker_ready_timeout_seconds: u64,
     /// Replicas of each partition of the topics made.
     #[arg(long, env = "BROKER_KAFKA_REPLICATION", default_value_t = 1)]
     pub broker_kafka_replication: i32,
@@ -137,6 +162,25 @@ pub struct Config {
     pub kafka_replication: i32,
     pub rabbitmq: Option<SharedTarget>,
     pub rabbitmq_amqp_port: u16,
+    pub kubernetes: Option<KubernetesTarget>,
+    pub ready_timeout: Duration,
+}
+
+/// How the Kubernetes target makes databases.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum KubernetesMode {
+    Statefulset,
+    Cloudnativepg,
+}
+
+/// A cluster to provision on.
+#[derive(Debug, Clone)]
+pub struct KubernetesTarget {
+    pub mode: KubernetesMode,
+    /// `None`: the client's usual inference (KUBECONFIG, in-cluster).
+    pub api_url: Option<String>,
+    pub engines: Vec<String>,
+    pub storage_class: Option<String>,
 }
 
 /// A shared server to provision on: the broker's own connection, and the host clients are
@@ -213,6 +257,13 @@ impl BrokerArgs {
             nats: shared(b.broker_nats_url, b.broker_nats_host),
             rabbitmq: shared(b.broker_rabbitmq_url, b.broker_rabbitmq_host),
             rabbitmq_amqp_port: b.broker_rabbitmq_amqp_port,
+            kubernetes: b.broker_kubernetes.map(|mode| KubernetesTarget {
+                mode,
+                api_url: b.broker_kubernetes_api_url.filter(|u| !u.is_empty()),
+                engines: b.broker_kubernetes_engines,
+                storage_class: b.broker_kubernetes_storage_class.filter(|c| !c.is_empty()),
+            }),
+            ready_timeout: Duration::from_secs(b.broker_ready_timeout_seconds.max(1)),
             common,
         }
     }
@@ -248,6 +299,8 @@ impl Config {
             nats: None,
             rabbitmq: None,
             rabbitmq_amqp_port: 5672,
+            kubernetes: None,
+            ready_timeout: Duration::from_secs(30),
         }
     }
 }

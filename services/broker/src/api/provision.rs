@@ -83,6 +83,7 @@ pub struct Accepted {
         (status = 401, description = "No accepted bearer token", body = ErrorBody),
         (status = 409, description = "The name is taken by another spec", body = ErrorBody),
         (status = 429, description = "Over the client's rate limit", body = ErrorBody),
+        (status = 503, description = "`provisioning_failed`: no version was asked for and the target cannot tell which it runs", body = ErrorBody),
     )
 )]
 pub(super) async fn provision(
@@ -110,9 +111,25 @@ pub(super) async fn provision(
     let asked = spec_req.version.clone().filter(|v| !v.is_empty());
     let mut spec: Spec = spec_req.check(kind).map_err(|e| Error::Validation(e.0))?;
     let target = target_for(&s.drivers, kind, spec.engine).map_err(Error::Validation)?;
-    if let Some(served) = s.drivers.served_version(target).await {
-        spec.version = served_version(kind, spec.engine, asked.as_deref(), &served)
-            .map_err(Error::Validation)?;
+    if target == "kubernetes" && name.len() > 52 {
+        return Err(Error::Validation(format!(
+            "resourceName {name:?} is longer than 52 characters: a StatefulSet's pods add 11 to it on a Kubernetes target"
+        )));
+    }
+    match s.drivers.served_version(target).await {
+        Ok(Some(served)) => {
+            spec.version = served_version(kind, spec.engine, asked.as_deref(), &served)
+                .map_err(Error::Validation)?;
+        }
+        Ok(None) => {}
+        // A version asked for is checked by the worker, which waits out the trouble; a
+        // default cannot be chosen without knowing what the target runs.
+        Err(e) if asked.is_none() => {
+            return Err(Error::Target(format!(
+                "no spec.version was given and the {target} target cannot tell which it runs: {e}"
+            )));
+        }
+        Err(_) => {}
     }
 
     let mut tx = s.db.begin().await?;

@@ -125,8 +125,15 @@ pub(super) async fn rotate(
         .ok_or_else(|| {
             Error::NotFound(format!("secret {name} not found in namespace {namespace}"))
         })?;
-    let names = Names::new(&d.namespace, &d.resource_name);
-    let fresh = s.drivers.new_credentials(&d.target, &names);
+    if d.target == "kubernetes" {
+        // The engines' images read the password only when their data is first made.
+        return Err(Error::Validation(format!(
+            "{}/{} runs on Kubernetes, where credentials are not rotated in place",
+            d.resource_type, d.resource_name
+        )));
+    }
+    let names = Names::of(&d.id, &d.namespace, &d.resource_name);
+    let fresh = s.drivers.new_credentials(&d.target, &names, &d.spec.0);
     if fresh.password.is_empty() {
         return Err(Error::Validation(format!(
             "{}/{} has no credentials of its own to rotate",

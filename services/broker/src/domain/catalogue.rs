@@ -195,6 +195,16 @@ impl Size {
         }
     }
 
+    /// Storage (GiB) of each instance a Kubernetes target makes: 10, 50, 100, 250.
+    pub fn storage_gib(self) -> u32 {
+        match self {
+            Self::Small => 10,
+            Self::Medium => 50,
+            Self::Large => 100,
+            Self::Xlarge => 250,
+        }
+    }
+
     /// Connections a shared-server database of this size may open (PostgreSQL's
     /// `CONNECTION LIMIT`, MariaDB's `MAX_USER_CONNECTIONS`).
     pub fn connection_limit(self) -> i32 {

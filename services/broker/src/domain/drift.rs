@@ -14,6 +14,10 @@ pub struct Observed {
     pub replicas: Option<u32>,
     pub connection_limit: Option<i32>,
     pub partitions: Option<u32>,
+    /// CPU and memory limits (`cpu=1, memory=2Gi`).
+    pub resources: Option<String>,
+    /// Why the resource is not serving yet (`1/3 replicas ready`).
+    pub waiting: Option<String>,
     pub usage: Usage,
 }
 
@@ -38,6 +42,7 @@ pub struct Desired<'a> {
     pub replicas: Option<u32>,
     pub connection_limit: Option<i32>,
     pub partitions: Option<u32>,
+    pub resources: Option<String>,
 }
 
 /// The comparison.
@@ -52,6 +57,8 @@ pub struct Drift {
     /// Something other than a patch-level update (KIDP's "expected" drift): the resource is
     /// Degraded and the drift is counted.
     pub unexpected: bool,
+    /// Not every replica serves (not drift: the resource is Degraded while it lasts).
+    pub waiting: Option<String>,
 }
 
 impl Drift {
@@ -63,7 +70,7 @@ impl Drift {
     pub fn health(&self) -> &'static str {
         if self.gone {
             "Unhealthy"
-        } else if self.unexpected {
+        } else if self.unexpected || self.waiting.is_some() {
             "Degraded"
         } else {
             "Healthy"
@@ -115,6 +122,12 @@ pub fn compare(desired: &Desired<'_>, observed: &Observed) -> Drift {
         text(desired.partitions),
         text(observed.partitions),
     );
+    setting(
+        "Resources",
+        desired.resources.clone(),
+        observed.resources.clone(),
+    );
+    drift.waiting = observed.waiting.clone();
     drift
 }
 
@@ -181,6 +194,7 @@ mod tests {
                 replicas: Some(3),
                 connection_limit: Some(25),
                 partitions: Some(6),
+                resources: Some("cpu=1, memory=2Gi".into()),
             },
             &Observed {
                 parts: vec![("role app".into(), false), ("database app".into(), true)],
@@ -188,6 +202,7 @@ mod tests {
                 replicas: Some(1),
                 connection_limit: Some(-1),
                 partitions: Some(6),
+                resources: Some("cpu=1, memory=2Gi".into()),
                 ..Observed::default()
             },
         );
@@ -239,5 +254,36 @@ mod tests {
             },
         );
         assert!(!d.detected());
+    }
+
+    #[test]
+    fn other_resources_are_drift_and_replicas_not_serving_only_degrade() {
+        let desired = Desired {
+            version: "16",
+            resources: Some("cpu=2, memory=4Gi".into()),
+            ..Desired::default()
+        };
+        let changed = compare(
+            &desired,
+            &Observed {
+                resources: Some("cpu=8, memory=4Gi".into()),
+                ..Observed::default()
+            },
+        );
+        assert_eq!(
+            changed.details,
+            ["Resources mismatch: desired=cpu=2, memory=4Gi, actual=cpu=8, memory=4Gi"]
+        );
+        assert!(changed.repairable && changed.unexpected);
+        let starting = compare(
+            &desired,
+            &Observed {
+                resources: Some("cpu=2, memory=4Gi".into()),
+                waiting: Some("1/3 replicas ready".into()),
+                ..Observed::default()
+            },
+        );
+        assert!(!starting.detected() && !starting.repairable);
+        assert_eq!(starting.health(), "Degraded");
     }
 }

@@ -2,6 +2,7 @@
 //! left or corrected), observes what exists, and deletes tolerating what is already gone.
 
 pub mod kafka;
+pub mod kubernetes;
 pub mod mysql;
 pub mod nats;
 pub mod postgres;
@@ -13,9 +14,6 @@ use std::{
     sync::{Arc, Mutex},
     time::{Duration, Instant},
 };
-
-use serde::{Deserialize, Serialize};
-use sha2::Digest as _;
 
 use crate::domain::{
     drift::{Desired, Observed},
@@ -67,63 +65,9 @@ impl DriverError {
     }
 }
 
-/// The server-side names of a deployment's objects: `<namespace>_<name>` with `-` as `_`, cut
-/// to fit PostgreSQL's 63 bytes, and 8 hex digits of a hash of the exact pair (so `a-b`/`c`
-/// and `a`/`b-c` stay apart).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Names {
-    pub object: String,
-}
+mod identity;
 
-impl Names {
-    pub fn new(namespace: &str, name: &str) -> Self {
-        let readable = format!("{namespace}_{name}").replace('-', "_");
-        let hash = sha2::Sha256::digest(format!("{namespace}/{name}").as_bytes());
-        let suffix: String = hash[..4].iter().map(|b| format!("{b:02x}")).collect();
-        let cut = &readable[..readable.len().min(54)];
-        Self {
-            object: format!("{cut}_{suffix}"),
-        }
-    }
-}
-
-/// What the caller gets to connect with.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Credentials {
-    pub username: String,
-    pub password: String,
-    pub database: Option<String>,
-    /// Redis: the prefix every key and channel of the user must start with; NATS: the
-    /// subjects the stream captures.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub key_prefix: Option<String>,
-    /// Kafka: the topic's name on the cluster; NATS: the stream's.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub topic: Option<String>,
-}
-
-impl Credentials {
-    /// A new random password (32 characters from an alphabet safe in URLs and shells).
-    pub fn generate(username: &str, database: Option<&str>) -> Self {
-        use ring::rand::SecureRandom as _;
-        const ALPHABET: &[u8] = b"ABCDEFGHJKLMNPQRSTUVWXYZabcdefghijkmnopqrstuvwxyz23456789";
-        let mut bytes = [0u8; 32];
-        ring::rand::SystemRandom::new()
-            .fill(&mut bytes)
-            .expect("the system's randomness is available");
-        let password = bytes
-            .iter()
-            .map(|b| ALPHABET[usize::from(*b) % ALPHABET.len()] as char)
-            .collect();
-        Self {
-            username: username.to_owned(),
-            password,
-            database: database.map(str::to_owned),
-            key_prefix: None,
-            topic: None,
-        }
-    }
-}
+pub use identity::{Credentials, Names};
 
 /// `1.5 GiB`-style sizes in Kubernetes' units (`5Gi`, `512Mi`, `8Ki`).
 pub(crate) fn human_bytes(bytes: i64) -> String {
@@ -166,6 +110,8 @@ pub struct Drivers {
     pub kafka: Option<kafka::KafkaTopics>,
     pub nats: Option<nats::NatsStreams>,
     pub rabbitmq: Option<rabbitmq::SharedRabbitMq>,
+    /// Databases and caches of the engines listed, on a cluster instead of shared servers.
+    pub kubernetes: Option<(kubernetes::KubernetesDatabases, Vec<Engine>)>,
     /// Each target's version as last asked, and when.
     versions: Arc<Mutex<HashMap<&'static str, (Instant, String)>>>,
 }
@@ -176,7 +122,12 @@ pub fn target_for(
     kind: ResourceType,
     engine: Engine,
 ) -> Result<&'static str, String> {
+    let on_cluster = drivers
+        .kubernetes
+        .as_ref()
+        .is_some_and(|(_, engines)| engines.contains(&engine));
     match (kind, engine) {
+        (ResourceType::Database | ResourceType::Cache, _) if on_cluster => Ok("kubernetes"),
         (ResourceType::Database, Engine::Postgresql) if drivers.postgres.is_some() => {
             Ok("postgresql")
         }
@@ -211,6 +162,11 @@ pub fn desired<'a>(target: &str, spec: &'a Spec) -> Desired<'a> {
     if target == "kafka" {
         desired.partitions = spec.partitions;
     }
+    if target == "kubernetes" {
+        desired.replicas = Some(if spec.high_availability { 3 } else { 1 });
+        desired.resources =
+            kubernetes::objects::resources_text(&kubernetes::objects::resources(spec));
+    }
     desired
 }
 
@@ -222,6 +178,7 @@ enum Driver<'a> {
     Kafka(&'a kafka::KafkaTopics),
     Nats(&'a nats::NatsStreams),
     Rabbitmq(&'a rabbitmq::SharedRabbitMq),
+    Kubernetes(&'a kubernetes::KubernetesDatabases),
 }
 
 impl Drivers {
@@ -242,6 +199,16 @@ impl Drivers {
             rabbitmq,
             ..Self::default()
         }
+    }
+
+    /// Makes databases and caches of `engines` on a cluster.
+    pub fn with_kubernetes(
+        mut self,
+        cluster: kubernetes::KubernetesDatabases,
+        engines: Vec<Engine>,
+    ) -> Self {
+        self.kubernetes = Some((cluster, engines));
+        self
     }
 
     pub fn configured(&self) -> Vec<&'static str> {
@@ -266,6 +233,16 @@ impl Drivers {
         if self.rabbitmq.is_some() {
             out.push("queue/rabbitmq");
         }
+        if let Some((_, engines)) = &self.kubernetes {
+            for e in engines {
+                out.push(match e {
+                    Engine::Postgresql => "database/postgresql (kubernetes)",
+                    Engine::Mysql => "database/mysql (kubernetes)",
+                    Engine::Mongodb => "database/mongodb (kubernetes)",
+                    _ => "database and cache/redis (kubernetes)",
+                });
+            }
+        }
         out
     }
 
@@ -286,13 +263,26 @@ impl Drivers {
                 .as_ref()
                 .map(Driver::Rabbitmq)
                 .ok_or_else(missing),
+            "kubernetes" => self
+                .kubernetes
+                .as_ref()
+                .map(|(k, _)| Driver::Kubernetes(k))
+                .ok_or_else(missing),
             other => Err(DriverError::Refused(format!("unknown target {other}"))),
         }
     }
 
     /// Every configured target, for readiness.
     pub async fn check_all(&self) -> Result<(), String> {
-        for target in ["postgresql", "mysql", "redis", "kafka", "nats", "rabbitmq"] {
+        for target in [
+            "postgresql",
+            "mysql",
+            "redis",
+            "kafka",
+            "nats",
+            "rabbitmq",
+            "kubernetes",
+        ] {
             if let Ok(driver) = self.driver(target) {
                 driver
                     .version()
@@ -303,25 +293,38 @@ impl Drivers {
         Ok(())
     }
 
-    /// The version `target`'s server runs (asked at most once a minute), or `None` when it
-    /// cannot be told now: the request is then accepted and the worker meets the trouble.
-    pub async fn served_version(&self, target: &'static str) -> Option<String> {
-        if let Some((at, v)) = self.versions.lock().ok()?.get(target)
+    /// The version `target`'s server runs (asked at most once a minute); `None` when the
+    /// target runs whatever is asked (a cluster) or tells no version (Kafka); an error when
+    /// it cannot be asked now.
+    pub async fn served_version(&self, target: &'static str) -> Result<Option<String>, String> {
+        let cached = self
+            .versions
+            .lock()
+            .ok()
+            .and_then(|v| v.get(target).cloned());
+        if let Some((at, v)) = cached
             && at.elapsed() < VERSION_TTL
         {
-            return Some(v.clone());
+            return Ok(Some(v));
         }
-        let version = self.driver(target).ok()?.version().await.ok()??;
-        self.versions
-            .lock()
-            .ok()?
-            .insert(target, (Instant::now(), version.clone()));
-        Some(version)
+        let asked = self
+            .driver(target)
+            .map_err(|e| e.to_string())?
+            .version()
+            .await;
+        let Some(version) = asked.map_err(|e| e.to_string())? else {
+            return Ok(None);
+        };
+        if let Ok(mut versions) = self.versions.lock() {
+            versions.insert(target, (Instant::now(), version.clone()));
+        }
+        Ok(Some(version))
     }
 
     /// The credentials a new deployment on `target` gets.
-    pub fn new_credentials(&self, target: &str, names: &Names) -> Credentials {
+    pub fn new_credentials(&self, target: &str, names: &Names, spec: &Spec) -> Credentials {
         match target {
+            "kubernetes" => kubernetes::KubernetesDatabases::new_credentials(names, spec),
             "redis" => Credentials {
                 key_prefix: Some(redis::SharedRedis::prefix(names)),
                 ..Credentials::generate(&names.object, None)
@@ -374,11 +377,20 @@ impl Drivers {
                     .await?;
                 r.endpoint()
             }
+            Driver::Kubernetes(k) => {
+                k.apply(names, spec, credentials).await?;
+                return Ok(k.endpoint(names, spec));
+            }
         };
         Ok((host.to_owned(), port))
     }
 
-    pub async fn observe(&self, target: &str, names: &Names) -> Result<Observed, DriverError> {
+    pub async fn observe(
+        &self,
+        target: &str,
+        names: &Names,
+        spec: &Spec,
+    ) -> Result<Observed, DriverError> {
         match self.driver(target)? {
             Driver::Postgres(pg) => pg.observe(names).await,
             Driver::Mysql(my) => my.observe(names).await,
@@ -386,10 +398,16 @@ impl Drivers {
             Driver::Kafka(k) => k.observe(names).await,
             Driver::Nats(n) => n.observe(names).await,
             Driver::Rabbitmq(r) => r.observe(names).await,
+            Driver::Kubernetes(k) => k.observe(names, spec).await,
         }
     }
 
-    pub async fn delete(&self, target: &str, names: &Names) -> Result<(), DriverError> {
+    pub async fn delete(
+        &self,
+        target: &str,
+        names: &Names,
+        spec: &Spec,
+    ) -> Result<(), DriverError> {
         match self.driver(target)? {
             Driver::Postgres(pg) => pg.delete(names).await,
             Driver::Mysql(my) => my.delete(names).await,
@@ -397,6 +415,7 @@ impl Drivers {
             Driver::Kafka(k) => k.delete(names).await,
             Driver::Nats(n) => n.delete(names).await,
             Driver::Rabbitmq(r) => r.delete(names).await,
+            Driver::Kubernetes(k) => k.delete(names, spec).await,
         }
     }
 }
@@ -411,6 +430,8 @@ impl Driver<'_> {
             Self::Kafka(k) => k.ping().await.map(|()| None),
             Self::Nats(n) => n.version().await.map(Some),
             Self::Rabbitmq(r) => r.version().await.map(Some),
+            // A cluster runs whichever image is asked for.
+            Self::Kubernetes(k) => k.ping().await.map(|()| None),
         }
     }
 }
@@ -420,31 +441,9 @@ mod tests {
     use super::*;
 
     #[test]
-    fn names_fit_postgres_identifiers_and_stay_apart() {
-        let n = Names::new("team-platform", "app-db").object;
-        assert!(
-            n.starts_with("team_platform_app_db_") && n.len() == 29,
-            "{n}"
-        );
-        assert_ne!(Names::new("a-b", "c"), Names::new("a", "b-c"));
-        let long = Names::new(&"n".repeat(63), &"r".repeat(63)).object;
-        assert_eq!(long.len(), 63);
-        assert_ne!(long, Names::new(&"n".repeat(63), &"r".repeat(62)).object);
-    }
-
-    #[test]
     fn sizes_in_kubernetes_units() {
         assert_eq!(human_bytes(7_000_000), "7Mi");
         assert_eq!(human_bytes(5 << 30), "5Gi");
         assert_eq!(human_bytes(512), "512");
-    }
-
-    #[test]
-    fn passwords_are_long_and_fresh() {
-        let a = Credentials::generate("u", None);
-        let b = Credentials::generate("u", None);
-        assert_eq!(a.password.len(), 32);
-        assert_ne!(a.password, b.password);
-        assert!(a.password.bytes().all(|c| c.is_ascii_alphanumeric()));
     }
 }

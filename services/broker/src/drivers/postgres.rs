@@ -109,12 +109,12 @@ impl SharedPostgres {
             version: Some(self.version().await?),
             replicas: Some(1),
             connection_limit: limit,
-            partitions: None,
             usage: crate::domain::drift::Usage {
                 storage_usage: size.map(human_bytes),
                 replicas: Some(1),
                 ..Default::default()
             },
+            ..Observed::default()
         })
     }
 

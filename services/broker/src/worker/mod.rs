@@ -32,6 +32,8 @@ pub struct Worker {
     pub per_namespace: u32,
     /// Transient failures before an operation is Failed.
     pub max_attempts: i32,
+    /// How long a new resource may take to have every replica serving (a cluster's).
+    pub ready_timeout: Duration,
     pub wake: Arc<Notify>,
     /// Wakes the callback delivery after a phase change.
     pub deliver: Arc<Notify>,
@@ -105,7 +107,7 @@ impl Worker {
         names: &Names,
     ) -> Result<Credentials, OperationError> {
         let sealed = credentials::ensure(&self.db, &d.id, || {
-            let fresh = self.drivers.new_credentials(&d.target, names);
+            let fresh = self.drivers.new_credentials(&d.target, names, &d.spec.0);
             self.secrets.seal(
                 &serde_json::to_string(&fresh).expect("credentials serialize"),
                 d.id.as_bytes(),
@@ -122,7 +124,7 @@ impl Worker {
     }
 
     async fn provision(&self, d: &Deployment) -> Result<(), OperationError> {
-        let names = Names::new(&d.namespace, &d.resource_name);
+        let names = Names::of(&d.id, &d.namespace, &d.resource_name);
         let creds = self.credentials(d, &names).await?;
         if !deployments::still_owed(&self.db, &d.id, d.generation).await? {
             return self.superseded(d).await;
@@ -131,7 +133,9 @@ impl Worker {
             .drivers
             .apply(&d.target, &names, &d.spec.0, &creds)
             .await?;
-        let observed = self.drivers.observe(&d.target, &names).await?;
+        let Some(observed) = self.until_ready(d, &names).await? else {
+            return self.superseded(d).await;
+        };
         let actual = actual_spec(d, &observed);
         let secret = format!("{}-credentials", d.resource_name);
         let message = format!("{} provisioned and healthy", capitalized(&d.resource_type));
@@ -163,9 +167,36 @@ impl Worker {
         Ok(())
     }
 
+    /// Observes the resource until it serves (shared servers do at once; a cluster's replicas
+    /// take their time); `None` when a newer request took the deployment over meanwhile.
+    async fn until_ready(
+        &self,
+        d: &Deployment,
+        names: &Names,
+    ) -> Result<Option<drift::Observed>, OperationError> {
+        let started = std::time::Instant::now();
+        loop {
+            let observed = self.drivers.observe(&d.target, names, &d.spec.0).await?;
+            let Some(waiting) = &observed.waiting else {
+                return Ok(Some(observed));
+            };
+            if !deployments::still_owed(&self.db, &d.id, d.generation).await? {
+                return Ok(None);
+            }
+            if started.elapsed() > self.ready_timeout {
+                return Err(DriverError::Transient(format!(
+                    "not ready after {} s: {waiting}",
+                    self.ready_timeout.as_secs()
+                ))
+                .into());
+            }
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
+    }
+
     async fn delete(&self, d: &Deployment) -> Result<(), OperationError> {
-        let names = Names::new(&d.namespace, &d.resource_name);
-        self.drivers.delete(&d.target, &names).await?;
+        let names = Names::of(&d.id, &d.namespace, &d.resource_name);
+        self.drivers.delete(&d.target, &names, &d.spec.0).await?;
         let mut tx = self.db.begin().await?;
         let message = format!("{} deprovisioned", capitalized(&d.resource_type));
         let done = deployments::finish(

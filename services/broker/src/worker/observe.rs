@@ -32,6 +32,11 @@ impl Worker {
         let mut counted = HashSet::new();
         loop {
             self.count_resources(&mut counted).await;
+            if let Some((cluster, _)) = &self.drivers.kubernetes
+                && let Err(e) = cluster.ping().await
+            {
+                tracing::warn!(error = %e, "the Kubernetes API does not answer");
+            }
             let mut full = false;
             match deployments::claim_checks(&self.db, interval, BATCH).await {
                 Ok(due) => {
@@ -76,10 +81,10 @@ impl Worker {
 
     /// Observes one deployment and records what was found (and repaired).
     pub async fn check(&self, d: &Deployment) -> Result<(), OperationError> {
-        let names = Names::new(&d.namespace, &d.resource_name);
+        let names = Names::of(&d.id, &d.namespace, &d.resource_name);
         let spec = &d.spec.0;
         let desired = drivers::desired(&d.target, spec);
-        let observed = match self.drivers.observe(&d.target, &names).await {
+        let observed = match self.drivers.observe(&d.target, &names, &d.spec.0).await {
             Ok(o) => o,
             Err(e) => {
                 // Nothing is claimed about drift when the target cannot be asked.
@@ -124,6 +129,8 @@ impl Worker {
         }
         let message = if found.unexpected {
             format!("Drift detected: {}", found.details.join("; "))
+        } else if let Some(waiting) = &found.waiting {
+            format!("Not ready: {waiting}")
         } else {
             format!("{} provisioned and healthy", capitalized(&d.resource_type))
         };
@@ -175,6 +182,8 @@ impl Worker {
             .apply(&d.target, names, &d.spec.0, &creds)
             .await?;
         tx.commit().await?;
-        Ok(Some(self.drivers.observe(&d.target, names).await?))
+        Ok(Some(
+            self.drivers.observe(&d.target, names, &d.spec.0).await?,
+        ))
     }
 }

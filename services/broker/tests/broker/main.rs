@@ -3,6 +3,7 @@
 mod common;
 mod drift;
 mod kafka;
+mod kubernetes;
 mod lifecycle;
 mod mysql;
 mod nats;

@@ -94,7 +94,7 @@ pub async fn ingestion(b: IngestionBench) -> anyhow::Result<()> {
         "keel-bench-payloads-{}",
         uuid::Uuid::new_v4().simple()
     ));
-    let stack = build_stack(&b, &scratch.url, s3, &payload_dir).await?;
+    let stack = Box::pin(build_stack(&b, &scratch.url, s3, &payload_dir)).await?;
     let sources_url = format!("http://{}", stack.sources_addr().context("sources-api")?);
     let upload_url = format!(
         "http://{}/api/ingress/v1/upload",

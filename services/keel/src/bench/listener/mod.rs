@@ -98,7 +98,7 @@ pub async fn listener(b: ListenerBench) -> anyhow::Result<()> {
         bail!("--sources, --concurrency and --orgs must be at least 1");
     }
     let scratch = ScratchDatabase::create(&b.database_url, "keel_bench_listener").await?;
-    let mut services = Services::start(&b, &scratch.url).await?;
+    let mut services = Box::pin(Services::start(&b, &scratch.url)).await?;
     let db = keel_db::connect(&scratch.url, "cost", 4).await?;
     println!(
         "listener bench: {} {:?} sources at concurrency {} over {} {:?} tenants, {} workers, {} spare tenants, {}",
