@@ -1,5 +1,7 @@
 //! Prints the ExternalSource CRD (`cargo run --bin crdgen > deploy/crds/…`).
 
-fn main() {
-    print!("{}", externalsource_controller::crd::crd_yaml());
+use std::io::Write as _;
+
+fn main() -> std::io::Result<()> {
+    std::io::stdout().write_all(externalsource_controller::crd::crd_yaml().as_bytes())
 }
