@@ -219,6 +219,19 @@ fn patch(
             o
         }
         (Some("application/json-patch+json"), Some(mut o)) => {
+            // As the API server's json-patch does: testing a missing path against null holds.
+            let body = match body {
+                Value::Array(ops) => Value::Array(
+                    ops.into_iter()
+                        .filter(|op| {
+                            !(op["op"] == "test"
+                                && op["value"].is_null()
+                                && op["path"].as_str().is_some_and(|p| o.pointer(p).is_none()))
+                        })
+                        .collect(),
+                ),
+                other => other,
+            };
             let ops: json_patch::Patch = serde_json::from_value(body)
                 .map_err(|e| Failure::new(400, "BadRequest", format!("not a JSON patch: {e}")))?;
             json_patch::patch(&mut o, &ops).map_err(|e| {

@@ -61,6 +61,16 @@ pub fn builtin() -> Vec<Resource> {
             "ScheduledBackup",
         ),
         Resource::new(
+            "source.flux.oddkin.co/v1alpha1",
+            "externalsources",
+            "ExternalSource",
+        ),
+        Resource::new(
+            "source.toolkit.fluxcd.io/v1",
+            "externalartifacts",
+            "ExternalArtifact",
+        ),
+        Resource::new(
             "apiextensions.k8s.io/v1",
             "customresourcedefinitions",
             "CustomResourceDefinition",

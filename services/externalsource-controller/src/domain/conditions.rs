@@ -9,6 +9,7 @@ pub const RECONCILING: &str = "Reconciling";
 pub const STALLED: &str = "Stalled";
 pub const FETCH_FAILED: &str = "FetchFailed";
 pub const STORAGE_FAILED: &str = "StorageOperationFailed";
+pub const BUILD_FAILED: &str = "BuildFailed";
 pub const ARTIFACT_IN_STORAGE: &str = "ArtifactInStorage";
 
 /// The outcome of a reconciliation, as conditions say it.
@@ -72,7 +73,13 @@ pub fn after(
         Outcome::Succeeded { message } => {
             remove(
                 &mut list,
-                &[RECONCILING, STALLED, FETCH_FAILED, STORAGE_FAILED],
+                &[
+                    RECONCILING,
+                    STALLED,
+                    FETCH_FAILED,
+                    STORAGE_FAILED,
+                    BUILD_FAILED,
+                ],
             );
             set(
                 &mut list,
@@ -98,7 +105,10 @@ pub fn after(
             reason,
             message,
         } => {
-            remove(&mut list, &[STALLED, FETCH_FAILED, STORAGE_FAILED]);
+            remove(
+                &mut list,
+                &[STALLED, FETCH_FAILED, STORAGE_FAILED, BUILD_FAILED],
+            );
             set(&mut list, kind, "True", reason, message, generation, now);
             set(
                 &mut list,
@@ -112,7 +122,10 @@ pub fn after(
             set(&mut list, READY, "False", reason, message, generation, now);
         }
         Outcome::Stalled { reason, message } => {
-            remove(&mut list, &[RECONCILING, FETCH_FAILED, STORAGE_FAILED]);
+            remove(
+                &mut list,
+                &[RECONCILING, FETCH_FAILED, STORAGE_FAILED, BUILD_FAILED],
+            );
             set(&mut list, STALLED, "True", reason, message, generation, now);
             set(&mut list, READY, "False", reason, message, generation, now);
         }
