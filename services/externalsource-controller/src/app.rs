@@ -20,7 +20,8 @@ use crate::{
 pub struct App {
     server: HttpServer,
     ctx: Arc<Context>,
-    whitelist: Option<std::path::PathBuf>,
+    /// The whitelist's file and the bytes it was read from.
+    whitelist: Option<(std::path::PathBuf, Option<Vec<u8>>)>,
     concurrency: u16,
 }
 
@@ -37,7 +38,16 @@ fn store(config: &Config) -> anyhow::Result<Arc<dyn ObjectStore>> {
                 .s3_bucket
                 .as_deref()
                 .context("STORAGE_BACKEND=s3 needs S3_BUCKET")?;
-            let mut builder = AmazonS3Builder::from_env().with_bucket_name(bucket);
+            let mut builder = AmazonS3Builder::from_env()
+                .with_bucket_name(bucket)
+                .with_region(&config.aws_region);
+            if let (Some(id), Some(secret)) =
+                (&config.aws_access_key_id, &config.aws_secret_access_key)
+            {
+                builder = builder
+                    .with_access_key_id(id)
+                    .with_secret_access_key(secret);
+            }
             if let Some(endpoint) = &config.s3_endpoint {
                 builder = builder
                     .with_endpoint(endpoint)
@@ -63,13 +73,15 @@ impl App {
                 kube::Client::try_from(kube_config)?
             }
         };
-        let whitelist = match &config.hook_whitelist_path {
-            Some(path) => Whitelist::parse(
-                &std::fs::read_to_string(path)
-                    .with_context(|| format!("reading {}", path.display()))?,
-            )
-            .with_context(|| format!("the hook whitelist {}", path.display()))?,
-            None => Whitelist::default(),
+        let (whitelist, read) = match &config.hook_whitelist_path {
+            Some(path) => {
+                let read =
+                    std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
+                let parsed = Whitelist::parse(&String::from_utf8_lossy(&read))
+                    .with_context(|| format!("the hook whitelist {}", path.display()))?;
+                (parsed, Some(read))
+            }
+            None => (Whitelist::default(), None),
         };
         let mut factory = Factory::default();
         factory.register(
@@ -106,7 +118,14 @@ impl App {
                 }
             },
         ));
-        let runner = Runner::new(whitelist, config.hook_path.clone());
+        let mut runner = Runner::new(whitelist, config.hook_path.clone());
+        if let Some(endpoint) = &config.hook_executor_endpoint {
+            // Hooks may run as long as their timeouts say; the sidecar enforces them.
+            let client = reqwest::Client::builder()
+                .connect_timeout(Duration::from_secs(5))
+                .build()?;
+            runner = runner.through_sidecar(endpoint, client);
+        }
         Ok(Self {
             server,
             ctx: Arc::new(Context::new(
@@ -116,7 +135,7 @@ impl App {
                 storage,
                 config.artifact_retention_records,
             )),
-            whitelist: config.hook_whitelist_path.clone(),
+            whitelist: config.hook_whitelist_path.clone().map(|p| (p, read)),
             concurrency: config.reconcile_concurrency.max(1),
         })
     }
@@ -133,7 +152,7 @@ impl App {
     pub async fn run(self, shutdown: Shutdown) -> anyhow::Result<()> {
         let reload = self
             .whitelist
-            .map(|path| self.ctx.runner.watch(path, Duration::from_secs(2)));
+            .map(|(path, read)| self.ctx.runner.watch(path, read, Duration::from_secs(2)));
         let controller = controller::run(self.ctx.clone(), self.concurrency, shutdown.clone());
         let served = self.server.serve(&shutdown);
         let (_, served) = tokio::join!(controller, served);

@@ -31,6 +31,13 @@ pub struct Config {
     /// An S3-compatible endpoint (`http://minio:9000`).
     #[arg(long, env = "S3_ENDPOINT")]
     pub s3_endpoint: Option<String>,
+    /// The S3 backend's credentials and region (unset: the instance's or pod's role).
+    #[arg(long, env = "AWS_ACCESS_KEY_ID")]
+    pub aws_access_key_id: Option<String>,
+    #[arg(long, env = "AWS_SECRET_ACCESS_KEY", hide_env_values = true)]
+    pub aws_secret_access_key: Option<String>,
+    #[arg(long, env = "AWS_REGION", default_value = "us-east-1")]
+    pub aws_region: String,
     /// The address artifact URLs start with (`http://controller.flux-system.svc.cluster.local.`).
     /// Unset: the artifact server's own address.
     #[arg(long, env = "STORAGE_ADV_ADDR")]
@@ -59,6 +66,10 @@ pub struct Config {
     /// The hook whitelist (YAML), read again when it changes. Unset: no hook may run.
     #[arg(long, env = "HOOK_WHITELIST_PATH")]
     pub hook_whitelist_path: Option<PathBuf>,
+    /// The hook-executor sidecar (`http://localhost:8081`) hooks run in. Unset: hooks run in
+    /// the controller's process (with the same checks).
+    #[arg(long, env = "HOOK_EXECUTOR_ENDPOINT")]
+    pub hook_executor_endpoint: Option<String>,
     /// Directories hook commands are looked up in, colon-separated.
     #[arg(
         long,

@@ -97,6 +97,9 @@ enum Bench {
     Ingestion(bench::IngestionBench),
     /// The broker provisioning PostgreSQL databases, beside the same SQL issued directly.
     Broker(bench::BrokerBench),
+    /// Reconciles per second of the ExternalSource controller over a fake API server, and
+    /// artifact packaging beside `tar czf`.
+    Externalsource(bench::ExternalSourceBench),
 }
 
 /// Parses the command line and runs it.
@@ -110,6 +113,7 @@ pub async fn run() -> anyhow::Result<()> {
         Command::Bench(Bench::Listener(b)) => Box::pin(bench::listener(b)).await,
         Command::Bench(Bench::Ingestion(b)) => Box::pin(bench::ingestion(b)).await,
         Command::Bench(Bench::Broker(b)) => Box::pin(bench::broker(b)).await,
+        Command::Bench(Bench::Externalsource(b)) => Box::pin(bench::externalsource(b)).await,
         Command::Chaos(args) => Box::pin(crate::chaos::run(*args)).await,
         Command::Migrate { common } => {
             let env = Env::process();

@@ -213,6 +213,9 @@ impl Context {
                 if let Err(w) = self.write_status(s, &status, &outcome).await {
                     tracing::warn!(error = %w, "cannot record the failure");
                 }
+                if let Err(w) = self.artifact_failed(s, reason, &e.to_string()).await {
+                    tracing::warn!(error = %w, "cannot record the failure on the ExternalArtifact");
+                }
                 Err(e)
             }
         }
@@ -250,6 +253,36 @@ impl Context {
         });
         api.patch_status(&name, &params, &Patch::Apply(&status))
             .await?;
+        Ok(())
+    }
+
+    /// The ExternalArtifact, when there is one, says Ready False with the failure's reason;
+    /// its last artifact stays for consumers.
+    async fn artifact_failed(&self, s: &ExternalSource, reason: &str, message: &str) -> Result<()> {
+        let (name, ns) = (s.name_any(), s.namespace().unwrap_or_default());
+        let api: Api<ExternalArtifact> = Api::namespaced(self.client.clone(), &ns);
+        let Some(existing) = api.get_opt(&name).await? else {
+            return Ok(());
+        };
+        let before = existing.status.clone().unwrap_or_default();
+        let failed = Outcome::Stalled {
+            reason: reason.to_owned(),
+            message: message.to_owned(),
+        };
+        let ready: Vec<_> = conditions::after(&before.conditions, &failed, None, &now())
+            .into_iter()
+            .filter(|c| c.type_ == conditions::READY)
+            .collect();
+        let status = json!({
+            "apiVersion": "source.toolkit.fluxcd.io/v1", "kind": "ExternalArtifact",
+            "status": {"artifact": before.artifact, "conditions": ready},
+        });
+        api.patch_status(
+            &name,
+            &PatchParams::apply(MANAGER).force(),
+            &Patch::Apply(&status),
+        )
+        .await?;
         Ok(())
     }
 

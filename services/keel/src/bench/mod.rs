@@ -8,12 +8,14 @@ use hdrhistogram::Histogram;
 
 mod broker;
 mod events;
+mod externalsource;
 mod ingestion;
 mod listener;
 mod sources;
 
 pub use broker::{BrokerBench, broker};
 pub use events::{EventsBench, events};
+pub use externalsource::{ExternalSourceBench, externalsource};
 pub use ingestion::{IngestionBench, ingestion};
 pub use listener::{ListenerBench, listener};
 pub use sources::{SourcesBench, run};

@@ -1,13 +1,9 @@
 use std::{sync::Arc, time::Duration};
 
 use axum::{Router, http::HeaderMap, routing::post};
-use hyper_util::{rt::TokioIo, service::TowerToHyperService};
-use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair};
 use reqwest::StatusCode;
-use rustls::pki_types::PrivateKeyDer;
 use serde_json::{Value, json};
 use tokio::sync::Mutex;
-use tokio_rustls::TlsAcceptor;
 
 use crate::helpers::{As, COST, TestApp};
 
@@ -28,53 +24,10 @@ async fn receiver() -> (String, Seen) {
 /// The same endpoint over HTTPS, its certificate (for 127.0.0.1) signed by a CA made for the
 /// test; answers the CA's PEM too.
 async fn https_receiver() -> (String, Seen, String) {
-    let ca_key = KeyPair::generate().unwrap();
-    let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
-    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    ca_params
-        .distinguished_name
-        .push(DnType::CommonName, "Keel test CA");
-    let ca = ca_params.self_signed(&ca_key).unwrap();
-    let issuer = Issuer::new(ca_params, ca_key);
-    let key = KeyPair::generate().unwrap();
-    let cert = CertificateParams::new(vec!["127.0.0.1".to_owned()])
-        .unwrap()
-        .signed_by(&key, &issuer)
-        .unwrap();
-    keel_service::tls::install_crypto_provider();
-    let config = rustls::ServerConfig::builder()
-        .with_no_client_auth()
-        .with_single_cert(
-            vec![cert.der().clone()],
-            PrivateKeyDer::Pkcs8(key.serialize_der().into()),
-        )
-        .unwrap();
-    let acceptor = TlsAcceptor::from(Arc::new(config));
     let (router, seen) = recorder();
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let url = format!(
-        "https://{}/api/cost-management/v1/source-status/",
-        listener.local_addr().unwrap()
-    );
-    tokio::spawn(async move {
-        loop {
-            let Ok((tcp, _)) = listener.accept().await else {
-                return;
-            };
-            let (acceptor, router) = (acceptor.clone(), router.clone());
-            tokio::spawn(async move {
-                // A client that refuses the certificate ends the handshake here.
-                let Ok(tls) = acceptor.accept(tcp).await else {
-                    return;
-                };
-                let service = TowerToHyperService::new(router);
-                let _ = hyper::server::conn::http1::Builder::new()
-                    .serve_connection(TokioIo::new(tls), service)
-                    .await;
-            });
-        }
-    });
-    (url, seen, ca.pem())
+    let (addr, ca) = keel_service::tls::testing::serve_https(router).await;
+    let url = format!("https://{addr}/api/cost-management/v1/source-status/");
+    (url, seen, ca)
 }
 
 /// A router recording what it receives.

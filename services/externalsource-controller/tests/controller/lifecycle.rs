@@ -1,155 +1,13 @@
-//! The real `Controller` loop against the fake API server on loopback, with HTTP sources
-//! served locally: Ready with an artifact Flux can fetch and verify, ETags, new revisions and
-//! garbage collection, hooks, a denied command, suspend, deletion.
+//! A source's life: Ready with an artifact Flux can fetch and verify, its ETag, new
+//! revisions and garbage collection, hooks, a denied command, suspend, deletion.
 
-use std::{
-    io::Read as _,
-    sync::{Arc, Mutex},
-    time::Duration,
-};
+use std::time::Duration;
 
-use axum::{
-    Router,
-    http::{HeaderMap, StatusCode, header},
-    response::IntoResponse,
-    routing::get,
-};
-use externalsource_controller::{App, Config};
-use keel_kube_fake::FakeApiServer;
-use keel_service::Shutdown;
+use externalsource_controller::Config;
 use serde_json::{Value, json};
 use sha2::Digest as _;
 
-const API: &str = "source.flux.oddkin.co/v1alpha1";
-const EA: &str = "source.toolkit.fluxcd.io/v1";
-
-/// A source server: answers its body with an ETag, 304 to a matching If-None-Match, and
-/// records the If-None-Match of every request.
-#[derive(Clone, Default)]
-struct Origin {
-    body: Arc<Mutex<Vec<u8>>>,
-    seen: Arc<Mutex<Vec<Option<String>>>>,
-}
-
-impl Origin {
-    async fn serve(&self) -> String {
-        let me = self.clone();
-        let app = Router::new().route(
-            "/data",
-            get(move |headers: HeaderMap| {
-                let me = me.clone();
-                async move {
-                    let body = me.body.lock().unwrap().clone();
-                    let etag = format!("\"{}\"", hex(&sha2::Sha256::digest(&body)));
-                    let asked = headers
-                        .get(header::IF_NONE_MATCH)
-                        .map(|v| v.to_str().unwrap().to_owned());
-                    me.seen.lock().unwrap().push(asked.clone());
-                    if asked.as_deref() == Some(etag.as_str()) {
-                        return StatusCode::NOT_MODIFIED.into_response();
-                    }
-                    ([(header::ETAG, etag)], body).into_response()
-                }
-            }),
-        );
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let url = format!("http://{}/data", listener.local_addr().unwrap());
-        tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
-        url
-    }
-
-    fn set(&self, body: &[u8]) {
-        *self.body.lock().unwrap() = body.to_vec();
-    }
-}
-
-fn hex(b: &[u8]) -> String {
-    b.iter().map(|x| format!("{x:02x}")).collect()
-}
-
-struct Running {
-    fake: FakeApiServer,
-    app_storage: externalsource_controller::storage::Storage,
-    shutdown: Shutdown,
-}
-
-async fn start(config: Config) -> Running {
-    let fake = FakeApiServer::start().await;
-    let app = App::build(&config, Some(fake.client())).await.unwrap();
-    let app_storage = app.storage();
-    let shutdown = Shutdown::default();
-    tokio::spawn(app.run(shutdown.clone()));
-    Running {
-        fake,
-        app_storage,
-        shutdown,
-    }
-}
-
-async fn until(what: &str, mut check: impl FnMut() -> bool) {
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
-    while !check() {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "timed out waiting for {what}"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
-
-fn condition(o: &Value, kind: &str) -> Option<(String, String)> {
-    o["status"]["conditions"]
-        .as_array()?
-        .iter()
-        .find(|c| c["type"] == kind)
-        .map(|c| {
-            (
-                c["status"].as_str().unwrap().to_owned(),
-                c["reason"].as_str().unwrap().to_owned(),
-            )
-        })
-}
-
-fn source(r: &Running, name: &str) -> Value {
-    r.fake
-        .get(API, "externalsources", "team", name)
-        .unwrap_or(Value::Null)
-}
-
-/// Any change makes the controller look again (as a spec edit would).
-fn poke(r: &Running, name: &str, n: u32) {
-    r.fake.edit(API, "externalsources", "team", name, |o| {
-        o["metadata"]["annotations"] = json!({"test/poke": n.to_string()});
-    });
-}
-
-/// What Flux's fetcher does: download the url, verify the digest against the bytes, untar;
-/// answers the file at `path`.
-async fn flux_fetch(artifact: &Value, path: &str) -> Vec<u8> {
-    let bytes = reqwest::get(artifact["url"].as_str().unwrap())
-        .await
-        .unwrap()
-        .bytes()
-        .await
-        .unwrap();
-    let digest = format!("sha256:{}", hex(&sha2::Sha256::digest(&bytes)));
-    assert_eq!(
-        artifact["digest"],
-        digest.as_str(),
-        "the digest is of the tarball"
-    );
-    assert_eq!(artifact["size"], bytes.len());
-    let mut archive = tar::Archive::new(flate2::read::GzDecoder::new(&bytes[..]));
-    for entry in archive.entries().unwrap() {
-        let mut entry = entry.unwrap();
-        if entry.path().unwrap().to_str() == Some(path) {
-            let mut data = Vec::new();
-            entry.read_to_end(&mut data).unwrap();
-            return data;
-        }
-    }
-    panic!("{path} is not in the artifact");
-}
+use crate::support::*;
 
 #[tokio::test]
 async fn a_source_is_published_follows_its_etag_and_revisions_and_goes_with_its_artifacts() {
@@ -254,6 +112,33 @@ async fn a_source_is_published_follows_its_etag_and_revisions_and_goes_with_its_
         artifact["revision"]
     );
 
+    // The source failing: the source and its ExternalArtifact say so; the artifact stays.
+    origin.down.store(true, std::sync::atomic::Ordering::SeqCst);
+    poke(&r, "settings", 9);
+    until("FetchFailed", || {
+        condition(&source(&r, "settings"), "FetchFailed").is_some()
+    })
+    .await;
+    until("the ExternalArtifact not Ready", || {
+        let ea = r
+            .fake
+            .get(EA, "externalartifacts", "team", "settings")
+            .unwrap_or(Value::Null);
+        condition(&ea, "Ready") == Some(("False".into(), "FetchFailed".into()))
+    })
+    .await;
+    let ea = r
+        .fake
+        .get(EA, "externalartifacts", "team", "settings")
+        .unwrap();
+    assert_eq!(
+        ea["status"]["artifact"], artifact,
+        "consumers keep the last artifact"
+    );
+    origin
+        .down
+        .store(false, std::sync::atomic::Ordering::SeqCst);
+
     // Changed twice: new revisions, and only the last two artifacts are kept.
     let mut revisions = vec![artifact["revision"].clone()];
     for (n, body) in [
@@ -274,7 +159,7 @@ async fn a_source_is_published_follows_its_etag_and_revisions_and_goes_with_its_
         b"{\"replicas\": 4}"
     );
     let stored: Vec<String> = r
-        .app_storage
+        .storage
         .list("externalsource/team/settings/")
         .await
         .unwrap()
@@ -310,7 +195,7 @@ async fn a_source_is_published_follows_its_etag_and_revisions_and_goes_with_its_
     })
     .await;
     assert!(
-        r.app_storage
+        r.storage
             .list("externalsource/team/settings/")
             .await
             .unwrap()
@@ -339,10 +224,7 @@ async fn hooks_transform_the_data_and_a_command_not_whitelisted_stalls() {
     let spec = |post: Value| json!({"interval": "1m", "generator": {"type": "http", "http": {"url": url}}, "hooks": {"postRequest": post}});
     r.fake.create(API, "externalsources", "team", json!({"metadata": {"name": "shout"},
         "spec": spec(json!([{"name": "upper", "command": "tr", "args": ["a-z", "A-Z"]}, {"name": "reverse", "command": "rev"}]))}));
-    until("Ready", || {
-        condition(&source(&r, "shout"), "Ready").is_some_and(|c| c.0 == "True")
-    })
-    .await;
+    until_ready(&r, "shout").await;
     let artifact = source(&r, "shout")["status"]["artifact"].clone();
     assert_eq!(flux_fetch(&artifact, "data").await, b"OLLEH\n");
 
