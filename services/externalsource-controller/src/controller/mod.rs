@@ -17,6 +17,7 @@ use kube::{
     runtime::{
         Controller,
         controller::{self, Action},
+        events::{Recorder, Reporter},
         finalizer::{Event, finalizer},
         watcher,
     },
@@ -45,6 +46,8 @@ pub struct Context {
     pub storage: Storage,
     /// Artifacts kept per source.
     pub keep: usize,
+    /// Publishes Kubernetes Events about the sources (new artifacts, failures).
+    pub recorder: Recorder,
     /// Failures in a row per source (namespace, name), for the backoff.
     failures: Mutex<HashMap<(String, String), u32>>,
 }
@@ -57,7 +60,12 @@ impl Context {
         storage: Storage,
         keep: usize,
     ) -> Self {
+        let reporter = Reporter {
+            controller: MANAGER.to_owned(),
+            instance: std::env::var("POD_NAME").ok(),
+        };
         Self {
+            recorder: Recorder::new(client.clone(), reporter),
             client,
             factory,
             runner,

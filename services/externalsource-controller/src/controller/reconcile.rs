@@ -8,7 +8,10 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use kube::{
     Api, Resource as _, ResourceExt as _,
     api::{Patch, PatchParams},
-    runtime::controller::Action,
+    runtime::{
+        controller::Action,
+        events::{Event, EventType},
+    },
 };
 use serde_json::json;
 
@@ -185,6 +188,8 @@ impl Context {
                 let message = format!("stored artifact for revision '{}'", artifact.revision);
                 if fresh {
                     tracing::info!(revision = %artifact.revision, "new artifact");
+                    self.event(s, EventType::Normal, "NewArtifact", &message)
+                        .await;
                 }
                 self.publish(s, &artifact, &message).await?;
                 let next = ExternalSourceStatus {
@@ -213,6 +218,8 @@ impl Context {
                 if let Err(w) = self.write_status(s, &status, &outcome).await {
                     tracing::warn!(error = %w, "cannot record the failure");
                 }
+                self.event(s, EventType::Warning, reason, &e.to_string())
+                    .await;
                 if let Err(w) = self.artifact_failed(s, reason, &e.to_string()).await {
                     tracing::warn!(error = %w, "cannot record the failure on the ExternalArtifact");
                 }
@@ -254,6 +261,20 @@ impl Context {
         api.patch_status(&name, &params, &Patch::Apply(&status))
             .await?;
         Ok(())
+    }
+
+    /// A Kubernetes Event on the source (repeats are counted in a series by the recorder).
+    async fn event(&self, s: &ExternalSource, kind: EventType, reason: &str, note: &str) {
+        let event = Event {
+            type_: kind,
+            reason: reason.to_owned(),
+            note: Some(note.chars().take(1024).collect()),
+            action: "Reconcile".to_owned(),
+            secondary: None,
+        };
+        if let Err(e) = self.recorder.publish(&event, &s.object_ref(&())).await {
+            tracing::warn!(error = %e, "cannot publish an event");
+        }
     }
 
     /// The ExternalArtifact, when there is one, says Ready False with the failure's reason;

@@ -112,6 +112,23 @@ async fn a_source_is_published_follows_its_etag_and_revisions_and_goes_with_its_
         artifact["revision"]
     );
 
+    // Events say what happened, about the source.
+    let events = || r.fake.list("events.k8s.io/v1", "events", Some("team"));
+    let new = events()
+        .into_iter()
+        .find(|e| e["reason"] == "NewArtifact")
+        .expect("a NewArtifact event");
+    assert_eq!(
+        (new["type"].as_str(), new["regarding"]["name"].as_str()),
+        (Some("Normal"), Some("settings"))
+    );
+    assert!(
+        new["note"]
+            .as_str()
+            .unwrap()
+            .contains("stored artifact for revision")
+    );
+
     // The source failing: the source and its ExternalArtifact say so; the artifact stays.
     origin.down.store(true, std::sync::atomic::Ordering::SeqCst);
     poke(&r, "settings", 9);
@@ -135,6 +152,11 @@ async fn a_source_is_published_follows_its_etag_and_revisions_and_goes_with_its_
         ea["status"]["artifact"], artifact,
         "consumers keep the last artifact"
     );
+    let warning = events()
+        .into_iter()
+        .find(|e| e["reason"] == "FetchFailed")
+        .expect("a FetchFailed event");
+    assert_eq!(warning["type"], "Warning");
     origin
         .down
         .store(false, std::sync::atomic::Ordering::SeqCst);
