@@ -146,6 +146,16 @@ pub async fn call(method: reqwest::Method, url: String, body: Option<Value>) -> 
     (status, resp.json().await.unwrap_or(Value::Null))
 }
 
+/// What the broker's `/metrics` says now.
+pub async fn metrics_text(app: &Running) -> String {
+    let answer = client()
+        .get(format!("{}/metrics", app.base))
+        .send()
+        .await
+        .unwrap();
+    answer.text().await.unwrap()
+}
+
 pub async fn eventually<F, Fut>(what: &str, mut check: F)
 where
     F: FnMut() -> Fut,

@@ -107,14 +107,7 @@ async fn drift_is_reported_in_the_seeds_words_and_deprovision_still_cleans_up() 
         "{r}"
     );
     // Counted, under the names KIDP's docs give.
-    let metrics = client()
-        .get(format!("{}/metrics", app.base))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = metrics_text(&app).await;
     for wanted in [
         format!("broker_drift_detected_total{{namespace=\"{ns}\",type=\"database\"}}"),
         format!("broker_resources_total{{namespace=\"{ns}\",type=\"database\",phase=\"Ready\"}} 1"),

@@ -314,18 +314,8 @@ async fn an_api_server_that_does_not_answer() {
     );
 
     fake.set_down(true);
-    let metrics = || async {
-        client()
-            .get(format!("{}/metrics", app.base))
-            .send()
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap()
-    };
     eventually("the availability gauge at 0", || async {
-        metrics()
+        metrics_text(&app)
             .await
             .contains("broker_kubernetes_api_available 0")
     })
@@ -376,7 +366,7 @@ async fn an_api_server_that_does_not_answer() {
     );
     eventually("Ready", || async { phase(&app.base, &id).await == "Ready" }).await;
     eventually("the availability gauge at 1", || async {
-        metrics()
+        metrics_text(&app)
             .await
             .contains("broker_kubernetes_api_available 1")
     })
