@@ -22,6 +22,7 @@ async fn nise_upload(addr: std::net::SocketAddr, org: &str, cluster: &str) {
 fn nise_upload_blocking(addr: std::net::SocketAddr, org: &str, cluster: &str) {
     let start = month_start(1);
     let end = start + chrono::Days::new(2);
+    let dir = tempfile_dir();
     let out = Command::new(venv().join("bin/nise"))
         .args([
             "report",
@@ -39,7 +40,9 @@ fn nise_upload_blocking(addr: std::net::SocketAddr, org: &str, cluster: &str) {
         ])
         .env("INSIGHTS_ACCOUNT_ID", "10001")
         .env("INSIGHTS_ORG_ID", org)
-        .current_dir(tempfile_dir())
+        // nise stages the payload in gettempdir()/payload: one of its own per run.
+        .env("TMPDIR", &dir)
+        .current_dir(&dir)
         .output()
         .unwrap();
     assert!(

@@ -277,6 +277,9 @@ pub fn nise_aws_sized(
         ])
         .args(["--file-row-limit", "10000000"])
         .current_dir(&dir)
+        // nise stages files under gettempdir()/None and /payload: concurrent runs sharing
+        // /tmp overwrite each other's manifests.
+        .env("TMPDIR", &dir)
         .envs(aws_env())
         .output()
         .unwrap();
