@@ -13,6 +13,7 @@
 //! is no admission or schema validation, and no controller runs (a test plays the
 //! StatefulSet controller by setting status).
 
+pub mod resource;
 mod routes;
 pub mod selector;
 pub mod store;
@@ -21,7 +22,8 @@ use std::sync::{Arc, Mutex, MutexGuard};
 
 use serde_json::Value;
 
-pub use store::{Failure, Part, Resource};
+pub use resource::{Failure, Resource};
+pub use store::Part;
 
 /// One request as the server received it.
 #[derive(Debug, Clone, PartialEq)]
@@ -87,10 +89,10 @@ impl Drop for FakeApiServer {
 }
 
 impl FakeApiServer {
-    /// Starts a server on a free loopback port, knowing [`store::builtin`] kinds.
+    /// Starts a server on a free loopback port, knowing [`resource::builtin`] kinds.
     pub async fn start() -> Self {
         let shared = Arc::new(Shared::default());
-        *lock(&shared.resources) = store::builtin();
+        *lock(&shared.resources) = resource::builtin();
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
             .expect("a loopback port is free");

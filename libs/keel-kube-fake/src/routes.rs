@@ -15,8 +15,9 @@ use tokio::sync::broadcast;
 
 use crate::{
     Call, Shared, lock,
+    resource::{Failure, Resource},
     selector::Selector,
-    store::{Change, Failure, Part, Resource, apply_merge},
+    store::{Change, Part, apply_merge},
 };
 
 pub fn router(shared: Arc<Shared>) -> Router {
