@@ -109,14 +109,40 @@ pub async fn connect_limited(
     max_connections: u32,
     limits: SessionLimits,
 ) -> anyhow::Result<PgPool> {
+    connect_sessions(url, schema, max_connections, limits, &[]).await
+}
+
+/// A pool whose commits return before their WAL reaches disk (`synchronous_commit = off`),
+/// for writes a crash may lose without harm because they are made again: a work queue's
+/// leases and completions. PostgreSQL writes WAL in order, so a lost commit never leaves a
+/// later durable commit without it, and the next durable commit flushes it too.
+pub async fn connect_unflushed(
+    url: &str,
+    schema: &str,
+    max_connections: u32,
+    limits: SessionLimits,
+) -> anyhow::Result<PgPool> {
+    let settings = [("synchronous_commit", "off".to_owned())];
+    connect_sessions(url, schema, max_connections, limits, &settings).await
+}
+
+async fn connect_sessions(
+    url: &str,
+    schema: &str,
+    max_connections: u32,
+    limits: SessionLimits,
+    settings: &[(&str, String)],
+) -> anyhow::Result<PgPool> {
     let millis = |d: Duration| d.as_millis().to_string();
-    let options = owner_options(url, schema)?.options([
-        ("statement_timeout", millis(limits.statement)),
-        (
-            "idle_in_transaction_session_timeout",
-            millis(limits.idle_in_transaction),
-        ),
-    ]);
+    let options = owner_options(url, schema)?
+        .options([
+            ("statement_timeout", millis(limits.statement)),
+            (
+                "idle_in_transaction_session_timeout",
+                millis(limits.idle_in_transaction),
+            ),
+        ])
+        .options(settings.iter().map(|(k, v)| (*k, v.as_str())));
     PgPoolOptions::new()
         .max_connections(max_connections)
         .acquire_timeout(Duration::from_secs(5))

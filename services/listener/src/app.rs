@@ -302,8 +302,16 @@ impl Background {
         {
             tracing::warn!(error = %e, "cannot create the event stream topic; consuming anyway");
         }
+        let queue = keel_db::connect_unflushed(
+            &self.config.common.database_url,
+            OWNER.schema,
+            (self.config.workers as u32 / 4).max(2),
+            self.config.common.session_limits,
+        )
+        .await?;
         let worker = Arc::new(Worker {
             db: self.db.clone(),
+            queue: queue.clone(),
             client: self.client,
             secrets: self.secrets,
             cost_type_id,
@@ -336,6 +344,7 @@ impl Background {
         )
         .await;
         workers.join_all().await;
+        queue.close().await;
         consumed
     }
 }

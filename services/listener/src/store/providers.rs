@@ -186,18 +186,41 @@ async fn tenant_row(
     Ok(())
 }
 
-/// The common case of [`create`] in two statements, each its own transaction: the settings
-/// rows and the provider (one statement, the same text for every tenant, so it is planned
-/// once per connection), then the tenant's provider row. `false` when something stood in the
-/// way of the provider (one with this uuid or these settings, a settings row racing another):
-/// none was written (settings rows it made are there for [`create`], which then sorts it out).
-/// A provider whose tenant row failed is found by the next attempt's [`create`], which links
-/// it and writes the row.
-pub async fn try_create(
+/// The settings rows and the provider, as CTEs ending in `provider` (its uuid when made).
+static NEW_PROVIDER_CTES: LazyLock<String> = LazyLock::new(|| {
+    format!(
+        "{auth}, {billing}, \
+         provider AS (INSERT INTO api_provider \
+             (uuid, name, type, authentication_id, billing_source_id, customer_id, paused) \
+           SELECT $1, $2, $3, auth.id, billing.id, $7, $8 FROM auth, billing \
+           ON CONFLICT DO NOTHING RETURNING uuid)",
+        auth = authentication_cte("$4", "$5"),
+        billing = billing_source_cte("$6"),
+    )
+});
+
+/// The common case of [`create`] and the source's link in one statement (the same text for
+/// every source of a tenant, so it is planned once per connection): the settings rows, the
+/// provider, the tenant's provider row and the sync row commit together. `None` when something stood
+/// in the way of the provider (nothing was written but settings rows, which [`create`] then
+/// finds); else whether this was the source's first link, as [`super::sources::save`].
+pub async fn try_create_linked(
     conn: &mut PgConnection,
     spec: &ProviderSpec<'_>,
-) -> Result<bool, sqlx::Error> {
-    let made: i64 = sqlx::query_scalar(sqlx::AssertSqlSafe(NEW_PROVIDER.as_str()))
+    source_id: i64,
+    saved: &super::sources::Saved<'_>,
+) -> Result<Option<Option<chrono::DateTime<chrono::Utc>>>, sqlx::Error> {
+    let (reporting, link) = super::sources::save_parts(9, "EXISTS (SELECT 1 FROM provider)");
+    let sql = format!(
+        "WITH {new}, \
+         tenant AS (INSERT INTO {schema}.reporting_tenant_api_provider (uuid, name, type, provider_id) \
+           SELECT uuid, $2, $3, uuid FROM provider ON CONFLICT (uuid) DO UPDATE SET name = excluded.name), \
+         {reporting}, linked AS ({link}) \
+         SELECT (SELECT count(*) FROM provider), (SELECT first_link FROM linked)",
+        new = NEW_PROVIDER_CTES.as_str(),
+        schema = keel_db::quote_ident(&schema_name(spec.org_id)),
+    );
+    let query = sqlx::query_as(sqlx::AssertSqlSafe(sql))
         .bind(spec.uuid)
         .bind(spec.name)
         .bind(spec.ty.as_str())
@@ -205,28 +228,13 @@ pub async fn try_create(
         .bind(spec.digest)
         .bind(Json(spec.data_source))
         .bind(spec.customer)
-        .bind(spec.paused)
-        .fetch_one(&mut *conn)
-        .await?;
-    if made != 1 {
-        return Ok(false);
-    }
-    tenant_row(conn, &schema_name(spec.org_id), spec).await?;
-    Ok(true)
+        .bind(spec.paused);
+    let (made, first_link): (i64, Option<chrono::DateTime<chrono::Utc>>) =
+        super::sources::bind_saved(query, source_id, saved)
+            .fetch_one(&mut *conn)
+            .await?;
+    Ok((made == 1).then_some(first_link))
 }
-
-static NEW_PROVIDER: LazyLock<String> = LazyLock::new(|| {
-    format!(
-        "WITH {auth}, {billing}, \
-         provider AS (INSERT INTO api_provider \
-             (uuid, name, type, authentication_id, billing_source_id, customer_id, paused) \
-           SELECT $1, $2, $3, auth.id, billing.id, $7, $8 FROM auth, billing \
-           ON CONFLICT DO NOTHING RETURNING uuid) \
-         SELECT count(*) FROM provider",
-        auth = authentication_cte("$4", "$5"),
-        billing = billing_source_cte("$6"),
-    )
-});
 
 /// Builds the provider of a source, or links the one that already exists for it (same uuid,
 /// same org: an earlier attempt that committed but was not recorded).

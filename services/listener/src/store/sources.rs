@@ -222,6 +222,12 @@ pub async fn record_events(
         .execute(&mut *tx)
         .await?;
     }
+    if new.ids.is_empty() && changed.ids.is_empty() {
+        // Only row locks were taken (events that change nothing, such as the echo of a status
+        // this listener sent): nothing to commit, so no WAL flush to wait for.
+        tx.rollback().await?;
+        return Ok(recorded);
+    }
     if !changed.ids.is_empty() {
         sqlx::query(
             "UPDATE api_sources s SET state = c.state, auth_header = coalesce(c.identity, s.auth_header), \
@@ -288,6 +294,67 @@ pub struct Saved<'a> {
     pub reporting: Option<i64>,
 }
 
+/// The statement of [`save`] in two parts, its parameters numbered from `$first` (in the
+/// order [`bind_saved`] binds them): the CTE `reporting` and the update of the sync row,
+/// which answers `first_link`. Both apply only where `condition` holds, so a larger
+/// statement can make them depend on what it did before.
+pub(super) fn save_parts(first: usize, condition: &str) -> (String, String) {
+    let p = |n: usize| format!("${}", first + n - 1);
+    let reporting = format!(
+        "reporting AS (UPDATE operations SET reporting = true \
+           WHERE source_id = {id} AND generation = {generation} AND {condition})",
+        id = p(1),
+        generation = p(12),
+    );
+    let update = format!(
+        "UPDATE api_sources SET name = {}, source_type = {}, authentication = {}, billing_source = {}, \
+           paused = {}, source_uuid = coalesce(source_uuid, {}), application_id = coalesce({}, application_id), \
+           state = {}, state_reason = {}, updated_timestamp = now(), \
+           koku_uuid = coalesce({link}::uuid::text, koku_uuid), provider_id = coalesce({link}::uuid, provider_id), \
+           linked_timestamp = CASE WHEN {link}::uuid IS NULL THEN linked_timestamp ELSE coalesce(linked_timestamp, now()) END \
+         WHERE source_id = {} AND {condition} \
+         RETURNING CASE WHEN {link}::uuid IS NOT NULL AND linked_timestamp = now() THEN created_timestamp END AS first_link",
+        p(2),
+        p(3),
+        p(4),
+        p(5),
+        p(6),
+        p(7),
+        p(8),
+        p(9),
+        p(10),
+        p(1),
+        link = p(11),
+    );
+    (reporting, update)
+}
+
+/// Binds the parameters of [`save_parts`].
+pub(super) fn bind_saved<'q, O>(
+    query: sqlx::query::QueryAs<'q, sqlx::Postgres, O, sqlx::postgres::PgArguments>,
+    source_id: i64,
+    saved: &'q Saved<'_>,
+) -> sqlx::query::QueryAs<'q, sqlx::Postgres, O, sqlx::postgres::PgArguments> {
+    query
+        .bind(source_id)
+        .bind(&saved.name)
+        .bind(&saved.source_type)
+        .bind(Json(&saved.authentication))
+        .bind(Json(&saved.billing_source))
+        .bind(saved.paused)
+        .bind(saved.source_uuid)
+        .bind(saved.application_id)
+        .bind(saved.state.as_str())
+        .bind(saved.reason)
+        .bind(saved.link)
+        .bind(saved.reporting)
+}
+
+static SAVE: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+    let (reporting, update) = save_parts(1, "true");
+    format!("WITH {reporting} {update}")
+});
+
 /// Writes an operation's outcome to the sync row. Answers the source's creation time when
 /// this is its first link (for the source-to-provider latency).
 pub async fn save(
@@ -295,32 +362,14 @@ pub async fn save(
     source_id: i64,
     saved: &Saved<'_>,
 ) -> Result<Option<DateTime<Utc>>, sqlx::Error> {
-    let first_link = sqlx::query_scalar(
-        "WITH reporting AS (UPDATE operations SET reporting = true \
-           WHERE source_id = $1 AND generation = $12) \
-         UPDATE api_sources SET name = $2, source_type = $3, authentication = $4, billing_source = $5, \
-           paused = $6, source_uuid = coalesce(source_uuid, $7), application_id = coalesce($8, application_id), \
-           state = $9, state_reason = $10, updated_timestamp = now(), \
-           koku_uuid = coalesce($11::uuid::text, koku_uuid), provider_id = coalesce($11::uuid, provider_id), \
-           linked_timestamp = CASE WHEN $11::uuid IS NULL THEN linked_timestamp ELSE coalesce(linked_timestamp, now()) END \
-         WHERE source_id = $1 \
-         RETURNING CASE WHEN $11::uuid IS NOT NULL AND linked_timestamp = now() THEN created_timestamp END",
+    let first_link: Option<(Option<DateTime<Utc>>,)> = bind_saved(
+        sqlx::query_as(sqlx::AssertSqlSafe(SAVE.as_str())),
+        source_id,
+        saved,
     )
-    .bind(source_id)
-    .bind(&saved.name)
-    .bind(&saved.source_type)
-    .bind(Json(&saved.authentication))
-    .bind(Json(&saved.billing_source))
-    .bind(saved.paused)
-    .bind(saved.source_uuid)
-    .bind(saved.application_id)
-    .bind(saved.state.as_str())
-    .bind(saved.reason)
-    .bind(saved.link)
-    .bind(saved.reporting)
     .fetch_optional(conn)
     .await?;
-    Ok(first_link.flatten())
+    Ok(first_link.and_then(|(created,)| created))
 }
 
 /// The status last sent to sources-api.
@@ -340,20 +389,6 @@ pub async fn set_status(
 /// After a provider was removed: the sync row goes, unless a newer trigger than the
 /// operation's `generation` arrived meanwhile; then the row starts over (`new`, unlinked) and
 /// the operation is released to run again. Answers whether the row went.
-/// Records the source's uid before its provider is written (the provider gets it as its uuid):
-/// a listener killed between the provider's commit and the link still leaves the row naming
-/// it, so a deletion finds the provider.
-pub async fn remember_uid(db: &PgPool, source_id: i64, uid: Uuid) -> Result<(), sqlx::Error> {
-    sqlx::query(
-        "UPDATE api_sources SET source_uuid = $2 WHERE source_id = $1 AND source_uuid IS NULL",
-    )
-    .bind(source_id)
-    .bind(uid)
-    .execute(db)
-    .await?;
-    Ok(())
-}
-
 pub async fn remove_unless_triggered(
     conn: &mut PgConnection,
     source_id: i64,

@@ -50,6 +50,10 @@ impl RetryPolicy {
 /// Everything a worker needs.
 pub struct Worker {
     pub db: PgPool,
+    /// Claims and completions only: their commits do not wait for the WAL flush
+    /// ([`keel_db::connect_unflushed`]). A crash that loses one only runs the operation again,
+    /// and every operation is safe to repeat.
+    pub queue: PgPool,
     pub client: SourcesClient,
     pub secrets: SecretBox,
     pub cost_type_id: i64,
@@ -79,7 +83,7 @@ impl Worker {
             };
             // Only this loop takes slots: those free now stay free until it takes them.
             let free = 1 + slots.available_permits();
-            let claimed = match store::claim(&self.db, free as i64, self.retry.lease).await {
+            let claimed = match store::claim(&self.queue, free as i64, self.retry.lease).await {
                 Ok(claimed) => claimed,
                 Err(e) => {
                     tracing::warn!(error = %e, "cannot claim operations");
@@ -133,7 +137,7 @@ impl Worker {
             outcome = self.reconcile(claim, source).instrument(span.clone()) => outcome,
             // Shutdown gives the claim back untouched; the operation runs again later.
             _ = shutdown.cancelled() => {
-                if let Ok(mut conn) = self.db.acquire().await {
+                if let Ok(mut conn) = self.queue.acquire().await {
                     let _ = store::release(&mut conn, claim.source_id).await;
                 }
                 return;

@@ -4,11 +4,14 @@
 use anyhow::Context as _;
 use uuid::Uuid;
 
+/// When a source was created, answered by its first link.
+type FirstLink = chrono::DateTime<chrono::Utc>;
+
 use super::{
     OpError, Worker, caller,
     fetch::Fetched,
     provider_uuid,
-    save::{Outcome, save_row},
+    save::{Outcome, save_row, saved},
 };
 use crate::{
     domain::{Plan, Problem, Reread, StatusBody, SyncState, Synced, Truth},
@@ -101,7 +104,7 @@ impl Worker {
     /// The operation is done (it runs again if a newer trigger arrived meanwhile); `sent` is
     /// the status it reported, recorded in the same statement.
     async fn complete(&self, claim: &Claim, sent: Option<&StatusBody>) -> Result<(), OpError> {
-        let mut conn = self.db.acquire().await?;
+        let mut conn = self.queue.acquire().await?;
         store::complete(&mut conn, claim, sent).await?;
         Ok(())
     }
@@ -178,41 +181,45 @@ impl Worker {
             data_source: &data_source,
             paused: desired.paused,
         };
-        if row.source_uuid.is_none()
-            && let Some(uid) = fetched.uid.filter(|uid| *uid == uuid)
-        {
-            store::sources::remember_uid(&self.db, row.source_id, uid).await?;
-        }
-        let released = match self.write_provider(&spec, update).await {
-            Ok(released) => released,
-            Err(BuildError::Problem(problem)) => {
-                self.fail_settings(claim, row, fetched, &problem).await?;
-                return Ok(if problem.key == "source.duplicate" {
-                    "duplicate"
-                } else {
-                    "invalid"
-                });
-            }
-            Err(BuildError::Database(e)) => return Err(e.into()),
-        };
-        let mut fetched = fetched.clone();
-        fetched.uid = Some(uuid);
-        // Written after the provider: if this is lost, the next attempt finds the provider
-        // made for this source and links it.
-        let mut conn = self.db.acquire().await?;
-        let first_link = save_row(
-            &mut conn,
+        let mut linked = fetched.clone();
+        linked.uid = Some(uuid);
+        // The provider and the source's link to it commit together: a listener killed
+        // before the commit leaves neither, and the next attempt builds both.
+        let saved = saved(
             &self.secrets,
             row,
-            &fetched,
+            &linked,
             Outcome {
                 link: Some(uuid),
                 reporting: Some(claim.generation),
                 ..Outcome::state(SyncState::Linked)
             },
-        )
-        .await?;
-        drop(conn);
+        );
+        let made = match update {
+            false => {
+                let mut conn = self.db.acquire().await?;
+                provider::try_create_linked(&mut conn, &spec, row.source_id, &saved).await?
+            }
+            true => None,
+        };
+        let (released, first_link) = match made {
+            Some(first_link) => (None, first_link),
+            None => match self
+                .write_provider(&spec, update, row.source_id, &saved)
+                .await
+            {
+                Ok(written) => written,
+                Err(BuildError::Problem(problem)) => {
+                    self.fail_settings(claim, row, fetched, &problem).await?;
+                    return Ok(if problem.key == "source.duplicate" {
+                        "duplicate"
+                    } else {
+                        "invalid"
+                    });
+                }
+                Err(BuildError::Database(e)) => return Err(e.into()),
+            },
+        };
         self.remove_orphans(released).await;
         if let Some(created) = first_link {
             let latency = (chrono::Utc::now() - created).to_std().unwrap_or_default();
@@ -254,25 +261,23 @@ impl Worker {
         }
     }
 
-    /// The provider's rows: a new provider in one statement when nothing stands in the way,
-    /// else in a transaction that sorts out what does (an existing provider, a duplicate).
+    /// The provider's rows and the source's link to it, in one transaction that sorts out
+    /// what stands in the way of a new provider (an existing one, a duplicate).
     async fn write_provider(
         &self,
         spec: &ProviderSpec<'_>,
         update: bool,
-    ) -> Result<Option<provider::Released>, BuildError> {
-        let mut conn = self.db.acquire().await?;
-        if !update && provider::try_create(&mut conn, spec).await? {
-            return Ok(None);
-        }
-        let mut tx = sqlx::Acquire::begin(&mut *conn).await?;
-        let released = if update {
-            provider::update(&mut tx, spec).await?
-        } else {
-            provider::create(&mut tx, spec).await?
+        source_id: i64,
+        saved: &store::sources::Saved<'_>,
+    ) -> Result<(Option<provider::Released>, Option<FirstLink>), BuildError> {
+        let mut tx = self.db.begin().await?;
+        let released = match update {
+            true => provider::update(&mut tx, spec).await?,
+            false => provider::create(&mut tx, spec).await?,
         };
+        let first_link = store::sources::save(&mut tx, source_id, saved).await?;
         tx.commit().await?;
-        Ok(released)
+        Ok((released, first_link))
     }
 
     /// Removes the provider and its tenant row, then the sync row, unless a new trigger

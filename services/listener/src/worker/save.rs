@@ -43,6 +43,17 @@ pub(super) async fn save_row(
     fetched: &Fetched,
     outcome: Outcome<'_>,
 ) -> Result<Option<chrono::DateTime<chrono::Utc>>, sqlx::Error> {
+    let saved = saved(secrets_box, row, fetched, outcome);
+    store::sources::save(conn, row.source_id, &saved).await
+}
+
+/// What [`save_row`] writes.
+pub(super) fn saved<'a>(
+    secrets_box: &SecretBox,
+    row: &SourceRow,
+    fetched: &Fetched,
+    outcome: Outcome<'a>,
+) -> store::sources::Saved<'a> {
     let (name, ty, authentication, billing, paused) = match &fetched.truth {
         Truth::Present(d) => {
             let sealed = secrets::seal(secrets_box, &row.org_id, &d.credentials);
@@ -68,7 +79,7 @@ pub(super) async fn save_row(
             row.paused,
         ),
     };
-    let saved = store::sources::Saved {
+    store::sources::Saved {
         name,
         source_type: ty,
         authentication,
@@ -80,6 +91,5 @@ pub(super) async fn save_row(
         reason: outcome.reason,
         link: outcome.link,
         reporting: outcome.reporting,
-    };
-    store::sources::save(conn, row.source_id, &saved).await
+    }
 }

@@ -128,6 +128,7 @@ pub async fn listener(b: ListenerBench) -> anyhow::Result<()> {
     let consumed_before = services.events_consumed().await?;
     let calls_before = services.http_calls().await?;
     let statements_before = keel_telemetry::statements::counted();
+    let durability_before = Durability::read(&db).await?;
     let linked_before = next;
     let start = Instant::now();
     let posts = create(&services, &b, next, b.sources).await?;
@@ -136,7 +137,9 @@ pub async fn listener(b: ListenerBench) -> anyhow::Result<()> {
     wait_linked(&db, next).await?;
     let elapsed = start.elapsed();
     // The status reports the last links sent add events of their own; let them be read.
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    // PostgreSQL reports a backend's counters within a second of its transactions.
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    let durability = Durability::read(&db).await?.since(&durability_before);
     let consumed = services.events_consumed().await? - consumed_before;
     let events = event_rows(&db).await? - events_before;
     latency_line("POST bulk_create", "requests", &posts);
@@ -171,6 +174,12 @@ pub async fn listener(b: ListenerBench) -> anyhow::Result<()> {
     );
     statements.remove(BENCH_SPAN);
     per_source("statements per source", &statements, b.sources);
+    println!(
+        "{:<24} {:>8.1} (WAL flushes {:.1})",
+        "commits per source",
+        durability.commits / b.sources as f64,
+        durability.wal_flushes / b.sources as f64,
+    );
     per_source(
         "HTTP calls per source",
         &difference(&services.http_calls().await?, &calls_before),
@@ -232,6 +241,39 @@ pub async fn listener(b: ListenerBench) -> anyhow::Result<()> {
     db.close().await;
     services.stop().await?;
     scratch.remove()
+}
+
+/// The scratch database's commits and the server's WAL flushes: what durability costs.
+struct Durability {
+    commits: f64,
+    wal_flushes: f64,
+}
+
+impl Durability {
+    #[tracing::instrument(name = "bench", skip_all)]
+    async fn read(db: &PgPool) -> anyhow::Result<Self> {
+        let mut conn = db.acquire().await?;
+        sqlx::query("SELECT pg_stat_clear_snapshot()")
+            .execute(&mut *conn)
+            .await?;
+        let (commits, wal_flushes): (i64, i64) = sqlx::query_as(
+            "SELECT (SELECT xact_commit FROM pg_stat_database WHERE datname = current_database()), \
+               (SELECT wal_sync FROM pg_stat_wal)",
+        )
+        .fetch_one(&mut *conn)
+        .await?;
+        Ok(Self {
+            commits: commits as f64,
+            wal_flushes: wal_flushes as f64,
+        })
+    }
+
+    fn since(&self, before: &Self) -> Self {
+        Self {
+            commits: self.commits - before.commits,
+            wal_flushes: self.wal_flushes - before.wal_flushes,
+        }
+    }
 }
 
 /// What each count grew by (counts are whole numbers, exact in an f64).
