@@ -24,7 +24,7 @@ use crate::{
     state::AppState,
     store,
     store::tenants::TEMPLATE_SCHEMA,
-    worker::{RetryPolicy, Worker},
+    worker::{RetryPolicy, TENANTS_AT_ONCE, Worker},
 };
 
 /// The `cost` schema's migrations.
@@ -268,6 +268,10 @@ impl App {
     }
 }
 
+/// The consumer's pool: the embedded log's reader holds one connection for as long as it
+/// runs, the batches and the stored positions use the others.
+const CONSUMER_CONNECTIONS: u32 = 4;
+
 /// The consumer and the workers.
 struct Background {
     db: PgPool,
@@ -305,7 +309,7 @@ impl Background {
         let queue = keel_db::connect_unflushed(
             &self.config.common.database_url,
             OWNER.schema,
-            (self.config.workers as u32 / 4).max(2),
+            (self.config.workers as u32 / 8).max(2),
             self.config.common.session_limits,
         )
         .await?;
@@ -324,19 +328,29 @@ impl Background {
             wake: self.wake.clone(),
             type_names: tokio::sync::RwLock::new(HashMap::new()),
             tenants: std::sync::Mutex::new(HashMap::new()),
+            tenant_turns: tokio::sync::Semaphore::new(TENANTS_AT_ONCE),
         });
         // Owned by this task: if it is dropped, the workers stop with it.
         let mut workers = tokio::task::JoinSet::new();
         workers.spawn(worker.run(self.config.workers, shutdown.token().clone()));
+        // The consumer's own connections: workers waiting for locks (a tenant being made, a
+        // clone holding `api_provider`) never hold up the events behind them.
+        let events_db = keel_db::connect_limited(
+            &self.config.common.database_url,
+            OWNER.schema,
+            CONSUMER_CONNECTIONS,
+            self.config.common.session_limits,
+        )
+        .await?;
         let handler = Arc::new(SourcesHandler {
-            db: self.db.clone(),
+            db: events_db.clone(),
             cost_type_id,
             schema_suffix: self.config.schema_suffix.clone(),
             wake: self.wake,
         });
         let consumed = keel_events::consumer::run(
             self.transport,
-            self.db,
+            events_db.clone(),
             OUTBOX,
             ConsumerConfig::new(&self.config.consumer_group, &[self.config.topic.as_str()]),
             handler,
@@ -345,6 +359,7 @@ impl Background {
         .await;
         workers.join_all().await;
         queue.close().await;
+        events_db.close().await;
         consumed
     }
 }
@@ -373,7 +388,8 @@ async fn report_queue(db: PgPool) -> anyhow::Result<()> {
 
 /// Keeps `target` spare tenant schemas cloned.
 async fn refill_spares(db: PgPool, target: usize) -> anyhow::Result<()> {
-    let made = store::tenants::refill(&db, target).await?;
+    let busy = store::queue::has_work(&db).await?;
+    let made = store::tenants::refill(&db, target, busy).await?;
     if made > 0 {
         tracing::info!(made, "spare tenant schemas cloned");
     }

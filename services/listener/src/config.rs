@@ -3,7 +3,7 @@ use std::time::Duration;
 use keel_service::{CommonArgs, CommonConfig, Env, Listen, ListenArgs, config::Secret};
 
 /// Provider operations run at the same time when LISTENER_WORKERS is unset.
-pub const DEFAULT_WORKERS: usize = 32;
+pub const DEFAULT_WORKERS: usize = 64;
 
 /// Spare tenant schemas kept cloned when LISTENER_SPARE_TENANTS is unset.
 pub const DEFAULT_SPARE_TENANTS: usize = 3;

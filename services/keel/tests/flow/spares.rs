@@ -115,3 +115,55 @@ async fn without_spares_a_new_org_is_cloned_on_demand() {
     assert_eq!(created_from(&metrics, "clone"), 1.0, "{metrics}");
     stack.stop().await;
 }
+
+#[tokio::test]
+async fn a_tenant_waiting_for_its_clone_holds_up_no_other_org() {
+    let stack = Stack::start_with(Options {
+        tune: |c| c.spare_tenants = 0,
+        ..Options::default()
+    })
+    .await;
+    let first = stack
+        .bulk_create("72201", aws("First", "arn:aws:iam::123456789012:role/One"))
+        .await;
+    stack.wait_state(first.source_id(), "linked").await;
+
+    // Another replica's clone holds the turn: a new org's tenant waits for it.
+    let mut other_replica = stack.db.acquire().await.unwrap();
+    sqlx::query("SELECT pg_advisory_lock(hashtext('keel.tenant.clone'))")
+        .execute(&mut *other_replica)
+        .await
+        .unwrap();
+    let waiting = stack
+        .bulk_create(
+            "72202",
+            aws("Waiting", "arn:aws:iam::123456789012:role/Two"),
+        )
+        .await;
+    stack.wait_state(waiting.source_id(), "creating").await;
+
+    // Meanwhile the events behind it are read, and an existing org's new source is linked:
+    // the waiting transaction has written nothing yet, so it holds back no outbox reader.
+    let later = stack
+        .bulk_create(
+            "72201",
+            aws("Later", "arn:aws:iam::123456789012:role/Three"),
+        )
+        .await;
+    stack.wait_state(later.source_id(), "linked").await;
+    assert_eq!(
+        stack
+            .state(waiting.source_id())
+            .await
+            .map(|(state, _)| state),
+        Some("creating".to_owned())
+    );
+
+    sqlx::query("SELECT pg_advisory_unlock(hashtext('keel.tenant.clone'))")
+        .execute(&mut *other_replica)
+        .await
+        .unwrap();
+    stack.wait_state(waiting.source_id(), "linked").await;
+    assert!(namespace(&stack, "org72202").await.is_some());
+    stack.stop().await;
+}

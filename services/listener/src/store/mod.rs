@@ -14,5 +14,7 @@ mod sync_row;
 /// Customers and tenant schemas, and the spare schemas new tenants take.
 pub mod tenants;
 
-pub use queue::{Claim, Claimed, claim, complete, enqueue, fail, next_due, queue_depth, release};
+pub use queue::{
+    Claim, Claimed, claim, complete, enqueue, fail, next_due, postpone, queue_depth, release,
+};
 pub use sources::{Recorded, SourceRow, enqueue_check, record_events, source, source_for_update};

@@ -103,6 +103,21 @@ pub async fn complete(
     Ok(())
 }
 
+/// Puts a claimed operation back without counting the attempt, due again after `delay`
+/// (behind the operations due before then).
+pub async fn postpone(db: &PgPool, claim: &Claim, delay: Duration) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "UPDATE operations SET leased_until = NULL, attempts = greatest(attempts - 1, 0), \
+           run_at = greatest(run_at, now() + make_interval(secs => $2)), updated_at = now() \
+         WHERE source_id = $1",
+    )
+    .bind(claim.source_id)
+    .bind(delay.as_secs_f64())
+    .execute(db)
+    .await?;
+    Ok(())
+}
+
 /// Gives up a claim without counting it (shutdown).
 pub async fn release(conn: &mut PgConnection, source_id: i64) -> Result<(), sqlx::Error> {
     sqlx::query(
@@ -151,6 +166,13 @@ pub async fn queue_depth(db: &PgPool) -> Result<(i64, i64), sqlx::Error> {
     )
     .fetch_one(db)
     .await
+}
+
+/// Whether any operation is waiting or running.
+pub async fn has_work(db: &PgPool) -> Result<bool, sqlx::Error> {
+    sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM operations WHERE parked_at IS NULL)")
+        .fetch_one(db)
+        .await
 }
 
 /// The next time an operation is due, for the worker's sleep.

@@ -90,10 +90,12 @@ pub async fn ensure(
         .bind(&schema)
         .execute(&mut *tx)
         .await?;
-    let customer = customer(&mut tx, org_id, account_id, &schema).await?;
+    // The schema first: a clone waits for its turn before this transaction writes anything,
+    // so the wait does not hold back the horizon every outbox reader waits behind.
     if !schema_exists(&mut tx, &schema).await? {
         create_schema(&mut tx, &schema).await?;
     }
+    let customer = customer(&mut tx, org_id, account_id, &schema).await?;
     sqlx::query("INSERT INTO api_tenant (schema_name) VALUES ($1) ON CONFLICT DO NOTHING")
         .bind(&schema)
         .execute(&mut *tx)
@@ -197,10 +199,12 @@ async fn clone(conn: &mut PgConnection, schema: &str) -> Result<(), sqlx::Error>
 /// `cost.api_provider`'s, provider inserts queue behind it.
 const SPARE_LOCK_TIMEOUT: &str = "100ms";
 
-/// Clones spares until `target` are waiting; answers how many were made. A clone that cannot
-/// have its locks at once (providers being written, a tenant being cloned) is left for the
-/// next call.
-pub async fn refill(db: &PgPool, target: usize) -> Result<usize, sqlx::Error> {
+/// Clones spares until `target` are waiting, or only one while `busy` (operations are
+/// waiting: each clone holds `cost.api_provider` against their inserts while it runs, so a
+/// refill after a burst of new orgs is spread out instead of stalling every build at once);
+/// answers how many were made. A clone that cannot have its locks at once (providers being
+/// written, a tenant being cloned) is left for the next call.
+pub async fn refill(db: &PgPool, target: usize, busy: bool) -> Result<usize, sqlx::Error> {
     let mut made = 0;
     loop {
         match refill_one(db, target).await {
@@ -210,6 +214,9 @@ pub async fn refill(db: &PgPool, target: usize) -> Result<usize, sqlx::Error> {
                 return Ok(made);
             }
             Err(e) => return Err(e),
+        }
+        if busy {
+            return Ok(made);
         }
     }
 }

@@ -64,7 +64,14 @@ pub struct Worker {
     pub type_names: RwLock<HashMap<i64, Option<String>>>,
     /// Customer ids of orgs whose tenant is made (tenants are never removed).
     pub tenants: std::sync::Mutex<HashMap<String, i64>>,
+    /// At most [`TENANTS_AT_ONCE`] tenants are made at a time (clones are serialised in the
+    /// database anyway): the operations of other new orgs give way meanwhile, so a burst of
+    /// new orgs neither takes every worker nor every pooled connection.
+    pub tenant_turns: tokio::sync::Semaphore,
 }
+
+/// Tenants made at the same time: taking a spare is a rename, which runs alongside others.
+pub const TENANTS_AT_ONCE: usize = 4;
 
 impl Worker {
     /// Runs operations until `shutdown`, at most `concurrency` at a time: one loop claims as
@@ -83,7 +90,10 @@ impl Worker {
             };
             // Only this loop takes slots: those free now stay free until it takes them.
             let free = 1 + slots.available_permits();
-            let claimed = match store::claim(&self.queue, free as i64, self.retry.lease).await {
+            let claimed = match store::claim(&self.queue, free as i64, self.retry.lease)
+                .instrument(tracing::info_span!("claim"))
+                .await
+            {
                 Ok(claimed) => claimed,
                 Err(e) => {
                     tracing::warn!(error = %e, "cannot claim operations");
@@ -115,7 +125,8 @@ impl Worker {
     async fn idle(&self, shutdown: &CancellationToken) {
         let wake = self.wake.notified();
         let mut wait = Duration::from_secs(1);
-        if let Ok(Some(due)) = store::next_due(&self.db).await {
+        let due = store::next_due(&self.db).instrument(tracing::info_span!("idle"));
+        if let Ok(Some(due)) = due.await {
             let until = (due - chrono::Utc::now())
                 .to_std()
                 .unwrap_or(Duration::ZERO);

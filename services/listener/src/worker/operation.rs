@@ -4,6 +4,9 @@
 use anyhow::Context as _;
 use uuid::Uuid;
 
+/// How long an operation waiting for its org's tenant gives way ([`Worker::waits_for_a_tenant`]).
+const TENANT_WAIT: std::time::Duration = std::time::Duration::from_millis(200);
+
 /// When a source was created, answered by its first link.
 type FirstLink = chrono::DateTime<chrono::Utc>;
 
@@ -14,7 +17,7 @@ use super::{
     save::{Outcome, save_row, saved},
 };
 use crate::{
-    domain::{Plan, Problem, Reread, StatusBody, SyncState, Synced, Truth},
+    domain::{OpKind, Plan, Problem, Reread, StatusBody, SyncState, Synced, Truth},
     secrets,
     sources_client::Caller,
     store::{
@@ -31,6 +34,10 @@ impl Worker {
         claim: &Claim,
         row: SourceRow,
     ) -> Result<&'static str, OpError> {
+        if self.waits_for_a_tenant(claim, &row) {
+            store::postpone(&self.queue, claim, TENANT_WAIT).await?;
+            return Ok("postponed");
+        }
         let caller = caller(&row);
         let synced = self.synced(&row)?;
         let fetched = match (Reread::parse(&claim.reread), &synced) {
@@ -231,6 +238,20 @@ impl Worker {
         Ok(if update { "updated" } else { "created" })
     }
 
+    /// Whether the operation would build the first provider of an org whose tenant is not
+    /// known to exist while another tenant is being made: it gives its worker to operations
+    /// that can run now instead of waiting its turn ([`Worker::tenant_turns`]).
+    fn waits_for_a_tenant(&self, claim: &Claim, row: &SourceRow) -> bool {
+        if claim.kind == OpKind::Delete.as_str() || row.koku_uuid.is_some() {
+            return false;
+        }
+        let known = self
+            .tenants
+            .lock()
+            .is_ok_and(|t| t.contains_key(&row.org_id));
+        !known && self.tenant_turns.available_permits() == 0
+    }
+
     /// The org's customer, once its tenant exists: made and committed on its own first, so a
     /// provider transaction never waits for a schema clone's locks. While a tenant is made
     /// the source shows `creating`.
@@ -249,6 +270,7 @@ impl Worker {
         }
         self.save(row, fetched, Outcome::state(SyncState::Creating))
             .await?;
+        let _turn = self.tenant_turns.acquire().await;
         match tenants::ensure(&self.db, &row.org_id, row.account_id.as_deref()).await {
             Ok(id) => {
                 if let Ok(mut known) = self.tenants.lock() {

@@ -143,11 +143,10 @@ pub async fn listener(b: ListenerBench) -> anyhow::Result<()> {
     let consumed = services.events_consumed().await? - consumed_before;
     let events = event_rows(&db).await? - events_before;
     latency_line("POST bulk_create", "requests", &posts);
-    latency_line(
-        "create -> provider",
-        "sources ",
-        &link_latency(&db, linked_before).await?,
-    );
+    let [whole, delivered, worked] = link_latency(&db, linked_before).await?;
+    latency_line("create -> provider", "sources ", &whole);
+    latency_line("  create -> followed", "sources ", &delivered);
+    latency_line("  followed -> provider", "sources ", &worked);
     println!(
         "{:<24} {:>8} sources in {:.2} s = {:.0} sources/s (created in {:.2} s = {:.0} sources/s)",
         "linked (live)",
@@ -418,19 +417,23 @@ async fn wait_linked(db: &PgPool, n: usize) -> anyhow::Result<()> {
 }
 
 /// Source row written in sources-api to provider linked, per source linked in phase 1 (ids
-/// follow creation: the first `skip` were the warm-up's).
-async fn link_latency(db: &PgPool, skip: usize) -> anyhow::Result<Histogram<u64>> {
-    let micros: Vec<i64> = sqlx::query_scalar(
-        "SELECT (extract(epoch FROM a.linked_timestamp - s.created_at) * 1e6)::bigint \
+/// follow creation: the first `skip` were the warm-up's), and its two parts: until the
+/// listener recorded the source's first event (its sync row), and from there to the link.
+async fn link_latency(db: &PgPool, skip: usize) -> anyhow::Result<[Histogram<u64>; 3]> {
+    let rows: Vec<(i64, i64)> = sqlx::query_as(
+        "SELECT (extract(epoch FROM a.linked_timestamp - s.created_at) * 1e6)::bigint, \
+           (extract(epoch FROM a.created_timestamp - s.created_at) * 1e6)::bigint \
          FROM api_sources a JOIN sources.sources s ON s.id = a.source_id \
          WHERE a.linked_timestamp IS NOT NULL ORDER BY s.id OFFSET $1",
     )
     .bind(skip as i64)
     .fetch_all(db)
     .await?;
-    let mut h = histogram();
-    for m in micros {
-        h.record(m.max(1) as u64).ok();
+    let mut h = [histogram(), histogram(), histogram()];
+    for (whole, delivered) in rows {
+        for (h, m) in h.iter_mut().zip([whole, delivered, whole - delivered]) {
+            h.record(m.max(1) as u64).ok();
+        }
     }
     Ok(h)
 }

@@ -43,7 +43,8 @@ impl Services {
         config.common.kafka = kafka;
         config.workers = b.workers;
         config.spare_tenants = b.spare_tenants;
-        config.common.database_max_connections = (config.workers as u32 + 8).max(20);
+        // Workers hold a connection only for a statement, never across an HTTP call.
+        config.common.database_max_connections = (config.workers as u32 / 2 + 8).max(20);
         // Every run gets a group of its own: a Kafka group keeps its offsets across runs.
         config.consumer_group = format!("hccm-sources-bench-{}", uuid::Uuid::new_v4().simple());
         // Built together for the wiring; the listener is stopped and built again later.
