@@ -13,6 +13,7 @@
 //! listener is started again: how fast it consumes the waiting events, and links them.
 //! Phase 3: tenant schema clones from the migrated template, timed one by one.
 
+mod latency;
 mod services;
 
 use std::{
@@ -29,7 +30,10 @@ use hdrhistogram::Histogram;
 use serde_json::{Value, json};
 use sqlx::PgPool;
 
-use self::services::{PSK, Services};
+use self::{
+    latency::{acknowledged_to_linked, link_latency},
+    services::{PSK, Services},
+};
 use super::{ScratchDatabase, histogram, latency_line, wait_until};
 
 /// Whether the phase's tenants exist when it starts.
@@ -142,8 +146,13 @@ pub async fn listener(b: ListenerBench) -> anyhow::Result<()> {
     let durability = Durability::read(&db).await?.since(&durability_before);
     let consumed = services.events_consumed().await? - consumed_before;
     let events = event_rows(&db).await? - events_before;
-    latency_line("POST bulk_create", "requests", &posts);
+    latency_line("POST bulk_create", "requests", &posts.latencies);
     let [whole, delivered, worked] = link_latency(&db, linked_before).await?;
+    latency_line(
+        "201 -> provider",
+        "sources ",
+        &acknowledged_to_linked(&db, &posts.acknowledged).await?,
+    );
     latency_line("create -> provider", "sources ", &whole);
     latency_line("  create -> followed", "sources ", &delivered);
     latency_line("  followed -> provider", "sources ", &worked);
@@ -300,14 +309,20 @@ fn per_source<K: std::fmt::Display>(what: &str, counts: &BTreeMap<K, f64>, sourc
     }
 }
 
-/// Creates `n` sources numbered from `first`, `b.concurrency` requests at a time; returns
-/// the request latencies.
+/// Sources created: the request latencies, and when each source's creation was acknowledged
+/// (its id and the wall clock at the `201`).
+struct Created {
+    latencies: Histogram<u64>,
+    acknowledged: Vec<(i64, chrono::DateTime<chrono::Utc>)>,
+}
+
+/// Creates `n` sources numbered from `first`, `b.concurrency` requests at a time.
 async fn create(
     services: &Services,
     b: &ListenerBench,
     first: usize,
     n: usize,
-) -> anyhow::Result<Histogram<u64>> {
+) -> anyhow::Result<Created> {
     let url = format!("{}/api/sources/v3.1/bulk_create", services.sources_url);
     let next = Arc::new(AtomicUsize::new(0));
     let mut clients = tokio::task::JoinSet::new();
@@ -316,10 +331,11 @@ async fn create(
         let (orgs, kind) = (b.orgs, b.source_type);
         clients.spawn(async move {
             let mut h = histogram();
+            let mut acknowledged = Vec::new();
             loop {
                 let i = next.fetch_add(1, Ordering::Relaxed);
                 if i >= n {
-                    return Ok::<_, anyhow::Error>(h);
+                    return Ok::<_, anyhow::Error>((h, acknowledged));
                 }
                 let i = first + i;
                 let t = Instant::now();
@@ -337,13 +353,25 @@ async fn create(
                         reply.text().await.unwrap_or_default()
                     );
                 }
+                let at = chrono::Utc::now();
                 h.record(t.elapsed().as_micros().max(1) as u64).ok();
+                let body: Value = reply.json().await?;
+                let id = body["sources"][0]["id"]
+                    .as_str()
+                    .and_then(|id| id.parse().ok())
+                    .ok_or_else(|| anyhow::anyhow!("bulk_create answered no source id: {body}"))?;
+                acknowledged.push((id, at));
             }
         });
     }
-    let mut all = histogram();
+    let mut all = Created {
+        latencies: histogram(),
+        acknowledged: Vec::with_capacity(n),
+    };
     while let Some(done) = clients.join_next().await {
-        all.add(&done??).ok();
+        let (h, acknowledged) = done??;
+        all.latencies.add(&h).ok();
+        all.acknowledged.extend(acknowledged);
     }
     Ok(all)
 }
@@ -414,28 +442,6 @@ async fn wait_linked(db: &PgPool, n: usize) -> anyhow::Result<()> {
         bail!("not every source was linked within ten minutes: {states:?}");
     }
     Ok(())
-}
-
-/// Source row written in sources-api to provider linked, per source linked in phase 1 (ids
-/// follow creation: the first `skip` were the warm-up's), and its two parts: until the
-/// listener recorded the source's first event (its sync row), and from there to the link.
-async fn link_latency(db: &PgPool, skip: usize) -> anyhow::Result<[Histogram<u64>; 3]> {
-    let rows: Vec<(i64, i64)> = sqlx::query_as(
-        "SELECT (extract(epoch FROM a.linked_timestamp - s.created_at) * 1e6)::bigint, \
-           (extract(epoch FROM a.created_timestamp - s.created_at) * 1e6)::bigint \
-         FROM api_sources a JOIN sources.sources s ON s.id = a.source_id \
-         WHERE a.linked_timestamp IS NOT NULL ORDER BY s.id OFFSET $1",
-    )
-    .bind(skip as i64)
-    .fetch_all(db)
-    .await?;
-    let mut h = [histogram(), histogram(), histogram()];
-    for (whole, delivered) in rows {
-        for (h, m) in h.iter_mut().zip([whole, delivered, whole - delivered]) {
-            h.record(m.max(1) as u64).ok();
-        }
-    }
-    Ok(h)
 }
 
 /// Clones the template `n` times into scratch schemas, each timed, then drops them.
