@@ -122,7 +122,7 @@ pub async fn connect_unflushed(
     max_connections: u32,
     limits: SessionLimits,
 ) -> anyhow::Result<PgPool> {
-    let settings = [("synchronous_commit", "off".to_owned())];
+    let settings = [("synchronous_commit", "off")];
     connect_sessions(url, schema, max_connections, limits, &settings).await
 }
 
@@ -131,7 +131,7 @@ async fn connect_sessions(
     schema: &str,
     max_connections: u32,
     limits: SessionLimits,
-    settings: &[(&str, String)],
+    settings: &[(&str, &str)],
 ) -> anyhow::Result<PgPool> {
     let millis = |d: Duration| d.as_millis().to_string();
     let options = owner_options(url, schema)?
@@ -142,7 +142,7 @@ async fn connect_sessions(
                 millis(limits.idle_in_transaction),
             ),
         ])
-        .options(settings.iter().map(|(k, v)| (*k, v.as_str())));
+        .options(settings.iter().copied());
     PgPoolOptions::new()
         .max_connections(max_connections)
         .acquire_timeout(Duration::from_secs(5))

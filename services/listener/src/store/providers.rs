@@ -168,15 +168,23 @@ async fn duplicate_of(
     .await
 }
 
+/// The tenant's provider row (uuid, name, type, provider id) from `rows`, its name kept up.
+fn tenant_row_insert(schema: &str, rows: &str) -> String {
+    format!(
+        "INSERT INTO {}.reporting_tenant_api_provider (uuid, name, type, provider_id) {rows} \
+         ON CONFLICT (uuid) DO UPDATE SET name = excluded.name",
+        keel_db::quote_ident(schema)
+    )
+}
+
 async fn tenant_row(
     conn: &mut PgConnection,
     schema: &str,
     spec: &ProviderSpec<'_>,
 ) -> Result<(), sqlx::Error> {
-    sqlx::query(sqlx::AssertSqlSafe(format!(
-        "INSERT INTO {}.reporting_tenant_api_provider (uuid, name, type, provider_id) \
-         VALUES ($1, $2, $3, $1) ON CONFLICT (uuid) DO UPDATE SET name = excluded.name",
-        keel_db::quote_ident(schema)
+    sqlx::query(sqlx::AssertSqlSafe(tenant_row_insert(
+        schema,
+        "VALUES ($1, $2, $3, $1)",
     )))
     .bind(spec.uuid)
     .bind(spec.name)
@@ -211,14 +219,14 @@ pub async fn try_create_linked(
     saved: &super::sources::Saved<'_>,
 ) -> Result<Option<Option<chrono::DateTime<chrono::Utc>>>, sqlx::Error> {
     let (reporting, link) = super::sources::save_parts(9, "EXISTS (SELECT 1 FROM provider)");
+    let tenant = tenant_row_insert(
+        &schema_name(spec.org_id),
+        "SELECT uuid, $2, $3, uuid FROM provider",
+    );
     let sql = format!(
-        "WITH {new}, \
-         tenant AS (INSERT INTO {schema}.reporting_tenant_api_provider (uuid, name, type, provider_id) \
-           SELECT uuid, $2, $3, uuid FROM provider ON CONFLICT (uuid) DO UPDATE SET name = excluded.name), \
-         {reporting}, linked AS ({link}) \
+        "WITH {new}, tenant AS ({tenant}), {reporting}, linked AS ({link}) \
          SELECT (SELECT count(*) FROM provider), (SELECT first_link FROM linked)",
         new = NEW_PROVIDER_CTES.as_str(),
-        schema = keel_db::quote_ident(&schema_name(spec.org_id)),
     );
     let query = sqlx::query_as(sqlx::AssertSqlSafe(sql))
         .bind(spec.uuid)

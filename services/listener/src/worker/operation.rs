@@ -4,12 +4,6 @@
 use anyhow::Context as _;
 use uuid::Uuid;
 
-/// How long an operation waiting for its org's tenant gives way ([`Worker::waits_for_a_tenant`]).
-const TENANT_WAIT: std::time::Duration = std::time::Duration::from_millis(200);
-
-/// When a source was created, answered by its first link.
-type FirstLink = chrono::DateTime<chrono::Utc>;
-
 use super::{
     OpError, Worker, caller,
     fetch::Fetched,
@@ -26,6 +20,12 @@ use crate::{
         tenants::{self, TenantError},
     },
 };
+
+/// How long an operation waiting for its org's tenant gives way ([`Worker::waits_for_a_tenant`]).
+const TENANT_WAIT: std::time::Duration = std::time::Duration::from_millis(200);
+
+/// When a source was created, answered by its first link.
+type FirstLink = chrono::DateTime<chrono::Utc>;
 
 impl Worker {
     /// One operation: returns what was done, for the metrics.
