@@ -18,7 +18,8 @@ use crate::{
     store::{
         Event, Write, application_authentications,
         applications::{self, ApplicationRow, NewApplication},
-        authentications, catalogue,
+        authentications,
+        catalogue::{self, TypeNames},
         endpoints::EndpointRow,
         sources::{self, SourceRow},
     },
@@ -116,13 +117,13 @@ struct Created {
     type_name: String,
 }
 
-async fn source_type(w: &mut Write<'_>, s: &BulkSource) -> Result<(i64, String)> {
+fn source_type(types: &TypeNames, s: &BulkSource) -> Result<(i64, String)> {
     if let Some(raw) = s.source.source_type_id.as_ref().filter(|v| !v.is_null()) {
         let id = parse_flexible_id(raw)
             .ok_or_else(|| Error::validation("the source type id is not valid"))?;
-        return catalogue::source_type_name(w, id)
-            .await?
-            .map(|n| (id, n))
+        return types
+            .source_type_name(id)
+            .map(|n| (id, n.to_owned()))
             .ok_or_else(|| Error::validation("source type id not found"));
     }
     let Some(name) = s.source_type_name.as_deref().filter(|n| !n.is_empty()) else {
@@ -130,15 +131,19 @@ async fn source_type(w: &mut Write<'_>, s: &BulkSource) -> Result<(i64, String)>
             "no source type present, need either [source_type_name] or [source_type_id]",
         ));
     };
-    catalogue::source_type_id(w, name)
-        .await?
+    types
+        .source_type_id(name)
         .map(|id| (id, name.to_owned()))
         .ok_or_else(|| {
             Error::bad_request(format_args!("invalid source_type_name for lookup: {name}"))
         })
 }
 
-async fn application_type(w: &mut Write<'_>, a: &BulkApplication) -> Result<(i64, String)> {
+async fn application_type(
+    w: &mut Write<'_>,
+    types: &TypeNames,
+    a: &BulkApplication,
+) -> Result<(i64, String)> {
     let missing = || {
         Error::bad_request(
             "no application type present, need either [application_type_name] or [application_type_id]",
@@ -151,9 +156,9 @@ async fn application_type(w: &mut Write<'_>, a: &BulkApplication) -> Result<(i64
         .filter(|v| !v.is_null())
     {
         let id = parse_flexible_id(raw).ok_or_else(missing)?;
-        return catalogue::application_type_name(w, id)
-            .await?
-            .map(|n| (id, n))
+        return types
+            .application_type_name(id)
+            .map(|n| (id, n.to_owned()))
             .ok_or_else(|| Error::bad_request(format_args!("invalid application type id {id}")));
     }
     let name = a
@@ -161,13 +166,11 @@ async fn application_type(w: &mut Write<'_>, a: &BulkApplication) -> Result<(i64
         .as_deref()
         .filter(|n| !n.is_empty())
         .ok_or_else(missing)?;
-    catalogue::application_type_like(w, name)
-        .await?
-        .ok_or_else(|| {
-            Error::bad_request(format_args!(
-                "failed to lookup application_type_name {name}"
-            ))
-        })
+    types.application_type_like(w, name).await?.ok_or_else(|| {
+        Error::bad_request(format_args!(
+            "failed to lookup application_type_name {name}"
+        ))
+    })
 }
 
 /// The resource an authentication names: an existing resource's id (numeric `resource_name`
@@ -241,10 +244,14 @@ async fn bulk_create(
         )));
     }
     let mut w = Write::begin(&state.db, &tenant).await?;
+    let types = match req.sources.is_empty() && req.applications.is_empty() {
+        true => TypeNames::default(),
+        false => catalogue::type_names(&mut w).await?,
+    };
 
     let mut created: Vec<Created> = Vec::new();
     for mut s in req.sources {
-        let (type_id, type_name) = source_type(&mut w, &s).await?;
+        let (type_id, type_name) = source_type(&types, &s)?;
         s.source.source_type_id = Some(Value::from(type_id));
         let source = new_source(s.source)?;
         let row = sources::insert(&mut w, &source).await?;
@@ -257,7 +264,7 @@ async fn bulk_create(
     let mut apps: Vec<(ApplicationRow, String)> = Vec::new();
     for a in &req.applications {
         limits::check(&a.application.limits()).map_err(Error::validation)?;
-        let (type_id, type_name) = application_type(&mut w, a).await?;
+        let (type_id, type_name) = application_type(&mut w, &types, a).await?;
         let Some(parent) = created
             .iter()
             .find(|c| Some(c.source.name.as_str()) == a.source_name.as_deref())

@@ -71,36 +71,41 @@ pub async fn insert(
     authentication_id: i64,
 ) -> Result<ApplicationAuthenticationRow> {
     let tenant = w.tenant();
-    let (app, auth): (bool, bool) = sqlx::query_as(
-        "SELECT EXISTS (SELECT 1 FROM applications WHERE id = $1 AND tenant_id = $3), \
-                EXISTS (SELECT 1 FROM authentications WHERE id = $2 AND tenant_id = $3)",
-    )
-    .bind(application_id)
-    .bind(authentication_id)
-    .bind(tenant.id())
-    .fetch_one(w.conn())
-    .await?;
-    if !app {
-        return Err(Error::validation("application not found"));
-    }
-    if !auth {
-        return Err(Error::validation("authentication not found"));
-    }
-    sqlx::query_as(
+    // Both rows being the tenant's is a condition of the insert: one round trip; only a
+    // refused insert asks which one is missing.
+    let inserted: Option<ApplicationAuthenticationRow> = sqlx::query_as(
         "INSERT INTO application_authentications (tenant_id, application_id, authentication_id) \
-         VALUES ($1, $2, $3) RETURNING *",
+         SELECT $1, $2, $3 \
+         WHERE EXISTS (SELECT 1 FROM applications WHERE id = $2 AND tenant_id = $1) \
+           AND EXISTS (SELECT 1 FROM authentications WHERE id = $3 AND tenant_id = $1) \
+         RETURNING *",
     )
     .bind(tenant.id())
     .bind(application_id)
     .bind(authentication_id)
-    .fetch_one(w.conn())
+    .fetch_optional(w.conn())
     .await
     .map_err(|e| match constraint(&e) {
         Some("application_authentications_unique") => Error::bad_request(format_args!(
             "ApplicationAuthentication already exists for application id = {application_id} and authentication id = {authentication_id}"
         )),
         _ => e.into(),
-    })
+    })?;
+    if let Some(row) = inserted {
+        return Ok(row);
+    }
+    let app: bool = sqlx::query_scalar(
+        "SELECT EXISTS (SELECT 1 FROM applications WHERE id = $1 AND tenant_id = $2)",
+    )
+    .bind(application_id)
+    .bind(tenant.id())
+    .fetch_one(w.conn())
+    .await?;
+    Err(Error::validation(if app {
+        "authentication not found"
+    } else {
+        "application not found"
+    }))
 }
 
 /// Deletes one link and announces `ApplicationAuthentication.destroy`.

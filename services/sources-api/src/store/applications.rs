@@ -107,34 +107,41 @@ pub async fn insert(
     incompatible: impl FnOnce() -> Error,
 ) -> Result<ApplicationRow> {
     let tenant = w.tenant();
-    if !super::source_exists(w.conn(), tenant, new.source_id).await? {
-        return Err(Error::validation("source id not found"));
-    }
-    if !catalogue::supports(w.conn(), new.application_type_id, new.source_id).await? {
-        return Err(incompatible());
-    }
     let extra = new
         .extra
         .filter(|e| !e.is_null())
         .unwrap_or_else(|| json!({}));
     let (source_id, type_id) = (new.source_id, new.application_type_id);
-    sqlx::query_as(
+    // The source's tenant and the type's support are conditions of the insert itself: one
+    // round trip; only a refused insert asks which condition failed.
+    let inserted: Option<ApplicationRow> = sqlx::query_as(
         "INSERT INTO applications (tenant_id, source_id, application_type_id, extra, availability_status) \
-         VALUES ($1, $2, $3, $4, COALESCE($5, 'in_progress')) RETURNING *",
+         SELECT $1, s.id, at.id, $4, COALESCE($5, 'in_progress') \
+         FROM sources s JOIN source_types st ON st.id = s.source_type_id, application_types at \
+         WHERE s.id = $2 AND s.tenant_id = $1 AND at.id = $3 \
+           AND jsonb_exists(at.supported_source_types, st.name) \
+         RETURNING *",
     )
     .bind(tenant.id())
     .bind(source_id)
     .bind(type_id)
     .bind(&extra)
     .bind(new.availability_status.map(AvailabilityStatus::as_str))
-    .fetch_one(w.conn())
+    .fetch_optional(w.conn())
     .await
     .map_err(|e| match constraint(&e) {
         Some("applications_app_type_id_source_id_tenant_id_idx") => Error::bad_request(format_args!(
             "Application of application type = {type_id} already exists for the source id = {source_id}"
         )),
         _ => e.into(),
-    })
+    })?;
+    match inserted {
+        Some(row) => Ok(row),
+        None if !super::source_exists(w.conn(), tenant, source_id).await? => {
+            Err(Error::validation("source id not found"))
+        }
+        None => Err(incompatible()),
+    }
 }
 
 /// Applies an edit, lets the source follow a changed status, and announces

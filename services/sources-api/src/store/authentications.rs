@@ -6,7 +6,7 @@ use keel_crypto::SecretBox;
 use keel_db::{Column, Page, Scope, Table};
 use keel_domain::{listing::ListQuery, sources_events::Resource};
 use serde_json::{Value, json};
-use sqlx::{PgConnection, PgPool};
+use sqlx::PgPool;
 
 use super::{
     Event, Tenant, Write, by_id,
@@ -138,54 +138,47 @@ by_id!(
     "authentication"
 );
 
-/// The source a resource belongs to, within the tenant.
-async fn resource_source_id(
-    conn: &mut PgConnection,
-    tenant: &Tenant,
-    resource_type: &str,
-    resource_id: i64,
-) -> Result<i64> {
-    let sql = match resource_type {
-        "Source" => "SELECT id FROM sources WHERE id = $1 AND tenant_id = $2",
-        "Application" => "SELECT source_id FROM applications WHERE id = $1 AND tenant_id = $2",
-        "Endpoint" => "SELECT source_id FROM endpoints WHERE id = $1 AND tenant_id = $2",
-        _ => "SELECT source_id FROM authentications WHERE id = $1 AND tenant_id = $2",
-    };
-    let found: Option<i64> = sqlx::query_scalar(sql)
-        .bind(resource_id)
-        .bind(tenant.id())
-        .fetch_optional(conn)
-        .await?;
-    found.ok_or_else(|| {
-        Error::bad_request(format_args!(
-            "resource not found with type [{resource_type}], id [{resource_id}]"
-        ))
-    })
+/// The source a resource belongs to, within the tenant: a query of `source_id` by `$3`
+/// (the resource's id) and `$1` (the tenant's).
+fn resource_source(resource_type: &str) -> &'static str {
+    match resource_type {
+        "Source" => "SELECT id AS source_id FROM sources WHERE id = $3 AND tenant_id = $1",
+        "Application" => "SELECT source_id FROM applications WHERE id = $3 AND tenant_id = $1",
+        "Endpoint" => "SELECT source_id FROM endpoints WHERE id = $3 AND tenant_id = $1",
+        _ => "SELECT source_id FROM authentications WHERE id = $3 AND tenant_id = $1",
+    }
 }
 
-/// Inserts an authentication (its password sealed to the tenant); announces nothing.
+/// Inserts an authentication (its password sealed to the tenant); announces nothing. The
+/// resource is looked up by the insert itself, within the tenant.
 pub async fn insert(
     w: &mut Write<'_>,
     secrets: &SecretBox,
     new: NewAuthentication,
 ) -> Result<AuthenticationRow> {
     let tenant = w.tenant();
-    let source_id =
-        resource_source_id(w.conn(), tenant, &new.resource_type, new.resource_id).await?;
     let sealed = tenant.seal(secrets, new.credentials.password.as_deref());
     let insert = sqlx::query_as(sqlx::AssertSqlSafe(format!(
         "INSERT INTO authentications AS t (tenant_id, source_id, resource_type, resource_id, \
            name, authtype, username, password_encrypted, extra, availability_status_error) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) RETURNING {COLUMNS}"
+         SELECT $1, r.source_id, $2, $3, $4, $5, $6, $7, $8, $9 FROM ({}) r \
+         RETURNING {COLUMNS}",
+        resource_source(&new.resource_type)
     )))
     .bind(tenant.id())
-    .bind(source_id)
     .bind(&new.resource_type)
     .bind(new.resource_id);
-    Ok(super::bind_credentials(insert, &new.credentials, &sealed)
-        .bind(&new.availability_status_error)
-        .fetch_one(w.conn())
-        .await?)
+    let inserted: Option<AuthenticationRow> =
+        super::bind_credentials(insert, &new.credentials, &sealed)
+            .bind(&new.availability_status_error)
+            .fetch_optional(w.conn())
+            .await?;
+    inserted.ok_or_else(|| {
+        Error::bad_request(format_args!(
+            "resource not found with type [{}], id [{}]",
+            new.resource_type, new.resource_id
+        ))
+    })
 }
 
 /// Applies an edit and announces `Authentication.update`.

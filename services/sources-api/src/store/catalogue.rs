@@ -5,7 +5,7 @@ use chrono::{DateTime, Utc};
 use keel_db::{Column, Page, Scope, Table};
 use keel_domain::listing::ListQuery;
 use serde_json::Value;
-use sqlx::{PgConnection, PgPool};
+use sqlx::PgPool;
 
 use super::{Tenant, Write};
 use crate::error::{Error, Result};
@@ -181,63 +181,71 @@ pub async fn ensure_application_type(db: &PgPool, id: i64) -> Result<()> {
     }
 }
 
-/// Whether the application type supports the type of the source.
-pub(super) async fn supports(
-    conn: &mut PgConnection,
-    application_type_id: i64,
-    source_id: i64,
-) -> Result<bool> {
-    Ok(sqlx::query_scalar(
-        "SELECT EXISTS (SELECT 1 FROM application_types at, sources s \
-           JOIN source_types st ON st.id = s.source_type_id \
-         WHERE at.id = $1 AND s.id = $2 AND jsonb_exists(at.supported_source_types, st.name))",
-    )
-    .bind(application_type_id)
-    .bind(source_id)
-    .fetch_one(conn)
-    .await?)
+/// Every source and application type's id and name, read once by a bulk create: one round
+/// trip for all its lookups (the catalogue is a few dozen rows), on the write's connection so
+/// that a write never waits for a second one from the pool.
+#[derive(Debug, Default)]
+pub struct TypeNames {
+    sources: Vec<(i64, String)>,
+    /// In id order, as the first match of a name is the lowest id.
+    applications: Vec<(i64, String)>,
 }
 
-// Lookups by name or id, inside a write (bulk create): on its connection, so a write never
-// waits for a second one from the pool.
-
-/// The name of a source type, by id.
-pub async fn source_type_name(w: &mut Write<'_>, id: i64) -> Result<Option<String>> {
-    Ok(
-        sqlx::query_scalar("SELECT name FROM source_types WHERE id = $1")
-            .bind(id)
-            .fetch_optional(w.conn())
-            .await?,
+pub async fn type_names(w: &mut Write<'_>) -> Result<TypeNames> {
+    let rows: Vec<(bool, i64, String)> = sqlx::query_as(
+        "SELECT true, id, name FROM source_types \
+         UNION ALL SELECT false, id, name FROM application_types ORDER BY 1, 2",
     )
+    .fetch_all(w.conn())
+    .await?;
+    let (sources, applications): (Vec<_>, Vec<_>) = rows.into_iter().partition(|r| r.0);
+    let pairs =
+        |rows: Vec<(bool, i64, String)>| rows.into_iter().map(|(_, id, n)| (id, n)).collect();
+    Ok(TypeNames {
+        sources: pairs(sources),
+        applications: pairs(applications),
+    })
 }
 
-/// The id of a source type, by name.
-pub async fn source_type_id(w: &mut Write<'_>, name: &str) -> Result<Option<i64>> {
-    Ok(
-        sqlx::query_scalar("SELECT id FROM source_types WHERE name = $1")
-            .bind(name)
-            .fetch_optional(w.conn())
-            .await?,
-    )
-}
+impl TypeNames {
+    pub fn source_type_name(&self, id: i64) -> Option<&str> {
+        self.sources
+            .iter()
+            .find_map(|(i, n)| (*i == id).then_some(n.as_str()))
+    }
 
-/// The name of an application type, by id.
-pub async fn application_type_name(w: &mut Write<'_>, id: i64) -> Result<Option<String>> {
-    Ok(
-        sqlx::query_scalar("SELECT name FROM application_types WHERE id = $1")
-            .bind(id)
-            .fetch_optional(w.conn())
-            .await?,
-    )
-}
+    pub fn source_type_id(&self, name: &str) -> Option<i64> {
+        self.sources
+            .iter()
+            .find_map(|(i, n)| (n == name).then_some(*i))
+    }
 
-/// The first application type whose name contains `part` (so "cost-management" finds
-/// /insights/platform/cost-management, as sources-api-go's `LIKE %name%` does).
-pub async fn application_type_like(w: &mut Write<'_>, part: &str) -> Result<Option<(i64, String)>> {
-    Ok(sqlx::query_as(
-        "SELECT id, name FROM application_types WHERE name LIKE '%' || $1 || '%' ORDER BY id LIMIT 1",
-    )
-    .bind(part)
-    .fetch_optional(w.conn())
-    .await?)
+    pub fn application_type_name(&self, id: i64) -> Option<&str> {
+        self.applications
+            .iter()
+            .find_map(|(i, n)| (*i == id).then_some(n.as_str()))
+    }
+
+    /// The first application type whose name contains `part`, as sources-api-go's
+    /// `LIKE %name%` finds it (so "cost-management" finds /insights/platform/cost-management).
+    /// A `part` with LIKE's own characters in it is matched by PostgreSQL.
+    pub async fn application_type_like(
+        &self,
+        w: &mut Write<'_>,
+        part: &str,
+    ) -> Result<Option<(i64, String)>> {
+        if !part.contains(['%', '_', '\\']) {
+            return Ok(self
+                .applications
+                .iter()
+                .find(|(_, n)| n.contains(part))
+                .cloned());
+        }
+        Ok(sqlx::query_as(
+            "SELECT id, name FROM application_types WHERE name LIKE '%' || $1 || '%' ORDER BY id LIMIT 1",
+        )
+        .bind(part)
+        .fetch_optional(w.conn())
+        .await?)
+    }
 }

@@ -1,5 +1,5 @@
 use reqwest::StatusCode;
-use serde_json::json;
+use serde_json::{Value, json};
 
 use crate::helpers::{As, COST, TestApp};
 
@@ -412,4 +412,64 @@ async fn deleting_a_source_while_its_application_reports_a_status_never_deadlock
             delete.body
         );
     }
+}
+
+#[tokio::test]
+async fn links_take_only_the_tenants_own_applications_and_authentications() {
+    let app = TestApp::spawn().await;
+    let mine = app.create_source("1", "mine", "amazon").await;
+    let theirs = app.create_source("2", "theirs", "amazon").await;
+    let my_app = app
+        .create_application("1", mine["id"].as_str().unwrap(), COST, json!({}))
+        .await;
+    let their_app = app
+        .create_application("2", theirs["id"].as_str().unwrap(), COST, json!({}))
+        .await;
+    let auth = |org: &'static str, app_id: &Value| json!({"resource_type": "Application", "resource_id": app_id, "authtype": "arn", "username": format!("arn:aws:iam::{org}:role/x")});
+    let my_auth = app
+        .create_authentication("1", auth("1", &my_app["id"]))
+        .await;
+    let their_auth = app
+        .create_authentication("2", auth("2", &their_app["id"]))
+        .await;
+
+    let cases = [
+        (
+            &their_app["id"],
+            &my_auth["id"],
+            "bad request: Validation failed: application not found",
+        ),
+        (
+            &my_app["id"],
+            &their_auth["id"],
+            "bad request: Validation failed: authentication not found",
+        ),
+        (
+            &my_app["id"],
+            &json!("987654"),
+            "bad request: Validation failed: authentication not found",
+        ),
+    ];
+    for (application_id, authentication_id, detail) in cases {
+        let body =
+            json!({"application_id": application_id, "authentication_id": authentication_id});
+        let reply = app
+            .post("/application_authentications", As::Org("1"), &body)
+            .await;
+        assert_eq!(reply.status, StatusCode::BAD_REQUEST, "{body}");
+        assert_eq!(reply.error(), detail, "{body}");
+    }
+    assert_eq!(app.count("application_authentications").await, 0);
+
+    let body = json!({"application_id": my_app["id"], "authentication_id": my_auth["id"]});
+    let linked = app
+        .post("/application_authentications", As::Org("1"), &body)
+        .await;
+    assert_eq!(linked.status, StatusCode::CREATED, "{}", linked.body);
+    assert_eq!(linked.body["application_id"], my_app["id"]);
+    let again = app
+        .post("/application_authentications", As::Org("1"), &body)
+        .await;
+    assert_eq!(again.status, StatusCode::BAD_REQUEST);
+    assert!(again.error().contains("already exists"), "{}", again.body);
 }

@@ -146,3 +146,73 @@ async fn bulk_create_is_bounded() {
     );
     assert_eq!(app.count("sources").await, 0);
 }
+
+#[tokio::test]
+async fn bulk_create_finds_types_by_id_and_by_part_of_their_name() {
+    let app = TestApp::spawn().await;
+    let amazon = app.source_type_id("amazon").await;
+    let cost = app
+        .application_type_id("/insights/platform/cost-management")
+        .await;
+    let by_id = app
+        .post(
+            "/bulk_create",
+            As::Org("1"),
+            &json!({
+                "sources": [{"name": "by id", "source_type_id": amazon}],
+                "applications": [{"application_type_id": cost, "source_name": "by id"}]
+            }),
+        )
+        .await;
+    assert_eq!(by_id.status, StatusCode::CREATED, "{}", by_id.body);
+    assert_eq!(by_id.body["sources"][0]["source_type_id"], amazon.as_str());
+    assert_eq!(
+        by_id.body["applications"][0]["application_type_id"],
+        cost.as_str()
+    );
+
+    // A name is a LIKE pattern, as in sources-api-go: `_` stands for any one character.
+    let pattern = app
+        .post(
+            "/bulk_create",
+            As::Org("1"),
+            &json!({
+                "sources": [{"name": "by pattern", "source_type_name": "amazon"}],
+                "applications": [{"application_type_name": "cost_management", "source_name": "by pattern"}]
+            }),
+        )
+        .await;
+    assert_eq!(pattern.status, StatusCode::CREATED, "{}", pattern.body);
+    assert_eq!(
+        pattern.body["applications"][0]["application_type_id"],
+        cost.as_str()
+    );
+
+    let before = app.count("sources").await;
+    let cases = [
+        (
+            json!({"sources": [{"name": "a", "source_type_id": "987654"}]}),
+            "bad request: Validation failed: source type id not found",
+        ),
+        (
+            json!({"sources": [{"name": "a", "source_type_name": "amazon"}],
+                "applications": [{"application_type_id": "987654", "source_name": "a"}]}),
+            "bad request: invalid application type id 987654",
+        ),
+        (
+            json!({"sources": [{"name": "a", "source_type_name": "amazon"}],
+                "applications": [{"application_type_name": "cost%manage_ment", "source_name": "a"}]}),
+            "bad request: failed to lookup application_type_name cost%manage_ment",
+        ),
+    ];
+    for (body, detail) in cases {
+        let reply = app.post("/bulk_create", As::Org("1"), &body).await;
+        assert_eq!(reply.status, StatusCode::BAD_REQUEST, "{body}");
+        assert_eq!(reply.error(), detail, "{body}");
+    }
+    assert_eq!(
+        app.count("sources").await,
+        before,
+        "nothing from a refused create"
+    );
+}
