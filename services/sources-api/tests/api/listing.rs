@@ -288,3 +288,65 @@ async fn extreme_list_queries_answer_cleanly() {
         .await;
     assert_eq!(wide.status, StatusCode::BAD_REQUEST);
 }
+
+/// Rows a plan's nodes read and threw away, over the whole plan (EXPLAIN's JSON form).
+fn rows_removed(plan: &serde_json::Value) -> f64 {
+    let own = plan["Rows Removed by Filter"].as_f64().unwrap_or(0.0);
+    let children = plan["Plans"]
+        .as_array()
+        .map(|plans| plans.iter().map(rows_removed).sum())
+        .unwrap_or(0.0);
+    own + children
+}
+
+/// A tenant's page, as the listing asks for it once its statement is cached (a generic plan,
+/// made for the average tenant), reads that tenant's rows only: the newest tenant beside a
+/// large one must not walk the large one's rows to find its page.
+#[tokio::test]
+async fn a_tenants_page_reads_only_that_tenants_rows() {
+    let app = TestApp::spawn().await;
+    // One large tenant and fifty small ones, then the newest.
+    app.create_source("1", "first", "amazon").await;
+    sqlx::raw_sql(
+        "INSERT INTO sources (tenant_id, source_type_id, name, uid) \
+         SELECT s.tenant_id, s.source_type_id, 'many-' || n, gen_random_uuid()::text \
+         FROM sources s, generate_series(1, 20000) n; \
+         INSERT INTO tenants (org_id) SELECT 'small-' || n FROM generate_series(1, 50) n; \
+         INSERT INTO sources (tenant_id, source_type_id, name, uid) \
+         SELECT t.id, (SELECT id FROM source_types WHERE name = 'amazon'), 'few-' || n, \
+           gen_random_uuid()::text \
+         FROM tenants t, generate_series(1, 200) n WHERE t.org_id LIKE 'small-%'",
+    )
+    .execute(&app.db)
+    .await
+    .unwrap();
+    for n in 0..3 {
+        app.create_source("2", &format!("newest-{n}"), "amazon")
+            .await;
+    }
+    let newest: i64 = sqlx::query_scalar("SELECT id FROM tenants WHERE org_id = '2'")
+        .fetch_one(&app.db)
+        .await
+        .unwrap();
+    let mut conn = app.db.acquire().await.unwrap();
+    sqlx::raw_sql(
+        "ANALYZE sources; SET plan_cache_mode = force_generic_plan; \
+         PREPARE page(bigint) AS SELECT t.*, count(*) OVER () AS keel_total FROM sources t \
+         WHERE TRUE AND t.tenant_id = $1 ORDER BY t.id ASC LIMIT 100 OFFSET 0",
+    )
+    .execute(&mut *conn)
+    .await
+    .unwrap();
+    let explained: serde_json::Value = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
+        "EXPLAIN (ANALYZE, FORMAT JSON) EXECUTE page({newest})"
+    )))
+    .fetch_one(&mut *conn)
+    .await
+    .unwrap();
+    let plan = &explained[0]["Plan"];
+    assert_eq!(plan["Actual Rows"], 3, "{explained}");
+    assert_eq!(rows_removed(plan), 0.0, "{explained}");
+
+    let page = app.get("/sources", As::Org("2")).await;
+    assert_eq!(page.body["meta"]["count"], 3);
+}
