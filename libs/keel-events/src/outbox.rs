@@ -274,6 +274,28 @@ impl Outbox {
             .await
     }
 
+    /// Whether committed rows of `topic` lie after `after` that are not final yet: a
+    /// transaction older than theirs is still open (in any database of the cluster). They
+    /// become readable when it ends, which no commit of this process may announce.
+    pub async fn held_back(
+        &self,
+        db: impl PgExecutor<'_>,
+        topic: &str,
+        after: Position,
+    ) -> Result<bool, sqlx::Error> {
+        let sql = format!(
+            "SELECT EXISTS (SELECT 1 FROM {table} \
+             WHERE topic = $3 AND (txid, id) > ($1::text::xid8, $2))",
+            table = self.table
+        );
+        sqlx::query_scalar(AssertSqlSafe(sql))
+            .bind(after.txid.to_string())
+            .bind(after.id)
+            .bind(topic)
+            .fetch_one(db)
+            .await
+    }
+
     /// The first rows not yet published whose transaction has finished, in (txid, id) order,
     /// after `after` when given (the relay's last row of a run), else from the start (a partial
     /// index holds only unpublished rows, so that read stays cheap): at most `limit` rows and

@@ -53,6 +53,9 @@ async fn store_position(
 /// behind it before reading.
 const GATHER: Duration = Duration::from_millis(10);
 
+/// How soon a reader looks again for rows an open transaction holds back.
+const HELD_BACK: Duration = Duration::from_millis(20);
+
 /// Takes `pg_advisory_lock(group, topic)` on a dedicated connection, held for as long as the
 /// returned connection lives; `None` on shutdown.
 async fn hold_member_lock(
@@ -123,6 +126,14 @@ async fn read_topic<H: Handler>(
             lag_measured = Some(std::time::Instant::now());
         }
         if rows.is_empty() {
+            // Rows held back by an older open transaction are looked for again soon: their
+            // becoming final is announced by nobody. (Checked only before a longer wait.)
+            let wait =
+                if idle_wait > HELD_BACK && outbox.held_back(&mut *conn, topic, position).await? {
+                    HELD_BACK
+                } else {
+                    idle_wait
+                };
             tokio::select! {
                 _ = shutdown.cancelled() => break,
                 _ = woken => {
@@ -130,7 +141,7 @@ async fn read_topic<H: Handler>(
                     idle_wait = config.poll_interval;
                     tokio::time::sleep(GATHER.min(config.poll_interval)).await;
                 }
-                _ = tokio::time::sleep(idle_wait) => {
+                _ = tokio::time::sleep(wait) => {
                     idle_wait = (idle_wait * 2).min(config.max_poll_interval.max(config.poll_interval));
                 }
             }

@@ -384,13 +384,28 @@ impl Handler for Counted {
     }
 }
 
-/// An idle embedded-log consumer that would not look again for an hour reads a row as soon
-/// as a writer of its process says it committed one.
-#[tokio::test]
-async fn a_commit_in_the_same_process_wakes_an_idle_embedded_consumer() {
-    let h = Harness::start(Via::Embedded).await;
-    let key = unique("key");
-    h.write_names(&key, &names("first", 1)).await;
+impl Counted {
+    /// Whether `n` messages are handled within 30 s.
+    async fn reaches(&self, n: usize) -> bool {
+        for _ in 0..300 {
+            if *self.handled.lock().unwrap() >= n {
+                return true;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        false
+    }
+}
+
+/// An embedded-log consumer of the harness's topic that, once idle, would not look again for
+/// an hour unless woken: its counter, its stop, and its task.
+fn idle_for_an_hour(
+    h: &Harness,
+) -> (
+    Arc<Counted>,
+    CancellationToken,
+    tokio::task::JoinHandle<anyhow::Result<()>>,
+) {
     let mut config = ConsumerConfig::new(unique("group"), &[h.topic.as_str()]);
     config.poll_interval = Duration::from_secs(3600);
     config.max_poll_interval = Duration::from_secs(3600);
@@ -404,25 +419,57 @@ async fn a_commit_in_the_same_process_wakes_an_idle_embedded_consumer() {
         handler.clone(),
         token.clone(),
     ));
-    let handled = |n: usize| {
-        let handler = handler.clone();
-        async move {
-            for _ in 0..300 {
-                if *handler.handled.lock().unwrap() >= n {
-                    return true;
-                }
-                tokio::time::sleep(Duration::from_millis(100)).await;
-            }
-            false
-        }
-    };
+    (handler, token, run)
+}
+
+/// An idle embedded-log consumer that would not look again for an hour reads a row as soon
+/// as a writer of its process says it committed one.
+#[tokio::test]
+async fn a_commit_in_the_same_process_wakes_an_idle_embedded_consumer() {
+    let h = Harness::start(Via::Embedded).await;
+    let key = unique("key");
+    h.write_names(&key, &names("first", 1)).await;
+    let (handler, token, run) = idle_for_an_hour(&h);
     assert!(
-        handled(1).await,
+        handler.reaches(1).await,
         "the row written before the start is read at once"
     );
     h.write_names(&key, &names("second", 1)).await;
     OUTBOX.committed();
-    assert!(handled(2).await, "the commit woke the consumer");
+    assert!(handler.reaches(2).await, "the commit woke the consumer");
+    token.cancel();
+    run.await.unwrap().unwrap();
+    h.stop().await;
+}
+
+/// A row committed behind an older transaction still open is not final, so the commit that
+/// woke the consumer finds nothing; nobody announces when the older transaction ends.
+#[tokio::test]
+async fn rows_held_back_by_an_open_transaction_are_read_when_it_ends() {
+    let h = Harness::start(Via::Embedded).await;
+    let key = unique("key");
+    h.write_names(&key, &names("first", 1)).await;
+    let (handler, token, run) = idle_for_an_hour(&h);
+    assert!(handler.reaches(1).await, "the first row is read");
+
+    let mut older = h.db.begin().await.unwrap();
+    sqlx::query("SELECT pg_current_xact_id()")
+        .execute(&mut *older)
+        .await
+        .unwrap();
+    h.write_names(&key, &names("second", 1)).await;
+    OUTBOX.committed();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(
+        *handler.handled.lock().unwrap(),
+        1,
+        "a row behind an open transaction is not read"
+    );
+    older.commit().await.unwrap();
+    assert!(
+        handler.reaches(2).await,
+        "the held-back row is read once the transaction ends, with no commit to wake the reader"
+    );
     token.cancel();
     run.await.unwrap().unwrap();
     h.stop().await;
