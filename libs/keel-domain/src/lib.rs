@@ -14,6 +14,11 @@ pub mod listing;
 /// The Sources event stream's topics and event types, shared by producer and consumers.
 pub mod sources_events;
 
+/// The PostgreSQL notification channel on which the listener announces a provider it created
+/// (the payload is the provider's uuid); the ingestion service checks new providers at once
+/// when told, and finds any it was not told of at its next sweep.
+pub const PROVIDER_CREATED_CHANNEL: &str = "keel_provider_created";
+
 pub use availability::AvailabilityStatus;
 pub use id::{Id, IdError};
 pub use identity::{Identity, IdentityError, RequestIdentity};

@@ -17,8 +17,8 @@ use crate::{
     },
 };
 
-/// The channel the listener's provider insert notifies.
-pub const PROVIDER_CREATED: &str = "keel_provider_created";
+/// The channel the listener notifies once a provider it created has committed.
+pub const PROVIDER_CREATED: &str = keel_domain::PROVIDER_CREATED_CHANNEL;
 
 /// Queues a check of every new non-OpenShift provider and every upload whose provider now
 /// exists.

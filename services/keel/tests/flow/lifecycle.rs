@@ -413,3 +413,35 @@ async fn what_the_provider_tables_cannot_hold_is_reported_not_retried() {
     );
     stack.stop().await;
 }
+
+/// A provider the listener creates is announced on the channel the ingestion service listens
+/// on, by its uuid, once it has committed.
+#[tokio::test]
+async fn a_new_provider_is_announced_once_committed() {
+    let stack = Stack::start().await;
+    let mut announcements = sqlx::postgres::PgListener::connect_with(&stack.db)
+        .await
+        .unwrap();
+    announcements
+        .listen(keel_domain::PROVIDER_CREATED_CHANNEL)
+        .await
+        .unwrap();
+    let created = stack
+        .bulk_create(
+            "6150",
+            aws("Announced", "arn:aws:iam::222222222222:role/Two"),
+        )
+        .await;
+    let announced = tokio::time::timeout(std::time::Duration::from_secs(60), announcements.recv())
+        .await
+        .expect("the provider is announced within a minute")
+        .unwrap();
+    assert_eq!(announced.payload(), created.uid());
+    let committed: bool =
+        sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM api_provider WHERE uuid = $1::uuid)")
+            .bind(created.uid())
+            .fetch_one(&stack.db)
+            .await
+            .unwrap();
+    assert!(committed, "the provider is visible when it is announced");
+}

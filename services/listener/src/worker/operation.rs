@@ -228,6 +228,9 @@ impl Worker {
             },
         };
         self.remove_orphans(released).await;
+        if !update {
+            self.announce_created(uuid).await;
+        }
         if let Some(created) = first_link {
             let latency = (chrono::Utc::now() - created).to_std().unwrap_or_default();
             metrics::histogram!("source_to_provider_seconds").record(latency.as_secs_f64());
@@ -236,6 +239,22 @@ impl Worker {
         self.report_and_complete(claim, row, fetched.application_id, StatusBody::available())
             .await?;
         Ok(if update { "updated" } else { "created" })
+    }
+
+    /// Tells the ingestion service, once the provider has committed, that it exists. Not a
+    /// trigger inside the provider's transaction: a transaction that notifies takes a lock of
+    /// the whole cluster from its commit until the commit is flushed, so every provider
+    /// commit waited for the one before. Sent on the queue's connections, whose commits do not
+    /// wait for the flush; a lost notification delays the first check to the next sweep.
+    async fn announce_created(&self, uuid: Uuid) {
+        let sent = sqlx::query("SELECT pg_notify($1, $2)")
+            .bind(keel_domain::PROVIDER_CREATED_CHANNEL)
+            .bind(uuid.to_string())
+            .execute(&self.queue)
+            .await;
+        if let Err(e) = sent {
+            tracing::warn!(error = %e, provider = %uuid, "cannot announce the new provider; the next sweep finds it");
+        }
     }
 
     /// Whether the operation would build the first provider of an org whose tenant is not
