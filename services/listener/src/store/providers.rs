@@ -194,6 +194,17 @@ async fn tenant_row(
     Ok(())
 }
 
+/// Notifies [`keel_domain::PROVIDER_CREATED_CHANNEL`] of a committed provider, in a
+/// transaction of its own (see `Worker::announce_created`).
+pub async fn announce_created(db: &sqlx::PgPool, uuid: Uuid) -> Result<(), sqlx::Error> {
+    sqlx::query("SELECT pg_notify($1, $2)")
+        .bind(keel_domain::PROVIDER_CREATED_CHANNEL)
+        .bind(uuid.to_string())
+        .execute(db)
+        .await?;
+    Ok(())
+}
+
 /// The settings rows and the provider, as CTEs ending in `provider` (its uuid when made).
 static NEW_PROVIDER_CTES: LazyLock<String> = LazyLock::new(|| {
     format!(

@@ -247,12 +247,7 @@ impl Worker {
     /// commit waited for the one before. Sent on the queue's connections, whose commits do not
     /// wait for the flush; a lost notification delays the first check to the next sweep.
     async fn announce_created(&self, uuid: Uuid) {
-        let sent = sqlx::query("SELECT pg_notify($1, $2)")
-            .bind(keel_domain::PROVIDER_CREATED_CHANNEL)
-            .bind(uuid.to_string())
-            .execute(&self.queue)
-            .await;
-        if let Err(e) = sent {
+        if let Err(e) = provider::announce_created(&self.queue, uuid).await {
             tracing::warn!(error = %e, provider = %uuid, "cannot announce the new provider; the next sweep finds it");
         }
     }
