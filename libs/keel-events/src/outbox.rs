@@ -139,6 +139,18 @@ fn bind_all<'q, O>(
     query
 }
 
+/// Binds what [`Outbox::after`] reads: the position and the topic.
+fn bind_after<'q, O>(
+    query: sqlx::query::QueryScalar<'q, sqlx::Postgres, O, sqlx::postgres::PgArguments>,
+    topic: &'q str,
+    after: Position,
+) -> sqlx::query::QueryScalar<'q, sqlx::Postgres, O, sqlx::postgres::PgArguments> {
+    query
+        .bind(after.txid.to_string())
+        .bind(after.id)
+        .bind(topic)
+}
+
 /// Rows one retention statement deletes: short transactions, no long lock on the table.
 const PRUNE_CHUNK: i64 = 10_000;
 
@@ -261,15 +273,8 @@ impl Outbox {
         topic: &str,
         after: Position,
     ) -> Result<i64, sqlx::Error> {
-        let sql = format!(
-            "SELECT count(*) FROM {table} \
-             WHERE topic = $3 AND (txid, id) > ($1::text::xid8, $2) AND {FINAL}",
-            table = self.table
-        );
-        sqlx::query_scalar(AssertSqlSafe(sql))
-            .bind(after.txid.to_string())
-            .bind(after.id)
-            .bind(topic)
+        let sql = format!("SELECT count(*) {}", self.after(&format!("AND {FINAL}")));
+        bind_after(sqlx::query_scalar(AssertSqlSafe(sql)), topic, after)
             .fetch_one(db)
             .await
     }
@@ -283,17 +288,18 @@ impl Outbox {
         topic: &str,
         after: Position,
     ) -> Result<bool, sqlx::Error> {
-        let sql = format!(
-            "SELECT EXISTS (SELECT 1 FROM {table} \
-             WHERE topic = $3 AND (txid, id) > ($1::text::xid8, $2))",
-            table = self.table
-        );
-        sqlx::query_scalar(AssertSqlSafe(sql))
-            .bind(after.txid.to_string())
-            .bind(after.id)
-            .bind(topic)
+        let sql = format!("SELECT EXISTS (SELECT 1 {})", self.after(""));
+        bind_after(sqlx::query_scalar(AssertSqlSafe(sql)), topic, after)
             .fetch_one(db)
             .await
+    }
+
+    /// `FROM` the rows of topic `$3` after the position (`$1`, `$2`), and `cond`.
+    fn after(&self, cond: &str) -> String {
+        format!(
+            "FROM {} WHERE topic = $3 AND (txid, id) > ($1::text::xid8, $2) {cond}",
+            self.table
+        )
     }
 
     /// The first rows not yet published whose transaction has finished, in (txid, id) order,

@@ -244,9 +244,10 @@ async fn bulk_create(
         )));
     }
     let mut w = Write::begin(&state.db, &tenant).await?;
-    let types = match req.sources.is_empty() && req.applications.is_empty() {
-        true => TypeNames::default(),
-        false => catalogue::type_names(&mut w).await?,
+    let types = if req.sources.is_empty() && req.applications.is_empty() {
+        TypeNames::default()
+    } else {
+        catalogue::type_names(&mut w).await?
     };
 
     let mut created: Vec<Created> = Vec::new();
