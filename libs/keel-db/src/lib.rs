@@ -12,6 +12,6 @@ pub mod testing;
 
 pub use listing::{Column, ColumnKind, Listing, ListingError, Page, Scope, Subresource, Table};
 pub use pool::{
-    Owner, SessionLimits, connect, connect_limited, connect_unflushed, ensure_database, migrate,
-    migrate_schema, quote_ident,
+    Owner, PING_AFTER_IDLE, SessionLimits, connect, connect_limited, connect_unflushed,
+    ensure_database, migrate, migrate_schema, quote_ident,
 };

@@ -97,6 +97,9 @@ impl Default for SessionLimits {
     }
 }
 
+/// How long a pooled connection may sit idle before it is pinged when handed out again.
+pub const PING_AFTER_IDLE: Duration = Duration::from_secs(1);
+
 /// A pool whose connections see the owner's schema first, with the default session limits.
 pub async fn connect(url: &str, schema: &str, max_connections: u32) -> anyhow::Result<PgPool> {
     connect_limited(url, schema, max_connections, SessionLimits::default()).await
@@ -146,6 +149,18 @@ async fn connect_sessions(
     PgPoolOptions::new()
         .max_connections(max_connections)
         .acquire_timeout(Duration::from_secs(5))
+        // A connection back from a request moments ago is not pinged again: under load the
+        // ping doubled the round trips of a one-statement write. One idle for longer may have
+        // been closed by a server restart, so it is checked (pgbouncer's `server_check_delay`).
+        .test_before_acquire(false)
+        .before_acquire(|conn, meta| {
+            Box::pin(async move {
+                if meta.idle_for >= PING_AFTER_IDLE {
+                    conn.ping().await?;
+                }
+                Ok(true)
+            })
+        })
         .connect_with(options)
         .await
         .context("cannot connect to PostgreSQL")
