@@ -24,7 +24,7 @@ use crate::{
     state::AppState,
     store,
     store::tenants::TEMPLATE_SCHEMA,
-    worker::{RetryPolicy, TENANTS_AT_ONCE, Worker},
+    worker::{RetryPolicy, Worker, tenants_at_once},
 };
 
 /// The `cost` schema's migrations.
@@ -328,7 +328,9 @@ impl Background {
             wake: self.wake.clone(),
             type_names: tokio::sync::RwLock::new(HashMap::new()),
             tenants: std::sync::Mutex::new(HashMap::new()),
-            tenant_turns: tokio::sync::Semaphore::new(TENANTS_AT_ONCE),
+            tenant_turns: tokio::sync::Semaphore::new(tenants_at_once(
+                self.config.common.database_max_connections,
+            )),
         });
         // Owned by this task: if it is dropped, the workers stop with it.
         let mut workers = tokio::task::JoinSet::new();
