@@ -167,3 +167,64 @@ async fn a_tenant_waiting_for_its_clone_holds_up_no_other_org() {
     assert!(namespace(&stack, "org72202").await.is_some());
     stack.stop().await;
 }
+
+/// Sessions of this database waiting for an advisory lock: here, tenant makers waiting for
+/// the clone lock another replica holds.
+async fn waiting_for_the_clone_lock(stack: &Stack) -> i64 {
+    stack
+        .count(
+            "SELECT count(*) FROM pg_locks l JOIN pg_database d ON d.oid = l.database \
+             WHERE l.locktype = 'advisory' AND NOT l.granted AND d.datname = current_database()",
+        )
+        .await
+}
+
+#[tokio::test]
+async fn a_burst_of_new_orgs_is_made_half_a_pool_at_a_time() {
+    let stack = Stack::start_with(Options {
+        tune: |c| {
+            c.spare_tenants = 0;
+            c.common.database_max_connections = 10;
+            // Workers enough for every org at once: only the turns hold them back.
+            c.workers = 16;
+        },
+        ..Options::default()
+    })
+    .await;
+    let makers = listener::worker::tenants_at_once(10) as i64;
+    assert_eq!(makers, 5);
+
+    // Another replica's clone holds the lock: every tenant maker waits inside the database.
+    let mut other_replica = stack.db.acquire().await.unwrap();
+    sqlx::query("SELECT pg_advisory_lock(hashtext('keel.tenant.clone'))")
+        .execute(&mut *other_replica)
+        .await
+        .unwrap();
+    let mut created = Vec::new();
+    for n in 0..8 {
+        let org = format!("7230{n}");
+        let role = format!("arn:aws:iam::123456789012:role/Burst{n}");
+        created.push(
+            stack
+                .bulk_create(&org, aws(&format!("Burst {n}"), &role))
+                .await,
+        );
+    }
+    stack
+        .wait_for("five tenant makers at the clone lock", || async {
+            waiting_for_the_clone_lock(&stack).await == makers
+        })
+        .await;
+    // The other three orgs give way (postponed, or waiting for a turn), however long it lasts.
+    tokio::time::sleep(std::time::Duration::from_millis(800)).await;
+    assert_eq!(waiting_for_the_clone_lock(&stack).await, makers);
+
+    sqlx::query("SELECT pg_advisory_unlock(hashtext('keel.tenant.clone'))")
+        .execute(&mut *other_replica)
+        .await
+        .unwrap();
+    for source in &created {
+        stack.wait_state(source.source_id(), "linked").await;
+    }
+    stack.stop().await;
+}
