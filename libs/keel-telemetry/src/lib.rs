@@ -126,7 +126,7 @@ pub fn init(service: &'static str) -> anyhow::Result<TelemetryGuard> {
 
 /// A writer whose lines `out` receives on a thread of its own, buffered while more are queued;
 /// at most `queued` lines wait, then a logger waits too. The guard writes what is left.
-pub fn log_writer<W: std::io::Write + Send + 'static>(
+fn log_writer<W: std::io::Write + Send + 'static>(
     out: W,
     queued: usize,
 ) -> (

@@ -112,11 +112,9 @@ async fn commit(conn: &mut Held, batch: Vec<Pending>) {
     let rows = if batch.len() == 1 {
         vec![None]
     } else {
-        let drafts: Vec<Draft> = batch.iter().map(|p| p.draft.clone()).collect();
-        let inserted = match conn.get().await {
-            Ok(c) => source_batches::insert_many_announced(c, &drafts).await,
-            Err(e) => Err(e),
-        };
+        let drafts: Vec<&Draft> = batch.iter().map(|p| &p.draft).collect();
+        let inserted =
+            async { source_batches::insert_many_announced(conn.get().await?, &drafts).await }.await;
         conn.after(&inserted);
         inserted.unwrap_or_else(|e| {
             tracing::warn!(error = %e, creates = batch.len(), "a batch of creates failed; each runs alone");
@@ -134,10 +132,9 @@ async fn commit(conn: &mut Held, batch: Vec<Pending>) {
 }
 
 async fn alone(conn: &mut Held, draft: &Draft) -> Result<SourceRow> {
-    let inserted = match conn.get().await {
-        Ok(c) => sources::insert_announced(c, &draft.tenant, &draft.source).await,
-        Err(e) => Err(e),
-    };
+    let inserted =
+        async { sources::insert_announced(conn.get().await?, &draft.tenant, &draft.source).await }
+            .await;
     conn.after(&inserted);
     inserted
 }

@@ -1,6 +1,8 @@
 //! Spare tenant schemas: cloned ahead of time, renamed for a new org's first source, refilled
 //! in the background, and migrated at start like tenants.
 
+use sqlx::{Postgres, pool::PoolConnection};
+
 use crate::stack::{Options, Stack, aws};
 
 async fn namespace(stack: &Stack, name: &str) -> Option<i64> {
@@ -116,6 +118,23 @@ async fn without_spares_a_new_org_is_cloned_on_demand() {
     stack.stop().await;
 }
 
+/// The clone lock, taken as another replica's clone would take it.
+async fn hold_the_clone_lock(stack: &Stack) -> PoolConnection<Postgres> {
+    let mut other_replica = stack.db.acquire().await.unwrap();
+    sqlx::query("SELECT pg_advisory_lock(hashtext('keel.tenant.clone'))")
+        .execute(&mut *other_replica)
+        .await
+        .unwrap();
+    other_replica
+}
+
+async fn free_the_clone_lock(other_replica: &mut PoolConnection<Postgres>) {
+    sqlx::query("SELECT pg_advisory_unlock(hashtext('keel.tenant.clone'))")
+        .execute(&mut **other_replica)
+        .await
+        .unwrap();
+}
+
 #[tokio::test]
 async fn a_tenant_waiting_for_its_clone_holds_up_no_other_org() {
     let stack = Stack::start_with(Options {
@@ -129,11 +148,7 @@ async fn a_tenant_waiting_for_its_clone_holds_up_no_other_org() {
     stack.wait_state(first.source_id(), "linked").await;
 
     // Another replica's clone holds the turn: a new org's tenant waits for it.
-    let mut other_replica = stack.db.acquire().await.unwrap();
-    sqlx::query("SELECT pg_advisory_lock(hashtext('keel.tenant.clone'))")
-        .execute(&mut *other_replica)
-        .await
-        .unwrap();
+    let mut other_replica = hold_the_clone_lock(&stack).await;
     let waiting = stack
         .bulk_create(
             "72202",
@@ -159,10 +174,7 @@ async fn a_tenant_waiting_for_its_clone_holds_up_no_other_org() {
         Some("creating".to_owned())
     );
 
-    sqlx::query("SELECT pg_advisory_unlock(hashtext('keel.tenant.clone'))")
-        .execute(&mut *other_replica)
-        .await
-        .unwrap();
+    free_the_clone_lock(&mut other_replica).await;
     stack.wait_state(waiting.source_id(), "linked").await;
     assert!(namespace(&stack, "org72202").await.is_some());
     stack.stop().await;
@@ -195,11 +207,7 @@ async fn a_burst_of_new_orgs_is_made_half_a_pool_at_a_time() {
     assert_eq!(makers, 5);
 
     // Another replica's clone holds the lock: every tenant maker waits inside the database.
-    let mut other_replica = stack.db.acquire().await.unwrap();
-    sqlx::query("SELECT pg_advisory_lock(hashtext('keel.tenant.clone'))")
-        .execute(&mut *other_replica)
-        .await
-        .unwrap();
+    let mut other_replica = hold_the_clone_lock(&stack).await;
     let mut created = Vec::new();
     for n in 0..8 {
         let org = format!("7230{n}");
@@ -219,10 +227,7 @@ async fn a_burst_of_new_orgs_is_made_half_a_pool_at_a_time() {
     tokio::time::sleep(std::time::Duration::from_millis(800)).await;
     assert_eq!(waiting_for_the_clone_lock(&stack).await, makers);
 
-    sqlx::query("SELECT pg_advisory_unlock(hashtext('keel.tenant.clone'))")
-        .execute(&mut *other_replica)
-        .await
-        .unwrap();
+    free_the_clone_lock(&mut other_replica).await;
     for source in &created {
         stack.wait_state(source.source_id(), "linked").await;
     }

@@ -27,12 +27,12 @@ pub struct Draft {
 /// [`super::sources::insert_announced`], which names the reason.
 pub async fn insert_many_announced(
     conn: &mut PgConnection,
-    drafts: &[Draft],
+    drafts: &[&Draft],
 ) -> Result<Vec<Option<SourceRow>>> {
     let now = write_time();
     let event_type = Resource::Source.create();
     let mut columns = ManyColumns::default();
-    for Draft { tenant, source } in drafts {
+    for &Draft { tenant, source } in drafts {
         let row = SourceRow::draft(source, now);
         columns.tenant_ids.push(tenant.id());
         columns.keys.push(outbox::key(tenant));
