@@ -169,28 +169,18 @@ async fn duplicate_of(
 }
 
 /// The tenant's provider row (uuid, name, type, provider id) from `rows`, its name kept up.
-fn tenant_row_insert(schema: &str, rows: &str) -> String {
-    format!(
-        "INSERT INTO {}.reporting_tenant_api_provider (uuid, name, type, provider_id) {rows} \
-         ON CONFLICT (uuid) DO UPDATE SET name = excluded.name",
-        keel_db::quote_ident(schema)
-    )
-}
-
 async fn tenant_row(
     conn: &mut PgConnection,
     schema: &str,
     spec: &ProviderSpec<'_>,
 ) -> Result<(), sqlx::Error> {
-    sqlx::query(sqlx::AssertSqlSafe(tenant_row_insert(
-        schema,
-        "VALUES ($1, $2, $3, $1)",
-    )))
-    .bind(spec.uuid)
-    .bind(spec.name)
-    .bind(spec.ty.as_str())
-    .execute(conn)
-    .await?;
+    sqlx::query("SELECT put_tenant_provider($1, $2, $3, $4)")
+        .bind(schema)
+        .bind(spec.uuid)
+        .bind(spec.name)
+        .bind(spec.ty.as_str())
+        .execute(conn)
+        .await?;
     Ok(())
 }
 
@@ -218,8 +208,20 @@ static NEW_PROVIDER_CTES: LazyLock<String> = LazyLock::new(|| {
     )
 });
 
-/// The common case of [`create`] and the source's link in one statement (the same text for
-/// every source of a tenant, so it is planned once per connection): the settings rows, the
+/// [`try_create_linked`]'s statement: the same text for every tenant (its schema is `$21`, for
+/// `put_tenant_provider`), so each connection prepares it once and soon runs a generic plan.
+/// The tenant row is counted: one per provider made.
+static CREATE_LINKED: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+    let (reporting, link) = super::sources::save_parts(9, "EXISTS (SELECT 1 FROM provider)");
+    format!(
+        "WITH {new}, tenant AS (SELECT put_tenant_provider($21, uuid, $2, $3) FROM provider), \
+           {reporting}, linked AS ({link}) \
+         SELECT (SELECT count(*) FROM tenant), (SELECT first_link FROM linked)",
+        new = NEW_PROVIDER_CTES.as_str(),
+    )
+});
+
+/// The common case of [`create`] and the source's link in one statement: the settings rows, the
 /// provider, the tenant's provider row and the sync row commit together. `None` when something stood
 /// in the way of the provider (nothing was written but settings rows, which [`create`] then
 /// finds); else whether this was the source's first link, as [`super::sources::save`].
@@ -229,17 +231,7 @@ pub async fn try_create_linked(
     source_id: i64,
     saved: &super::sources::Saved<'_>,
 ) -> Result<Option<Option<chrono::DateTime<chrono::Utc>>>, sqlx::Error> {
-    let (reporting, link) = super::sources::save_parts(9, "EXISTS (SELECT 1 FROM provider)");
-    let tenant = tenant_row_insert(
-        &schema_name(spec.org_id),
-        "SELECT uuid, $2, $3, uuid FROM provider",
-    );
-    let sql = format!(
-        "WITH {new}, tenant AS ({tenant}), {reporting}, linked AS ({link}) \
-         SELECT (SELECT count(*) FROM provider), (SELECT first_link FROM linked)",
-        new = NEW_PROVIDER_CTES.as_str(),
-    );
-    let query = sqlx::query_as(sqlx::AssertSqlSafe(sql))
+    let query = sqlx::query_as(sqlx::AssertSqlSafe(CREATE_LINKED.as_str()))
         .bind(spec.uuid)
         .bind(spec.name)
         .bind(spec.ty.as_str())
@@ -250,6 +242,7 @@ pub async fn try_create_linked(
         .bind(spec.paused);
     let (made, first_link): (i64, Option<chrono::DateTime<chrono::Utc>>) =
         super::sources::bind_saved(query, source_id, saved)
+            .bind(schema_name(spec.org_id))
             .fetch_one(&mut *conn)
             .await?;
     Ok((made == 1).then_some(first_link))
