@@ -106,28 +106,53 @@ impl Held {
     }
 }
 
-/// Commits one batch and answers each of its requests.
+/// Commits one batch and answers each of its requests. Without a connection (the pool timed
+/// out, the database is down) the rest of the batch is answered with that error at once:
+/// trying its creates one by one would make each wait out the pool's timeout again.
 async fn commit(conn: &mut Held, batch: Vec<Pending>) {
     metrics::histogram!("sources_create_batch_size").record(batch.len() as f64);
-    let rows = if batch.len() == 1 {
-        vec![None]
-    } else {
-        let drafts: Vec<&Draft> = batch.iter().map(|p| &p.draft).collect();
-        let inserted =
-            async { source_batches::insert_many_announced(conn.get().await?, &drafts).await }.await;
-        conn.after(&inserted);
-        inserted.unwrap_or_else(|e| {
-            tracing::warn!(error = %e, creates = batch.len(), "a batch of creates failed; each runs alone");
-            vec![None; batch.len()]
-        })
+    let mut unconnected: Option<Error> = conn.get().await.err();
+    let rows = match (&unconnected, batch.len()) {
+        (Some(_), _) | (None, 1) => vec![None; batch.len()],
+        (None, _) => {
+            let drafts: Vec<&Draft> = batch.iter().map(|p| &p.draft).collect();
+            let inserted =
+                async { source_batches::insert_many_announced(conn.get().await?, &drafts).await }
+                    .await;
+            conn.after(&inserted);
+            inserted.unwrap_or_else(|e| {
+                tracing::warn!(error = %e, creates = batch.len(), "a batch of creates failed; each runs alone");
+                vec![None; batch.len()]
+            })
+        }
     };
     for (pending, row) in batch.into_iter().zip(rows) {
         let answer = match row {
             Some(row) => Ok(row),
-            None => alone(conn, &pending.draft).await,
+            None => {
+                if unconnected.is_none() {
+                    unconnected = conn.get().await.err();
+                }
+                match &unconnected {
+                    Some(e) => Err(same(e)),
+                    None => alone(conn, &pending.draft).await,
+                }
+            }
         };
         // The client may have gone; its source is committed either way.
         let _ = pending.answer.send(answer);
+    }
+    if let Some(e) = unconnected {
+        tracing::warn!(error = %e, "creates answered without a database connection");
+    }
+}
+
+/// The error each create of a batch gets when no connection could be had (errors do not clone).
+fn same(e: &Error) -> Error {
+    match e {
+        Error::Database(sqlx::Error::PoolTimedOut) => Error::Database(sqlx::Error::PoolTimedOut),
+        Error::Database(sqlx::Error::PoolClosed) => Error::Database(sqlx::Error::PoolClosed),
+        e => Error::Internal(anyhow::anyhow!("no database connection: {e}")),
     }
 }
 
@@ -137,4 +162,67 @@ async fn alone(conn: &mut Held, draft: &Draft) -> Result<SourceRow> {
             .await;
     conn.after(&inserted);
     inserted
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use keel_domain::AvailabilityStatus;
+    use sqlx::postgres::PgPoolOptions;
+
+    use super::*;
+    use crate::domain::source::AppCreationWorkflow;
+
+    fn source(n: usize) -> NewSource {
+        NewSource {
+            name: format!("source {n}"),
+            version: None,
+            imported: None,
+            source_ref: None,
+            app_creation_workflow: AppCreationWorkflow::ManualConfiguration,
+            availability_status: AvailabilityStatus::InProgress,
+            source_type_id: 1,
+        }
+    }
+
+    /// A batch that cannot get a connection is answered at once with the pool's error. Its
+    /// creates were tried one by one before, each waiting out the pool's timeout again; the
+    /// connection is given back as soon as the first answer arrives, so a create still trying
+    /// after that would get it and fail otherwise (the database has no sources table).
+    #[tokio::test]
+    async fn a_batch_without_a_connection_is_answered_whole_with_the_pools_error() {
+        let url = std::env::var("DATABASE_URL").expect(
+            "DATABASE_URL is not set: run the tests through scripts/test, which starts PostgreSQL",
+        );
+        let pool = PgPoolOptions::new()
+            .max_connections(1)
+            .acquire_timeout(Duration::from_millis(100))
+            .connect(&url)
+            .await
+            .unwrap();
+        let held = pool.acquire().await.unwrap();
+        let creates = Creates::start(pool.clone(), 16);
+        let tenant = Tenant::for_tests(None, Some("org"), "identity");
+        // On this single-threaded runtime all eight are queued before the committer runs: one
+        // batch.
+        let mut answers = tokio::task::JoinSet::new();
+        for n in 0..8 {
+            let (creates, tenant) = (creates.clone(), tenant.clone());
+            answers.spawn(async move { creates.create(tenant, source(n)).await });
+        }
+        let first = answers.join_next().await.unwrap().unwrap();
+        drop(held);
+        let mut all = vec![first];
+        while let Some(answer) = answers.join_next().await {
+            all.push(answer.unwrap());
+        }
+        assert_eq!(all.len(), 8);
+        for answer in all {
+            assert!(
+                matches!(answer, Err(Error::Database(sqlx::Error::PoolTimedOut))),
+                "{answer:?}"
+            );
+        }
+    }
 }
