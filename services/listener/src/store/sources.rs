@@ -199,6 +199,7 @@ pub async fn record_events(
             new.accounts.push(account.clone());
             new.orgs.push(org.clone());
             new.offsets.push(*offset);
+            new.states.push(f.state.as_str());
         }
         changed.ids.push(*id);
         changed.states.push(f.state.as_str());
@@ -208,52 +209,49 @@ pub async fn record_events(
             .rereads
             .push(f.reread.unwrap_or(Reread::All).as_str());
     }
-    if !new.ids.is_empty() {
-        sqlx::query(
-            "INSERT INTO api_sources (source_id, auth_header, \"offset\", account_id, org_id) \
-             SELECT * FROM unnest($1::bigint[], $2::text[], $3::bigint[], $4::text[], $5::text[]) \
-             ON CONFLICT (source_id) DO NOTHING",
-        )
-        .bind(&new.ids)
-        .bind(&new.identities)
-        .bind(&new.offsets)
-        .bind(&new.accounts)
-        .bind(&new.orgs)
-        .execute(&mut *tx)
-        .await?;
-    }
-    if new.ids.is_empty() && changed.ids.is_empty() {
+    if changed.ids.is_empty() {
         // Only row locks were taken (events that change nothing, such as the echo of a status
         // this listener sent): nothing to commit, so no WAL flush to wait for.
         tx.rollback().await?;
         return Ok(recorded);
     }
-    if !changed.ids.is_empty() {
-        sqlx::query(
-            "UPDATE api_sources s SET state = c.state, auth_header = coalesce(c.identity, s.auth_header), \
-               updated_timestamp = now() \
-             FROM unnest($1::bigint[], $2::text[], $3::text[]) AS c(source_id, state, identity) \
-             WHERE s.source_id = c.source_id",
-        )
+    sqlx::query(RECORD.as_str())
+        .bind(&new.ids)
+        .bind(&new.identities)
+        .bind(&new.offsets)
+        .bind(&new.accounts)
+        .bind(&new.orgs)
+        .bind(&new.states)
         .bind(&changed.ids)
         .bind(&changed.states)
         .bind(&changed.identities)
-        .execute(&mut *tx)
-        .await?;
-        sqlx::query(sqlx::AssertSqlSafe(format!(
-            "INSERT INTO operations (source_id, kind, reread) \
-             SELECT * FROM unnest($1::bigint[], $2::text[], $3::text[]) {}",
-            super::queue::ENQUEUE_CONFLICT
-        )))
-        .bind(&changed.ids)
         .bind(&changed.ops)
         .bind(&changed.rereads)
         .execute(&mut *tx)
         .await?;
-    }
     tx.commit().await?;
     Ok(recorded)
 }
+
+/// What [`record_events`] writes, in one statement (one round trip in the consumer's cycle,
+/// which every event waits behind): the rows of sources followed from now on, inserted in their
+/// new state; the state of the others (the update does not see the rows inserted beside it,
+/// which is why they carry theirs); and the queued operations, whose foreign key is checked
+/// at the end of the statement, when the new rows are there.
+static RECORD: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+    format!(
+        "WITH new AS (INSERT INTO api_sources (source_id, auth_header, \"offset\", account_id, org_id, state) \
+           SELECT * FROM unnest($1::bigint[], $2::text[], $3::bigint[], $4::text[], $5::text[], $6::text[]) \
+           ON CONFLICT (source_id) DO NOTHING), \
+         changed AS (UPDATE api_sources s SET state = c.state, \
+             auth_header = coalesce(c.identity, s.auth_header), updated_timestamp = now() \
+           FROM unnest($7::bigint[], $8::text[], $9::text[]) AS c(source_id, state, identity) \
+           WHERE s.source_id = c.source_id) \
+         INSERT INTO operations (source_id, kind, reread) \
+         SELECT * FROM unnest($7::bigint[], $10::text[], $11::text[]) {}",
+        super::queue::ENQUEUE_CONFLICT
+    )
+});
 
 #[derive(Default)]
 struct NewRows {
@@ -262,6 +260,7 @@ struct NewRows {
     accounts: Vec<Option<String>>,
     orgs: Vec<String>,
     offsets: Vec<i64>,
+    states: Vec<&'static str>,
 }
 
 #[derive(Default)]
