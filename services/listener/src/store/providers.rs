@@ -168,7 +168,8 @@ async fn duplicate_of(
     .await
 }
 
-/// The tenant's provider row (uuid, name, type, provider id) from `rows`, its name kept up.
+/// The tenant's provider row (uuid, name, type, provider id), its name kept up, through
+/// `put_tenant_provider`: the statement's text is the same for every tenant.
 async fn tenant_row(
     conn: &mut PgConnection,
     schema: &str,
@@ -211,7 +212,7 @@ static NEW_PROVIDER_CTES: LazyLock<String> = LazyLock::new(|| {
 /// [`try_create_linked`]'s statement: the same text for every tenant (its schema is `$21`, for
 /// `put_tenant_provider`), so each connection prepares it once and soon runs a generic plan.
 /// The tenant row is counted: one per provider made.
-static CREATE_LINKED: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+static CREATE_LINKED: LazyLock<String> = LazyLock::new(|| {
     let (reporting, link) = super::sources::save_parts(9, "EXISTS (SELECT 1 FROM provider)");
     format!(
         "WITH {new}, tenant AS (SELECT put_tenant_provider($21, uuid, $2, $3) FROM provider), \
