@@ -24,7 +24,7 @@ use crate::{
     state::AppState,
     store,
     store::tenants::TEMPLATE_SCHEMA,
-    worker::{RetryPolicy, Worker, tenants_at_once},
+    worker::{RetryPolicy, Tenants, Worker, tenants_at_once},
 };
 
 /// The `cost` schema's migrations.
@@ -327,7 +327,7 @@ impl Background {
             },
             wake: self.wake.clone(),
             type_names: tokio::sync::RwLock::new(HashMap::new()),
-            tenants: std::sync::Mutex::new(HashMap::new()),
+            tenants: Tenants::default(),
             tenant_turns: tokio::sync::Semaphore::new(tenants_at_once(
                 self.config.common.database_max_connections,
             )),
@@ -391,7 +391,7 @@ async fn report_queue(db: PgPool) -> anyhow::Result<()> {
 /// Keeps `target` spare tenant schemas cloned.
 async fn refill_spares(db: PgPool, target: usize) -> anyhow::Result<()> {
     let busy = store::queue::has_work(&db).await?;
-    let made = store::tenants::refill(&db, target, busy).await?;
+    let made = store::spares::refill(&db, target, busy).await?;
     if made > 0 {
         tracing::info!(made, "spare tenant schemas cloned");
     }

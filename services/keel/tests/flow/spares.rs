@@ -233,3 +233,127 @@ async fn a_burst_of_new_orgs_is_made_half_a_pool_at_a_time() {
     }
     stack.stop().await;
 }
+
+#[tokio::test]
+async fn the_sources_of_a_new_org_wait_for_the_one_operation_making_its_tenant() {
+    let stack = Stack::start_with(Options {
+        tune: |c| c.spare_tenants = 0,
+        ..Options::default()
+    })
+    .await;
+    // Another replica's clone holds the lock: the org's tenant maker waits inside the database.
+    let mut other_replica = hold_the_clone_lock(&stack).await;
+    let mut created = Vec::new();
+    for n in 0..4 {
+        let role = format!("arn:aws:iam::123456789012:role/Same{n}");
+        created.push(
+            stack
+                .bulk_create("72401", aws(&format!("Same org {n}"), &role))
+                .await,
+        );
+    }
+    for source in &created {
+        stack.wait_state(source.source_id(), "creating").await;
+    }
+    stack
+        .wait_for("the tenant maker at the clone lock", || async {
+            waiting_for_the_clone_lock(&stack).await == 1
+        })
+        .await;
+    // The org's other sources wait for that maker in the listener and give way, instead of
+    // each waiting at the org's lock in a session of its own, however long it lasts.
+    tokio::time::sleep(std::time::Duration::from_millis(800)).await;
+    assert_eq!(waiting_for_the_clone_lock(&stack).await, 1);
+
+    free_the_clone_lock(&mut other_replica).await;
+    for source in &created {
+        stack.wait_state(source.source_id(), "linked").await;
+    }
+    assert_eq!(
+        stack
+            .count("SELECT count(*) FROM api_tenant WHERE schema_name = 'org72401'")
+            .await,
+        1
+    );
+    stack.stop().await;
+}
+
+/// Tables and foreign keys of a schema, and the migrations it records.
+async fn shape(stack: &Stack, schema: &str) -> (i64, i64, i64) {
+    let tables = stack
+        .count(&format!(
+            "SELECT count(*) FROM pg_tables WHERE schemaname = '{schema}'"
+        ))
+        .await;
+    let keys = stack
+        .count(&format!(
+            "SELECT count(*) FROM pg_constraint c JOIN pg_namespace n ON n.oid = c.connamespace \
+             WHERE n.nspname = '{schema}' AND c.contype = 'f'"
+        ))
+        .await;
+    let history = stack
+        .count(&format!("SELECT count(*) FROM {schema}._sqlx_migrations"))
+        .await;
+    (tables, keys, history)
+}
+
+#[tokio::test]
+async fn a_spare_is_cloned_a_statement_at_a_time_and_listed_once_whole() {
+    // No refill of its own: the test runs one.
+    let stack = Stack::start_with(Options {
+        tune: |c| c.spare_tenants = 0,
+        ..Options::default()
+    })
+    .await;
+    // What a crash in the middle of a clone leaves.
+    sqlx::raw_sql("CREATE SCHEMA keel_spare_half; CREATE TABLE keel_spare_half.t (id int)")
+        .execute(&stack.db)
+        .await
+        .unwrap();
+    // A provider being written: its transaction holds `cost.api_provider`.
+    let mut writer = stack.db.begin().await.unwrap();
+    sqlx::query("LOCK TABLE cost.api_provider IN ROW EXCLUSIVE MODE")
+        .execute(&mut *writer)
+        .await
+        .unwrap();
+
+    let db = stack.db.clone();
+    let refill = tokio::spawn(async move { listener::store::spares::refill(&db, 1, false).await });
+    // The spare's tables are committed while its keys wait for the provider write: no
+    // transaction lasts the whole clone. It is not listed yet.
+    let template = shape(&stack, "template0").await;
+    let tables_committed = || async {
+        stack
+            .count(
+                "SELECT count(*) FROM pg_tables WHERE schemaname LIKE 'keel\\_spare\\_%' \
+                 AND schemaname <> 'keel_spare_half'",
+            )
+            .await
+            == template.0
+    };
+    stack
+        .wait_for("the spare's tables committed", tables_committed)
+        .await;
+    assert!(spares(&stack).await.is_empty());
+    assert!(
+        !refill.is_finished(),
+        "the keys wait for the provider write"
+    );
+
+    writer.commit().await.unwrap();
+    assert_eq!(refill.await.unwrap().unwrap(), 1);
+    let listed = spares(&stack).await;
+    assert_eq!(listed.len(), 1);
+    assert_eq!(shape(&stack, &listed[0]).await, template);
+    assert!(template.1 > 0 && template.2 > 0, "{template:?}");
+    // The half-made one is gone, and no schema is named like a spare but not listed.
+    assert_eq!(namespace(&stack, "keel_spare_half").await, None);
+    let unlisted = stack
+        .count(
+            "SELECT count(*) FROM pg_namespace WHERE nspname LIKE 'keel\\_spare\\_%' \
+             AND nspname NOT IN (SELECT schema_name FROM spare_tenants)",
+        )
+        .await;
+    assert_eq!(unlisted, 0);
+    stack.stop().await;
+}

@@ -9,6 +9,8 @@ pub mod queue;
 pub mod read;
 /// The sync rows of followed sources.
 pub mod sources;
+/// Spare tenant schemas, cloned ahead of time.
+pub mod spares;
 /// A followed source's sync row.
 mod sync_row;
 /// Customers and tenant schemas, and the spare schemas new tenants take.

@@ -5,7 +5,7 @@
 //!
 //! Schemas come from a small pool of spares cloned ahead of time (`cost.spare_tenants`): the
 //! first source of an org renames one instead of waiting for a clone, and the pool is refilled
-//! in the background ([`refill`]).
+//! in the background ([`super::spares`]).
 
 use std::{sync::LazyLock, time::Instant};
 
@@ -65,25 +65,30 @@ fn check(org_id: &str, account_id: Option<&str>) -> Result<String, Problem> {
 }
 
 /// The org's customer id, once its customer row, tenant schema and tenant row exist and are
-/// committed; made in a transaction of their own when missing.
+/// committed; made in a statement (from a spare) or a transaction (a clone) of their own when
+/// missing.
 pub async fn ensure(
     db: &PgPool,
     org_id: &str,
     account_id: Option<&str>,
 ) -> Result<i64, TenantError> {
     let schema = check(org_id, account_id).map_err(TenantError::Problem)?;
-    // The tenant row is written last, in the same transaction as the schema: with it, the
-    // tenant is whole.
-    let ready: Option<i64> = sqlx::query_scalar(
-        "SELECT c.id FROM api_customer c JOIN api_tenant t ON t.schema_name = c.schema_name \
-         WHERE c.org_id = $1",
-    )
-    .bind(org_id)
-    .fetch_optional(db)
-    .await?;
-    if let Some(id) = ready {
-        return Ok(id);
+    let made: Option<(Option<i64>, Option<String>)> =
+        sqlx::query_as("SELECT customer_id, spare FROM make_tenant($1, $2, $3)")
+            .bind(org_id)
+            .bind(account_id)
+            .bind(&schema)
+            .fetch_optional(db)
+            .await
+            .map_err(account_taken)?;
+    if let Some((Some(customer), spare)) = made {
+        if let Some(spare) = spare {
+            metrics::counter!("tenant_schemas_created_total", "from" => "spare").increment(1);
+            tracing::info!(schema, spare, "tenant schema taken from the spares");
+        }
+        return Ok(customer);
     }
+    // No spare left: the template is cloned.
     let mut tx = db.begin().await?;
     // Two first sources of one org: the second waits here, then finds the tenant made.
     sqlx::query("SELECT pg_advisory_xact_lock(hashtext('keel.tenant'), hashtext($1))")
@@ -96,12 +101,23 @@ pub async fn ensure(
         create_schema(&mut tx, &schema).await?;
     }
     let customer = customer(&mut tx, org_id, account_id, &schema).await?;
+    // Written last, in the same transaction as the schema: with it, the tenant is whole.
     sqlx::query("INSERT INTO api_tenant (schema_name) VALUES ($1) ON CONFLICT DO NOTHING")
         .bind(&schema)
         .execute(&mut *tx)
         .await?;
     tx.commit().await?;
     Ok(customer)
+}
+
+/// An account number another org's customer holds is the source's problem.
+fn account_taken(e: sqlx::Error) -> TenantError {
+    match e {
+        sqlx::Error::Database(e) if e.constraint() == Some("api_customer_account_id_key") => {
+            TenantError::Problem(Problem::new("source.account_id", ACCOUNT_TAKEN_MESSAGE))
+        }
+        e => e.into(),
+    }
 }
 
 /// The org's customer row, found or inserted (never updated: an existing row is not locked).
@@ -111,7 +127,7 @@ async fn customer(
     account_id: Option<&str>,
     schema: &str,
 ) -> Result<i64, TenantError> {
-    let inserted = sqlx::query_scalar(
+    sqlx::query_scalar(
         "WITH found AS (SELECT id FROM api_customer WHERE org_id = $1), \
          made AS (INSERT INTO api_customer (org_id, account_id, schema_name) \
                   SELECT $1, $2, $3 WHERE NOT EXISTS (SELECT 1 FROM found) \
@@ -122,17 +138,8 @@ async fn customer(
     .bind(account_id)
     .bind(schema)
     .fetch_one(&mut *conn)
-    .await;
-    match inserted {
-        Ok(id) => Ok(id),
-        Err(sqlx::Error::Database(e)) if e.constraint() == Some("api_customer_account_id_key") => {
-            Err(TenantError::Problem(Problem::new(
-                "source.account_id",
-                ACCOUNT_TAKEN_MESSAGE,
-            )))
-        }
-        Err(e) => Err(e.into()),
-    }
+    .await
+    .map_err(account_taken)
 }
 
 async fn schema_exists(conn: &mut PgConnection, schema: &str) -> Result<bool, sqlx::Error> {
@@ -142,16 +149,16 @@ async fn schema_exists(conn: &mut PgConnection, schema: &str) -> Result<bool, sq
         .await
 }
 
-/// Renames a spare to `schema`, or clones the template when none is left.
+/// Renames a spare to `schema`, or clones the template when none is left (unless one is
+/// listed while this waits for the clone lock: a refill was making it).
 async fn create_schema(conn: &mut PgConnection, schema: &str) -> Result<(), sqlx::Error> {
-    let spare: Option<String> = sqlx::query_scalar(
-        "DELETE FROM spare_tenants WHERE schema_name = ( \
-           SELECT schema_name FROM spare_tenants ORDER BY created_at \
-           LIMIT 1 FOR UPDATE SKIP LOCKED) \
-         RETURNING schema_name",
-    )
-    .fetch_optional(&mut *conn)
-    .await?;
+    let mut spare = take_spare(conn).await?;
+    if spare.is_none() {
+        sqlx::query("SELECT pg_advisory_xact_lock(hashtext('keel.tenant.clone'))")
+            .execute(&mut *conn)
+            .await?;
+        spare = take_spare(conn).await?;
+    }
     match spare {
         Some(spare) => {
             sqlx::query(sqlx::AssertSqlSafe(format!(
@@ -172,13 +179,22 @@ async fn create_schema(conn: &mut PgConnection, schema: &str) -> Result<(), sqlx
     Ok(())
 }
 
-/// Clones the template into `schema`. Clones take one lock for the whole database (held to
-/// the end of the transaction): concurrent clones contend on the catalogue and each gets many
+/// The oldest spare, unlisted (renamed by the caller in the same transaction).
+async fn take_spare(conn: &mut PgConnection) -> Result<Option<String>, sqlx::Error> {
+    sqlx::query_scalar(
+        "DELETE FROM spare_tenants WHERE schema_name = ( \
+           SELECT schema_name FROM spare_tenants ORDER BY created_at \
+           LIMIT 1 FOR UPDATE SKIP LOCKED) \
+         RETURNING schema_name",
+    )
+    .fetch_optional(&mut *conn)
+    .await
+}
+
+/// Clones the template into `schema`, under the clone lock the caller holds: one clone at a
+/// time in the database, as concurrent clones contend on the catalogue and each gets many
 /// times slower.
 async fn clone(conn: &mut PgConnection, schema: &str) -> Result<(), sqlx::Error> {
-    sqlx::query("SELECT pg_advisory_xact_lock(hashtext('keel.tenant.clone'))")
-        .execute(&mut *conn)
-        .await?;
     let started = Instant::now();
     sqlx::query("SELECT cost.clone_schema($1, $2)")
         .bind(TEMPLATE_SCHEMA)
@@ -193,63 +209,6 @@ async fn clone(conn: &mut PgConnection, schema: &str) -> Result<(), sqlx::Error>
         "cloned tenant schema"
     );
     Ok(())
-}
-
-/// How long the background clone waits for its locks before giving way: while it waits for
-/// `cost.api_provider`'s, provider inserts queue behind it.
-const SPARE_LOCK_TIMEOUT: &str = "100ms";
-
-/// Clones spares until `target` are waiting, or only one while `busy` (operations are
-/// waiting: each clone holds `cost.api_provider` against their inserts while it runs, so a
-/// refill after a burst of new orgs is spread out instead of stalling every build at once);
-/// answers how many were made. A clone that cannot have its locks at once (providers being
-/// written, a tenant being cloned) is left for the next call.
-pub async fn refill(db: &PgPool, target: usize, busy: bool) -> Result<usize, sqlx::Error> {
-    let mut made = 0;
-    loop {
-        match refill_one(db, target).await {
-            Ok(true) => made += 1,
-            Ok(false) => return Ok(made),
-            Err(sqlx::Error::Database(e)) if e.code().as_deref() == Some(LOCK_NOT_AVAILABLE) => {
-                return Ok(made);
-            }
-            Err(e) => return Err(e),
-        }
-        if busy {
-            return Ok(made);
-        }
-    }
-}
-
-/// SQLSTATE of a lock wait that reached `lock_timeout`.
-const LOCK_NOT_AVAILABLE: &str = "55P03";
-
-/// One spare, unless `target` are waiting (counted under the clone lock, so replicas
-/// refilling together do not overshoot).
-async fn refill_one(db: &PgPool, target: usize) -> Result<bool, sqlx::Error> {
-    let mut tx = db.begin().await?;
-    sqlx::query(sqlx::AssertSqlSafe(format!(
-        "SET LOCAL lock_timeout = '{SPARE_LOCK_TIMEOUT}'"
-    )))
-    .execute(&mut *tx)
-    .await?;
-    sqlx::query("SELECT pg_advisory_xact_lock(hashtext('keel.tenant.clone'))")
-        .execute(&mut *tx)
-        .await?;
-    let waiting: i64 = sqlx::query_scalar("SELECT count(*) FROM spare_tenants")
-        .fetch_one(&mut *tx)
-        .await?;
-    if waiting >= target as i64 {
-        return Ok(false);
-    }
-    let name = format!("keel_spare_{}", uuid::Uuid::new_v4().simple());
-    clone(&mut tx, &name).await?;
-    sqlx::query("INSERT INTO spare_tenants (schema_name) VALUES ($1)")
-        .bind(&name)
-        .execute(&mut *tx)
-        .await?;
-    tx.commit().await?;
-    Ok(true)
 }
 
 /// Every tenant schema, oldest first, and every spare: each is migrated at start.

@@ -7,6 +7,7 @@ mod error;
 mod fetch;
 mod operation;
 mod save;
+mod tenant;
 
 use std::{collections::HashMap, sync::Arc, time::Duration};
 
@@ -21,6 +22,7 @@ use tracing::Instrument as _;
 use uuid::Uuid;
 
 use self::error::OpError;
+pub use self::tenant::Tenants;
 use crate::{
     sources_client::{Caller, SourcesClient},
     store::{self, Claimed, SourceRow},
@@ -62,8 +64,8 @@ pub struct Worker {
     pub wake: Arc<Notify>,
     /// Source type names by id (they never change).
     pub type_names: RwLock<HashMap<i64, Option<String>>>,
-    /// Customer ids of orgs whose tenant is made (tenants are never removed).
-    pub tenants: std::sync::Mutex<HashMap<String, i64>>,
+    /// The tenants of the orgs seen, each made by one operation at a time.
+    pub tenants: Tenants,
     /// At most [`tenants_at_once`] tenants are made at a time (clones are serialised in the
     /// database anyway): the operations of other new orgs give way meanwhile, so a burst of
     /// new orgs neither takes every worker nor every pooled connection.

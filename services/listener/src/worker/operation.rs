@@ -9,20 +9,17 @@ use super::{
     fetch::Fetched,
     provider_uuid,
     save::{Outcome, save_row, saved},
+    tenant::{TENANT_WAIT, Tenant},
 };
 use crate::{
-    domain::{OpKind, Plan, Problem, Reread, StatusBody, SyncState, Synced, Truth},
+    domain::{Plan, Problem, Reread, StatusBody, SyncState, Synced, Truth},
     secrets,
     sources_client::Caller,
     store::{
         self, Claim, SourceRow,
         providers::{self as provider, BuildError, ProviderSpec},
-        tenants::{self, TenantError},
     },
 };
-
-/// How long an operation waiting for its org's tenant gives way ([`Worker::waits_for_a_tenant`]).
-const TENANT_WAIT: std::time::Duration = std::time::Duration::from_millis(200);
 
 /// When a source was created, answered by its first link.
 type FirstLink = chrono::DateTime<chrono::Utc>;
@@ -97,7 +94,7 @@ impl Worker {
     }
 
     /// Stores the fetched settings and the new state in the sync row.
-    async fn save(
+    pub(super) async fn save(
         &self,
         row: &SourceRow,
         fetched: &Fetched,
@@ -163,11 +160,15 @@ impl Worker {
                 "building a provider for a source that is not present"
             )));
         };
-        let customer = match self.customer(row, fetched).await? {
-            Ok(id) => id,
-            Err(problem) => {
+        let customer = match self.tenant(row, fetched).await? {
+            Tenant::Ready(id) => id,
+            Tenant::Invalid(problem) => {
                 self.fail_settings(claim, row, fetched, &problem).await?;
                 return Ok("invalid");
+            }
+            Tenant::Busy => {
+                store::postpone(&self.queue, claim, TENANT_WAIT).await?;
+                return Ok("postponed");
             }
         };
         let uuid = provider_uuid(row)
@@ -249,51 +250,6 @@ impl Worker {
     async fn announce_created(&self, uuid: Uuid) {
         if let Err(e) = provider::announce_created(&self.queue, uuid).await {
             tracing::warn!(error = %e, provider = %uuid, "cannot announce the new provider; the next sweep finds it");
-        }
-    }
-
-    /// Whether the operation would build the first provider of an org whose tenant is not
-    /// known to exist while another tenant is being made: it gives its worker to operations
-    /// that can run now instead of waiting its turn ([`Worker::tenant_turns`]).
-    fn waits_for_a_tenant(&self, claim: &Claim, row: &SourceRow) -> bool {
-        if claim.kind == OpKind::Delete.as_str() || row.koku_uuid.is_some() {
-            return false;
-        }
-        let known = self
-            .tenants
-            .lock()
-            .is_ok_and(|t| t.contains_key(&row.org_id));
-        !known && self.tenant_turns.available_permits() == 0
-    }
-
-    /// The org's customer, once its tenant exists: made and committed on its own first, so a
-    /// provider transaction never waits for a schema clone's locks. While a tenant is made
-    /// the source shows `creating`.
-    async fn customer(
-        &self,
-        row: &SourceRow,
-        fetched: &Fetched,
-    ) -> Result<Result<i64, Problem>, OpError> {
-        let known = self
-            .tenants
-            .lock()
-            .ok()
-            .and_then(|t| t.get(&row.org_id).copied());
-        if let Some(id) = known {
-            return Ok(Ok(id));
-        }
-        self.save(row, fetched, Outcome::state(SyncState::Creating))
-            .await?;
-        let _turn = self.tenant_turns.acquire().await;
-        match tenants::ensure(&self.db, &row.org_id, row.account_id.as_deref()).await {
-            Ok(id) => {
-                if let Ok(mut known) = self.tenants.lock() {
-                    known.insert(row.org_id.clone(), id);
-                }
-                Ok(Ok(id))
-            }
-            Err(TenantError::Problem(problem)) => Ok(Err(problem)),
-            Err(TenantError::Database(e)) => Err(e.into()),
         }
     }
 
