@@ -1,10 +1,11 @@
 //! Embedded-log members: the outbox read as a log, one task per topic (one partition each),
 //! holding an advisory lock per (group, topic) and storing the group's position in
-//! `keel_events.consumer_positions` after each batch.
+//! `keel_events.consumer_positions` after each batch (while the next one is read).
 
 use std::{sync::Arc, time::Duration};
 
 use sqlx::PgPool;
+use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
 use super::{BATCH, ConsumerConfig, Handler, settle_batch};
@@ -49,6 +50,39 @@ async fn store_position(
     Ok(())
 }
 
+/// Stores each position the member hands over, the latest when several wait: the store of one
+/// batch's position overlaps the reading and handling of the next, instead of being one more
+/// round trip (and commit) every event waits behind. Returns once the member has dropped its
+/// sender and the last position is stored (or shutdown interrupts a retry).
+async fn store_positions(
+    db: PgPool,
+    group: String,
+    topic: String,
+    mut latest: watch::Receiver<Position>,
+    shutdown: CancellationToken,
+) {
+    let mut stored = *latest.borrow_and_update();
+    loop {
+        let ended = latest.changed().await.is_err();
+        let position = *latest.borrow_and_update();
+        while position != stored {
+            match store_position(&db, &group, &topic, position).await {
+                Ok(()) => stored = position,
+                Err(e) => {
+                    tracing::warn!(error = %e, "cannot store the consumer position; retrying");
+                    tokio::select! {
+                        _ = shutdown.cancelled() => return,
+                        _ = tokio::time::sleep(Duration::from_millis(500)) => {}
+                    }
+                }
+            }
+        }
+        if ended {
+            return;
+        }
+    }
+}
+
 /// After a commit of this process wakes a reader, how long it waits for the commits right
 /// behind it before reading.
 const GATHER: Duration = Duration::from_millis(10);
@@ -89,19 +123,54 @@ async fn hold_member_lock(
     }
 }
 
-/// One member's run over one topic of the log, reading on its lock connection (set to walk the
+/// One member of a group over one topic of the log.
+struct Member<'a, H> {
+    db: &'a PgPool,
+    outbox: Outbox,
+    topic: &'a str,
+    config: &'a ConsumerConfig,
+    handler: &'a H,
+    shutdown: &'a CancellationToken,
+}
+
+/// One member's run over its topic, reading on its lock connection (set to walk the
 /// outbox's indexes); returns on shutdown, or with the error that broke that connection.
 async fn read_topic<H: Handler>(
     conn: &mut sqlx::PgConnection,
-    db: &PgPool,
-    outbox: Outbox,
-    topic: &str,
-    config: &ConsumerConfig,
-    handler: &H,
-    shutdown: &CancellationToken,
+    m: &Member<'_, H>,
 ) -> Result<(), sqlx::Error> {
     crate::outbox::walk_indexes(conn).await?;
-    let mut position = load_position(&mut *conn, &config.group, topic).await?;
+    let position = load_position(&mut *conn, &m.config.group, m.topic).await?;
+    let (handled, latest) = watch::channel(position);
+    let writer = tokio::spawn(store_positions(
+        m.db.clone(),
+        m.config.group.clone(),
+        m.topic.to_owned(),
+        latest,
+        m.shutdown.clone(),
+    ));
+    let read = read_from(conn, m, position, &handled).await;
+    // The last position handed over is stored before the member lets go of its lock.
+    drop(handled);
+    let _ = writer.await;
+    read
+}
+
+/// [`read_topic`]'s loop, from `position`, handing each batch's last position to `handled`.
+async fn read_from<H: Handler>(
+    conn: &mut sqlx::PgConnection,
+    m: &Member<'_, H>,
+    mut position: Position,
+    handled: &watch::Sender<Position>,
+) -> Result<(), sqlx::Error> {
+    let Member {
+        db,
+        outbox,
+        topic,
+        config,
+        handler,
+        shutdown,
+    } = *m;
     let lag = metrics::gauge!(
         "events_consumer_lag",
         "group" => config.group.clone(),
@@ -171,14 +240,9 @@ async fn read_topic<H: Handler>(
             break;
         };
         position = last;
-        // Committed after each batch: a restart repeats at most the batch in hand.
-        while let Err(e) = store_position(db, &config.group, topic, position).await {
-            tracing::warn!(error = %e, "cannot store the consumer position; retrying");
-            tokio::select! {
-                _ = shutdown.cancelled() => return Ok(()),
-                _ = tokio::time::sleep(Duration::from_millis(500)) => {}
-            }
-        }
+        // Stored while the next batch is read: a restart repeats at most the batches in hand
+        // and the one being stored.
+        handled.send_replace(position);
         if settled < read {
             break;
         }
@@ -211,9 +275,15 @@ pub(super) async fn run<H: Handler>(
                 else {
                     return;
                 };
-                if let Err(e) =
-                    read_topic(&mut conn, &db, outbox, &topic, &config, &*handler, &shutdown).await
-                {
+                let member = Member {
+                    db: &db,
+                    outbox,
+                    topic: &topic,
+                    config: &config,
+                    handler: &*handler,
+                    shutdown: &shutdown,
+                };
+                if let Err(e) = read_topic(&mut conn, &member).await {
                     tracing::warn!(error = %e, %topic, "reading the log failed; taking the lock again");
                     tokio::select! {
                         _ = shutdown.cancelled() => {}
