@@ -50,3 +50,31 @@ pub(super) async fn acknowledged_to_linked(
     }
     Ok(h)
 }
+
+/// Both parts of create-to-provider ([`link_latency`]), their median and longest, by quarter
+/// second of the source's creation (from the first of the phase).
+#[expect(clippy::print_stdout)]
+pub(super) async fn timeline(db: &PgPool, skip: usize) -> anyhow::Result<()> {
+    let rows: Vec<(f64, i64, f64, f64, f64, f64)> = sqlx::query_as(
+        "WITH l AS (SELECT s.created_at, a.created_timestamp, a.linked_timestamp \
+           FROM api_sources a JOIN sources.sources s ON s.id = a.source_id \
+           WHERE a.linked_timestamp IS NOT NULL ORDER BY s.id OFFSET $1), \
+         q AS (SELECT floor(extract(epoch FROM created_at - min(created_at) OVER ()) * 4) / 4 AS at, \
+           extract(epoch FROM created_timestamp - created_at) * 1e3 AS followed, \
+           extract(epoch FROM linked_timestamp - created_timestamp) * 1e3 AS worked FROM l) \
+         SELECT at::float8, count(*), \
+           percentile_cont(0.5) WITHIN GROUP (ORDER BY followed), max(followed)::float8, \
+           percentile_cont(0.5) WITHIN GROUP (ORDER BY worked), max(worked)::float8 \
+         FROM q GROUP BY at ORDER BY at",
+    )
+    .bind(skip as i64)
+    .fetch_all(db)
+    .await?;
+    println!("created at  sources   create -> followed p50 / max   followed -> provider p50 / max");
+    for (at, n, followed, followed_max, worked, worked_max) in rows {
+        println!(
+            "{at:>9.2} s {n:>8}   {followed:>10.1} / {followed_max:>7.1} ms   {worked:>12.1} / {worked_max:>7.1} ms"
+        );
+    }
+    Ok(())
+}

@@ -31,7 +31,7 @@ use serde_json::{Value, json};
 use sqlx::PgPool;
 
 use self::{
-    latency::{acknowledged_to_linked, link_latency},
+    latency::{acknowledged_to_linked, link_latency, timeline},
     services::{PSK, Services},
 };
 use super::{ScratchDatabase, histogram, latency_line, wait_until};
@@ -91,6 +91,10 @@ pub struct ListenerBench {
     /// as in a deployment that has been running.
     #[arg(long, default_value_t = listener::DEFAULT_SPARE_TENANTS)]
     pub spare_tenants: usize,
+    /// Also print both parts of create-to-provider by quarter second of creation in the live
+    /// phase: where in the run a tail comes from.
+    #[arg(long)]
+    pub timeline: bool,
     /// Tenant schemas cloned in the clone phase.
     #[arg(long, default_value_t = 50)]
     pub clones: usize,
@@ -156,6 +160,9 @@ pub async fn listener(b: ListenerBench) -> anyhow::Result<()> {
     latency_line("create -> provider", "sources ", &whole);
     latency_line("  create -> followed", "sources ", &delivered);
     latency_line("  followed -> provider", "sources ", &worked);
+    if b.timeline {
+        timeline(&db, linked_before).await?;
+    }
     println!(
         "{:<24} {:>8} sources in {:.2} s = {:.0} sources/s (created in {:.2} s = {:.0} sources/s)",
         "linked (live)",
