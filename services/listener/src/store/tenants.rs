@@ -73,6 +73,7 @@ pub async fn ensure(
     account_id: Option<&str>,
 ) -> Result<i64, TenantError> {
     let schema = check(org_id, account_id).map_err(TenantError::Problem)?;
+    let started = Instant::now();
     let made: Option<(Option<i64>, Option<String>)> =
         sqlx::query_as("SELECT customer_id, spare FROM make_tenant($1, $2, $3)")
             .bind(org_id)
@@ -84,7 +85,13 @@ pub async fn ensure(
     if let Some((Some(customer), spare)) = made {
         if let Some(spare) = spare {
             metrics::counter!("tenant_schemas_created_total", "from" => "spare").increment(1);
-            tracing::info!(schema, spare, "tenant schema taken from the spares");
+            let took_ms = started.elapsed().as_secs_f64() * 1e3;
+            tracing::info!(
+                schema,
+                spare,
+                took_ms,
+                "tenant schema taken from the spares"
+            );
         }
         return Ok(customer);
     }
