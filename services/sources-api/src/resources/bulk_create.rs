@@ -16,7 +16,7 @@ use crate::{
     extract::Writer,
     state::AppState,
     store::{
-        Event, Write, application_authentications,
+        Event, Write,
         applications::{self, ApplicationRow, NewApplication},
         authentications,
         catalogue::{self, TypeNames},
@@ -317,11 +317,14 @@ async fn bulk_create(
             resource_type: a.resource_type,
             resource_id: Some(Value::from(resource_id)),
         })?;
-        let for_application = new.resource_type == "Application";
-        let row = authentications::insert(&mut w, &state.secrets, new).await?;
-        if for_application {
-            links.push(application_authentications::insert(&mut w, resource_id, row.id).await?);
-        }
+        let row = if new.resource_type == "Application" {
+            let (row, link) =
+                authentications::insert_for_application(&mut w, &state.secrets, new).await?;
+            links.push(link);
+            row
+        } else {
+            authentications::insert(&mut w, &state.secrets, new).await?
+        };
         auth_rows.push(row);
     }
 

@@ -9,7 +9,9 @@ use serde_json::{Value, json};
 use sqlx::PgPool;
 
 use super::{
-    Event, Tenant, Write, by_id,
+    Event, Tenant, Write,
+    application_authentications::ApplicationAuthenticationRow,
+    by_id,
     outbox::{opt_event_time, tenant_field},
 };
 use crate::{
@@ -156,29 +158,99 @@ pub async fn insert(
     secrets: &SecretBox,
     new: NewAuthentication,
 ) -> Result<AuthenticationRow> {
-    let tenant = w.tenant();
-    let sealed = tenant.seal(secrets, new.credentials.password.as_deref());
-    let insert = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+    let statement = format!("{} RETURNING {COLUMNS}", insert_sql(&new.resource_type));
+    let sealed = w
+        .tenant()
+        .seal(secrets, new.credentials.password.as_deref());
+    let inserted: Option<AuthenticationRow> = bind_insert(&statement, w.tenant(), &new, &sealed)
+        .fetch_optional(w.conn())
+        .await?;
+    inserted.ok_or_else(|| not_found(&new))
+}
+
+/// An application's authentication and its link to the application, in one statement (the
+/// link cannot exist before, its authentication being new); announces nothing.
+pub async fn insert_for_application(
+    w: &mut Write<'_>,
+    secrets: &SecretBox,
+    new: NewAuthentication,
+) -> Result<(AuthenticationRow, ApplicationAuthenticationRow)> {
+    let statement = format!(
+        "WITH t AS ({} RETURNING {COLUMNS}), \
+         l AS (INSERT INTO application_authentications (tenant_id, application_id, authentication_id) \
+               SELECT $1, $3, t.id FROM t RETURNING *) \
+         SELECT t.*, l.id AS link_id, l.created_at AS link_created_at, \
+           l.updated_at AS link_updated_at, l.paused_at AS link_paused_at FROM t, l",
+        insert_sql(&new.resource_type)
+    );
+    let sealed = w
+        .tenant()
+        .seal(secrets, new.credentials.password.as_deref());
+    let inserted: Option<Linked> = bind_insert(&statement, w.tenant(), &new, &sealed)
+        .fetch_optional(w.conn())
+        .await?;
+    let Linked {
+        authentication,
+        link_id,
+        link_created_at,
+        link_updated_at,
+        link_paused_at,
+    } = inserted.ok_or_else(|| not_found(&new))?;
+    let link = ApplicationAuthenticationRow {
+        id: link_id,
+        created_at: link_created_at,
+        updated_at: link_updated_at,
+        paused_at: link_paused_at,
+        application_id: new.resource_id,
+        authentication_id: authentication.id,
+    };
+    Ok((authentication, link))
+}
+
+/// A row of [`insert_for_application`].
+#[derive(sqlx::FromRow)]
+struct Linked {
+    #[sqlx(flatten)]
+    authentication: AuthenticationRow,
+    link_id: i64,
+    link_created_at: DateTime<Utc>,
+    link_updated_at: DateTime<Utc>,
+    link_paused_at: Option<DateTime<Utc>>,
+}
+
+/// The insert of an authentication whose resource (`$3`, of `resource_type`) is the tenant's
+/// (`$1`).
+fn insert_sql(resource_type: &str) -> String {
+    format!(
         "INSERT INTO authentications AS t (tenant_id, source_id, resource_type, resource_id, \
            name, authtype, username, password_encrypted, extra, availability_status_error) \
-         SELECT $1, r.source_id, $2, $3, $4, $5, $6, $7, $8, $9 FROM ({}) r \
-         RETURNING {COLUMNS}",
-        resource_source(&new.resource_type)
-    )))
-    .bind(tenant.id())
-    .bind(&new.resource_type)
-    .bind(new.resource_id);
-    let inserted: Option<AuthenticationRow> =
-        super::bind_credentials(insert, &new.credentials, &sealed)
-            .bind(&new.availability_status_error)
-            .fetch_optional(w.conn())
-            .await?;
-    inserted.ok_or_else(|| {
-        Error::bad_request(format_args!(
-            "resource not found with type [{}], id [{}]",
-            new.resource_type, new.resource_id
-        ))
-    })
+         SELECT $1, r.source_id, $2, $3, $4, $5, $6, $7, $8, $9 FROM ({}) r",
+        resource_source(resource_type)
+    )
+}
+
+/// Binds [`insert_sql`]'s parameters, the password as `sealed`.
+fn bind_insert<'q, O>(
+    statement: &'q str,
+    tenant: &Tenant,
+    new: &'q NewAuthentication,
+    sealed: &'q Option<Vec<u8>>,
+) -> sqlx::query::QueryAs<'q, sqlx::Postgres, O, sqlx::postgres::PgArguments>
+where
+    O: for<'r> sqlx::FromRow<'r, sqlx::postgres::PgRow>,
+{
+    let insert = sqlx::query_as(sqlx::AssertSqlSafe(statement))
+        .bind(tenant.id())
+        .bind(&new.resource_type)
+        .bind(new.resource_id);
+    super::bind_credentials(insert, &new.credentials, sealed).bind(&new.availability_status_error)
+}
+
+fn not_found(new: &NewAuthentication) -> Error {
+    Error::bad_request(format_args!(
+        "resource not found with type [{}], id [{}]",
+        new.resource_type, new.resource_id
+    ))
 }
 
 /// Applies an edit and announces `Authentication.update`.
