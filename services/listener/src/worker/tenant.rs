@@ -73,7 +73,18 @@ impl Worker {
         fetched: &Fetched,
     ) -> Result<Tenant, OpError> {
         let slot = self.tenants.slot(&row.org_id);
-        let creating = || self.save(row, fetched, Outcome::state(SyncState::Creating));
+        // Shown only for a source without a provider: a sync row with one holds what the
+        // provider was built from, and the fetched settings there before the provider has
+        // them would make the next attempt find nothing to change.
+        let creating = || async {
+            match row.koku_uuid {
+                None => {
+                    self.save(row, fetched, Outcome::state(SyncState::Creating))
+                        .await
+                }
+                Some(_) => Ok(()),
+            }
+        };
         let (mut made, shown) = match slot.try_lock() {
             Ok(made) => (made, false),
             Err(_) => {
