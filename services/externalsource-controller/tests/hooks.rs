@@ -162,6 +162,14 @@ async fn symlinks_out_of_the_trusted_directories_are_refused() {
     let _ = std::fs::remove_dir_all(copied);
 }
 
+/// Replaces the file at once, as a ConfigMap's mount does: a write in place can be read half
+/// done (empty, which is a valid whitelist of nothing).
+fn replace(path: &std::path::Path, contents: &str) {
+    let next = path.with_extension("next");
+    std::fs::write(&next, contents).unwrap();
+    std::fs::rename(&next, path).unwrap();
+}
+
 #[tokio::test]
 async fn the_whitelist_is_read_again_when_it_changes() {
     let dir = scratch("reload");
@@ -178,7 +186,7 @@ async fn the_whitelist_is_read_again_when_it_changes() {
         runner.run(&upper, b"a".to_vec()).await,
         Err(HookFailure::Denied { .. })
     ));
-    std::fs::write(&path, TR).unwrap();
+    replace(&path, TR);
     let deadline = std::time::Instant::now() + Duration::from_secs(10);
     while let Err(e) = runner.run(&upper, b"a".to_vec()).await {
         assert!(
@@ -188,7 +196,7 @@ async fn the_whitelist_is_read_again_when_it_changes() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     // A broken file keeps the last good whitelist.
-    std::fs::write(&path, "commands: [").unwrap();
+    replace(&path, "commands: [");
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert_eq!(runner.run(&upper, b"a".to_vec()).await.unwrap(), b"A");
     watching.abort();
