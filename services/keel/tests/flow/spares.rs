@@ -1,6 +1,8 @@
 //! Spare tenant schemas: cloned ahead of time, renamed for a new org's first source, refilled
 //! in the background, and migrated at start like tenants.
 
+use reqwest::Method;
+use serde_json::json;
 use sqlx::{Postgres, pool::PoolConnection};
 
 use crate::stack::{Options, Stack, aws};
@@ -355,5 +357,86 @@ async fn a_spare_is_cloned_a_statement_at_a_time_and_listed_once_whole() {
         )
         .await;
     assert_eq!(unlisted, 0);
+    stack.stop().await;
+}
+
+/// The bucket in the billing source of the provider of `uid`.
+async fn provider_bucket(stack: &Stack, uid: &str) -> Option<String> {
+    sqlx::query_scalar(
+        "SELECT b.data_source ->> 'bucket' FROM api_provider p \
+         JOIN api_providerbillingsource b ON b.id = p.billing_source_id WHERE p.uuid = $1::uuid",
+    )
+    .bind(uid)
+    .fetch_optional(&stack.db)
+    .await
+    .unwrap()
+    .flatten()
+}
+
+#[tokio::test]
+async fn an_update_that_waits_for_its_orgs_tenant_still_reaches_the_provider() {
+    let mut stack = Stack::start_with(Options {
+        tune: |c| {
+            c.spare_tenants = 0;
+            c.common.database_max_connections = 10;
+            c.workers = 16;
+        },
+        ..Options::default()
+    })
+    .await;
+    let org = "72501";
+    let mut linked = Vec::new();
+    for n in 0..2 {
+        let role = format!("arn:aws:iam::123456789012:role/Wait{n}");
+        let source = stack
+            .bulk_create(org, aws(&format!("Wait {n}"), &role))
+            .await;
+        stack.wait_state(source.source_id(), "linked").await;
+        linked.push(source);
+    }
+    // A restarted listener knows no tenant: the org's next operations look it up again, one
+    // of them while the others wait for it.
+    stack.kill_listener().await;
+    stack.start_listener().await;
+    // Every turn to make a tenant is taken by new orgs waiting for another replica's clone
+    // (advisory locks: no transaction id holds back the events that follow).
+    let makers = listener::worker::tenants_at_once(10) as i64;
+    let mut other_replica = hold_the_clone_lock(&stack).await;
+    for n in 0..makers {
+        let role = format!("arn:aws:iam::123456789012:role/Turn{n}");
+        stack
+            .bulk_create(&format!("7251{n}"), aws(&format!("Turn {n}"), &role))
+            .await;
+    }
+    stack
+        .wait_for("every turn taken", || async {
+            waiting_for_the_clone_lock(&stack).await == makers
+        })
+        .await;
+    // Both linked sources get a new bucket: one operation looks the org's tenant up (and
+    // waits for a turn), the other waits for it, gives way and runs again.
+    for (n, source) in linked.iter().enumerate() {
+        let bucket =
+            json!({"extra": {"bucket": format!("moved-{n}"), "bucket_region": "eu-west-1"}});
+        stack
+            .write(
+                Method::PATCH,
+                &format!("/applications/{}", source.app_id()),
+                org,
+                Some(bucket),
+                200,
+            )
+            .await;
+    }
+    tokio::time::sleep(std::time::Duration::from_millis(1000)).await;
+    free_the_clone_lock(&mut other_replica).await;
+    for (n, source) in linked.iter().enumerate() {
+        let want = format!("moved-{n}");
+        stack
+            .wait_for("the new bucket in the provider", || async {
+                provider_bucket(&stack, &source.uid()).await.as_deref() == Some(want.as_str())
+            })
+            .await;
+    }
     stack.stop().await;
 }
