@@ -33,6 +33,10 @@ const PREFIX: &str = "keel_spare_";
 /// waiting: clones share the two cores with them); answers how many were made. Nothing is
 /// made while another replica clones.
 pub async fn refill(db: &PgPool, target: usize, busy: bool) -> Result<usize, sqlx::Error> {
+    // Looked at first on the pool: a full pool, the usual case, costs no session.
+    if waiting(db).await? >= target as i64 {
+        return Ok(0);
+    }
     // A session of its own: it holds the clone lock across the clone's transactions and sets
     // its lock timeout, and is closed after (which releases the lock whatever happened).
     let mut conn = db.acquire().await?.detach();
@@ -62,10 +66,8 @@ async fn refill_on(
     drop_half_made(conn).await?;
     let mut made = 0;
     loop {
-        let waiting: i64 = sqlx::query_scalar("SELECT count(*) FROM spare_tenants")
-            .fetch_one(&mut *conn)
-            .await?;
-        if waiting >= target as i64 {
+        // Counted again under the clone lock, so replicas refilling together do not overshoot.
+        if waiting(&mut *conn).await? >= target as i64 {
             return Ok(made);
         }
         let name = format!("{PREFIX}{}", uuid::Uuid::new_v4().simple());
@@ -91,6 +93,12 @@ async fn refill_on(
             return Ok(made);
         }
     }
+}
+
+async fn waiting(db: impl sqlx::PgExecutor<'_>) -> Result<i64, sqlx::Error> {
+    sqlx::query_scalar("SELECT count(*) FROM spare_tenants")
+        .fetch_one(db)
+        .await
 }
 
 /// The template's tables, foreign keys and migration history, each statement committed on

@@ -74,15 +74,7 @@ pub async fn ensure(
 ) -> Result<i64, TenantError> {
     let schema = check(org_id, account_id).map_err(TenantError::Problem)?;
     let started = Instant::now();
-    let made: Option<(Option<i64>, Option<String>)> =
-        sqlx::query_as("SELECT customer_id, spare FROM make_tenant($1, $2, $3)")
-            .bind(org_id)
-            .bind(account_id)
-            .bind(&schema)
-            .fetch_optional(db)
-            .await
-            .map_err(account_taken)?;
-    if let Some((Some(customer), spare)) = made {
+    if let Some((customer, spare)) = make_tenant(db, org_id, account_id, &schema).await? {
         if let Some(spare) = spare {
             metrics::counter!("tenant_schemas_created_total", "from" => "spare").increment(1);
             let took_ms = started.elapsed().as_secs_f64() * 1e3;
@@ -107,14 +99,32 @@ pub async fn ensure(
     if !schema_exists(&mut tx, &schema).await? {
         create_schema(&mut tx, &schema).await?;
     }
-    let customer = customer(&mut tx, org_id, account_id, &schema).await?;
-    // Written last, in the same transaction as the schema: with it, the tenant is whole.
-    sqlx::query("INSERT INTO api_tenant (schema_name) VALUES ($1) ON CONFLICT DO NOTHING")
-        .bind(&schema)
-        .execute(&mut *tx)
-        .await?;
+    // With the schema there, the function writes the customer and, last, the tenant row, in
+    // this transaction: the tenant is whole when it commits.
+    let (customer, _) = make_tenant(&mut *tx, org_id, account_id, &schema)
+        .await?
+        .ok_or_else(|| sqlx::Error::RowNotFound)?;
     tx.commit().await?;
     Ok(customer)
+}
+
+/// `cost.make_tenant`: the customer id, and the spare taken if one was; `None` when the
+/// schema is missing and no spare is left (nothing written).
+async fn make_tenant(
+    db: impl sqlx::PgExecutor<'_>,
+    org_id: &str,
+    account_id: Option<&str>,
+    schema: &str,
+) -> Result<Option<(i64, Option<String>)>, TenantError> {
+    let made: Option<(Option<i64>, Option<String>)> =
+        sqlx::query_as("SELECT customer_id, spare FROM make_tenant($1, $2, $3)")
+            .bind(org_id)
+            .bind(account_id)
+            .bind(schema)
+            .fetch_optional(db)
+            .await
+            .map_err(account_taken)?;
+    Ok(made.and_then(|(customer, spare)| Some((customer?, spare))))
 }
 
 /// An account number another org's customer holds is the source's problem.
@@ -125,28 +135,6 @@ fn account_taken(e: sqlx::Error) -> TenantError {
         }
         e => e.into(),
     }
-}
-
-/// The org's customer row, found or inserted (never updated: an existing row is not locked).
-async fn customer(
-    conn: &mut PgConnection,
-    org_id: &str,
-    account_id: Option<&str>,
-    schema: &str,
-) -> Result<i64, TenantError> {
-    sqlx::query_scalar(
-        "WITH found AS (SELECT id FROM api_customer WHERE org_id = $1), \
-         made AS (INSERT INTO api_customer (org_id, account_id, schema_name) \
-                  SELECT $1, $2, $3 WHERE NOT EXISTS (SELECT 1 FROM found) \
-                  ON CONFLICT (org_id) DO NOTHING RETURNING id) \
-         SELECT id FROM found UNION ALL SELECT id FROM made",
-    )
-    .bind(org_id)
-    .bind(account_id)
-    .bind(schema)
-    .fetch_one(&mut *conn)
-    .await
-    .map_err(account_taken)
 }
 
 async fn schema_exists(conn: &mut PgConnection, schema: &str) -> Result<bool, sqlx::Error> {
