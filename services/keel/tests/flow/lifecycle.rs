@@ -378,20 +378,9 @@ async fn application_events_that_change_nothing_queue_nothing() {
 #[tokio::test]
 async fn what_the_provider_tables_cannot_hold_is_reported_not_retried() {
     let stack = Stack::start_with(Options::default()).await;
-    let with_account = |org: &str, name: &str| {
+    let with_account = |org: &'static str, name: &str| {
         let body = aws(name, "arn:aws:iam::123456789012:role/Cost");
-        let request = stack
-            .http
-            .post(format!("{}/api/sources/v3.1/bulk_create", stack.sources))
-            .header("x-rh-sources-org-id", org)
-            .header("x-rh-sources-account-number", "acct-shared")
-            .header("x-rh-sources-psk", crate::stack::PSK)
-            .json(&body);
-        async move {
-            let reply = request.send().await.unwrap();
-            assert_eq!(reply.status(), 201);
-            crate::stack::Created(reply.json().await.unwrap())
-        }
+        stack.bulk_create_with_account(org, "acct-shared", body)
     };
     let first = with_account("9301", "First").await;
     stack.wait_state(first.source_id(), "linked").await;

@@ -3,6 +3,7 @@
 //! tenant schemas and reports the status back through the same REST API. Real PostgreSQL,
 //! real HTTP.
 
+mod batches;
 mod contention;
 mod lifecycle;
 mod ordering;

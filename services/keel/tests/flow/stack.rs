@@ -295,6 +295,22 @@ impl Stack {
         Created(reply)
     }
 
+    /// A `bulk_create` by a caller with an account number as well as an org.
+    pub async fn bulk_create_with_account(&self, org: &str, account: &str, body: Value) -> Created {
+        let reply = self
+            .http
+            .post(self.v31("/bulk_create"))
+            .header("x-rh-sources-org-id", org)
+            .header("x-rh-sources-account-number", account)
+            .header("x-rh-sources-psk", PSK)
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(reply.status(), 201);
+        Created(reply.json().await.unwrap())
+    }
+
     pub async fn get(&self, url: String, org: &str) -> Value {
         self.http
             .get(url)

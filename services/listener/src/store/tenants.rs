@@ -7,7 +7,7 @@
 //! first source of an org renames one instead of waiting for a clone, and the pool is refilled
 //! in the background ([`super::spares`]).
 
-use std::{sync::LazyLock, time::Instant};
+use std::{collections::HashMap, sync::LazyLock, time::Instant};
 
 use regex::Regex;
 use sqlx::{PgConnection, PgPool};
@@ -108,6 +108,80 @@ pub async fn ensure(
     Ok(customer)
 }
 
+/// A new org's tenant, asked for together with others ([`make_many`]).
+#[derive(Debug, Clone)]
+pub struct Asked {
+    pub org_id: String,
+    pub account_id: Option<String>,
+    /// [`check`]ed.
+    pub schema: String,
+}
+
+impl Asked {
+    /// The org's tenant, or the source's problem when the tables cannot hold it.
+    pub fn new(org_id: &str, account_id: Option<&str>) -> Result<Self, Problem> {
+        Ok(Self {
+            schema: check(org_id, account_id)?,
+            org_id: org_id.to_owned(),
+            account_id: account_id.map(str::to_owned),
+        })
+    }
+}
+
+/// What [`make_many`] made of one org.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Made {
+    /// The org's customer id.
+    Customer(i64),
+    Problem(Problem),
+}
+
+/// The tenants of many orgs from spares (`cost.make_tenants`), in one statement and one
+/// commit. An org missing from the answer is to be made on its own ([`ensure`]): another
+/// session holds its lock, or no spare was left.
+pub async fn make_many(db: &PgPool, asked: &[Asked]) -> Result<HashMap<String, Made>, sqlx::Error> {
+    // Sorted: replicas lock the orgs in one order.
+    let mut asked: Vec<&Asked> = asked.iter().collect();
+    asked.sort_by(|a, b| a.schema.cmp(&b.schema));
+    let started = Instant::now();
+    let made: Vec<(String, Option<i64>, Option<String>, bool)> = sqlx::query_as(
+        "SELECT org_id, customer_id, spare, account_taken FROM make_tenants($1, $2, $3)",
+    )
+    .bind(asked.iter().map(|a| a.org_id.as_str()).collect::<Vec<_>>())
+    .bind(
+        asked
+            .iter()
+            .map(|a| a.account_id.as_deref())
+            .collect::<Vec<_>>(),
+    )
+    .bind(asked.iter().map(|a| a.schema.as_str()).collect::<Vec<_>>())
+    .fetch_all(db)
+    .await?;
+    let took_ms = started.elapsed().as_secs_f64() * 1e3;
+    metrics::histogram!("tenant_batch_size").record(asked.len() as f64);
+    let mut answer = HashMap::with_capacity(made.len());
+    for (org_id, customer, spare, account_taken) in made {
+        let made = match (customer, account_taken) {
+            (Some(customer), false) => Made::Customer(customer),
+            _ => Made::Problem(account_taken_problem()),
+        };
+        if let Some(spare) = spare {
+            metrics::counter!("tenant_schemas_created_total", "from" => "spare").increment(1);
+            let schema = schema_name(&org_id);
+            let orgs = asked.len();
+            tracing::info!(
+                schema,
+                spare,
+                took_ms,
+                orgs,
+                "tenant schema taken from the spares"
+            );
+        }
+        answer.insert(org_id, made);
+    }
+    Ok(answer)
+}
+
 /// `cost.make_tenant`: the customer id, and the spare taken if one was; `None` when the
 /// schema is missing and no spare is left (nothing written).
 async fn make_tenant(
@@ -131,10 +205,14 @@ async fn make_tenant(
 fn account_taken(e: sqlx::Error) -> TenantError {
     match e {
         sqlx::Error::Database(e) if e.constraint() == Some("api_customer_account_id_key") => {
-            TenantError::Problem(Problem::new("source.account_id", ACCOUNT_TAKEN_MESSAGE))
+            TenantError::Problem(account_taken_problem())
         }
         e => e.into(),
     }
+}
+
+fn account_taken_problem() -> Problem {
+    Problem::new("source.account_id", ACCOUNT_TAKEN_MESSAGE)
 }
 
 async fn schema_exists(conn: &mut PgConnection, schema: &str) -> Result<bool, sqlx::Error> {

@@ -67,8 +67,8 @@ pub struct Worker {
     /// The tenants of the orgs seen, each made by one operation at a time.
     pub tenants: Tenants,
     /// At most [`tenants_at_once`] tenants are made at a time (clones are serialised in the
-    /// database anyway): the operations of other new orgs give way meanwhile, so a burst of
-    /// new orgs neither takes every worker nor every pooled connection.
+    /// database anyway): the operations of other new orgs wait for a turn a moment, then give
+    /// way, so a burst of new orgs neither takes every worker nor every pooled connection.
     pub tenant_turns: tokio::sync::Semaphore,
 }
 

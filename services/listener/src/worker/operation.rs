@@ -31,18 +31,9 @@ impl Worker {
         claim: &Claim,
         row: SourceRow,
     ) -> Result<&'static str, OpError> {
-        if self.waits_for_a_tenant(claim, &row) {
-            store::postpone(&self.queue, claim, TENANT_WAIT).await?;
-            return Ok("postponed");
-        }
-        let caller = caller(&row);
         let synced = self.synced(&row)?;
-        let fetched = match (Reread::parse(&claim.reread), &synced) {
-            (Reread::Application, Some(synced)) => {
-                self.fetch_application(caller, &row, synced).await?
-            }
-            _ => self.fetch(caller, &row).await?,
-        };
+        // Boxed: three reads and a tenant's statements side by side make a large future.
+        let (fetched, tenant) = Box::pin(self.read(claim, &row, synced.as_ref())).await?;
         let plan = crate::domain::state::plan(&fetched.truth, synced.as_ref());
         tracing::debug!(?plan, "planned");
         match plan {
@@ -57,8 +48,8 @@ impl Worker {
                 self.fail_settings(claim, &row, &fetched, &problem).await?;
                 Ok("invalid")
             }
-            Plan::Create => self.build(claim, &row, &fetched, false).await,
-            Plan::Update => self.build(claim, &row, &fetched, true).await,
+            Plan::Create => self.build(claim, &row, &fetched, tenant, false).await,
+            Plan::Update => self.build(claim, &row, &fetched, tenant, true).await,
             // Only planned for a source with a provider that matches it.
             Plan::Keep => {
                 let kept = Outcome {
@@ -76,6 +67,61 @@ impl Worker {
                 Ok("unchanged")
             }
         }
+    }
+
+    /// Reads the source from sources-api. For the first provider of an org whose tenant is
+    /// not known to be made, the tenant is looked up, or made, meanwhile: a new org's first
+    /// sources do not wait for their reads and then for their tenant. Such a source shows
+    /// `creating` when its tenant keeps it waiting (a clone) or it gives way; not for the
+    /// moment a spare takes, when a burst of new orgs has the most to do.
+    async fn read(
+        &self,
+        claim: &Claim,
+        row: &SourceRow,
+        synced: Option<&Synced>,
+    ) -> Result<(Fetched, Option<Result<Tenant, OpError>>), OpError> {
+        let caller = caller(row);
+        let fetch = async {
+            match (Reread::parse(&claim.reread), synced) {
+                (Reread::Application, Some(synced)) => {
+                    self.fetch_application(caller, row, synced).await
+                }
+                _ => self.fetch(caller, row).await,
+            }
+        };
+        if !self.needs_tenant(claim, row) {
+            return Ok((fetch.await?, None));
+        }
+        let (done, mut made) = tokio::sync::watch::channel(false);
+        let tenant = async {
+            let tenant = self.tenant(row).await;
+            done.send_replace(true);
+            tenant
+        };
+        let read = async {
+            let fetched = fetch.await?;
+            let made = async { made.wait_for(|made| *made).await.is_ok() };
+            if tokio::time::timeout(TENANT_WAIT, made).await.is_err() {
+                self.show_creating(row, &fetched).await?;
+            }
+            Ok::<_, OpError>(fetched)
+        };
+        let (fetched, tenant) = tokio::join!(read, tenant);
+        Ok((fetched?, Some(tenant)))
+    }
+
+    /// Shows `creating` for a source waiting for its tenant, when it is to get its first
+    /// provider: a sync row with a provider holds what the provider was built from, and the
+    /// fetched settings there before the provider has them would make the next attempt find
+    /// nothing to change.
+    async fn show_creating(&self, row: &SourceRow, fetched: &Fetched) -> Result<(), OpError> {
+        if row.koku_uuid.is_none()
+            && crate::domain::state::plan(&fetched.truth, None) == Plan::Create
+        {
+            self.save(row, fetched, Outcome::state(SyncState::Creating))
+                .await?;
+        }
+        Ok(())
     }
 
     /// What the provider was last built from, when there is one.
@@ -153,6 +199,7 @@ impl Worker {
         claim: &Claim,
         row: &SourceRow,
         fetched: &Fetched,
+        tenant: Option<Result<Tenant, OpError>>,
         update: bool,
     ) -> Result<&'static str, OpError> {
         let Truth::Present(desired) = &fetched.truth else {
@@ -160,13 +207,18 @@ impl Worker {
                 "building a provider for a source that is not present"
             )));
         };
-        let customer = match self.tenant(row, fetched).await? {
+        let tenant = match tenant {
+            Some(tenant) => tenant?,
+            None => self.tenant(row).await?,
+        };
+        let customer = match tenant {
             Tenant::Ready(id) => id,
             Tenant::Invalid(problem) => {
                 self.fail_settings(claim, row, fetched, &problem).await?;
                 return Ok("invalid");
             }
             Tenant::Busy => {
+                self.show_creating(row, fetched).await?;
                 store::postpone(&self.queue, claim, TENANT_WAIT).await?;
                 return Ok("postponed");
             }
