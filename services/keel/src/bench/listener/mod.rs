@@ -91,6 +91,12 @@ pub struct ListenerBench {
     /// as in a deployment that has been running.
     #[arg(long, default_value_t = listener::DEFAULT_SPARE_TENANTS)]
     pub spare_tenants: usize,
+    /// Start the live phase on a listener that has done nothing yet: its pooled connections,
+    /// their prepared statements and the server's caches all cold. By default a source in
+    /// each of as many other orgs is linked first, as in a deployment that has been running
+    /// (with `--tenants new` the live phase's orgs stay new).
+    #[arg(long)]
+    pub cold: bool,
     /// Also print both parts of create-to-provider by quarter second of creation in the live
     /// phase: where in the run a tail comes from.
     #[arg(long)]
@@ -109,7 +115,7 @@ pub async fn listener(b: ListenerBench) -> anyhow::Result<()> {
     let mut services = Box::pin(Services::start(&b, &scratch.url)).await?;
     let db = keel_db::connect(&scratch.url, "cost", 4).await?;
     println!(
-        "listener bench: {} {:?} sources at concurrency {} over {} {:?} tenants, {} workers, {} spare tenants, {}",
+        "listener bench: {} {:?} sources at concurrency {} over {} {:?} tenants, {} workers, {} spare tenants, {} listener, {}",
         b.sources,
         b.source_type,
         b.concurrency,
@@ -117,6 +123,7 @@ pub async fn listener(b: ListenerBench) -> anyhow::Result<()> {
         b.tenants,
         services.workers,
         b.spare_tenants,
+        if b.cold { "a cold" } else { "a warmed-up" },
         if b.kafka_brokers.is_some() {
             "Kafka"
         } else {
@@ -125,21 +132,28 @@ pub async fn listener(b: ListenerBench) -> anyhow::Result<()> {
     );
     wait_for_spares(&db, b.spare_tenants).await?;
     let mut next = 0;
-    if b.tenants == Tenants::Existing {
-        create(&services, &b, next, b.orgs).await?;
+    if b.tenants == Tenants::Existing || !b.cold {
+        let orgs = match b.tenants {
+            Tenants::Existing => PHASE_ORGS,
+            Tenants::New => WARM_UP_ORGS,
+        };
+        create(&services, &b, next, b.orgs, orgs).await?;
         next += b.orgs;
         wait_linked(&db, next).await?;
+        // The warm-up's orgs took spares: the live phase starts with the pool full again.
+        wait_for_spares(&db, b.spare_tenants).await?;
     }
 
     // Phase 1: live.
     let events_before = event_rows(&db).await?;
     let consumed_before = services.events_consumed().await?;
     let calls_before = services.http_calls().await?;
+    let operations_before = services.operations().await?;
     let statements_before = keel_telemetry::statements::counted();
     let durability_before = Durability::read(&db).await?;
     let linked_before = next;
     let start = Instant::now();
-    let posts = create(&services, &b, next, b.sources).await?;
+    let posts = create(&services, &b, next, b.sources, PHASE_ORGS).await?;
     let posted = start.elapsed();
     next += b.sources;
     wait_linked(&db, next).await?;
@@ -200,12 +214,17 @@ pub async fn listener(b: ListenerBench) -> anyhow::Result<()> {
         &difference(&services.http_calls().await?, &calls_before),
         b.sources,
     );
+    per_source(
+        "operations per source",
+        &difference(&services.operations().await?, &operations_before),
+        b.sources,
+    );
 
     // Phase 2: a backlog consumed at once.
     if b.backlog > 0 {
         services.stop_listener().await?;
         let waiting_before = event_rows(&db).await?;
-        create(&services, &b, next, b.backlog).await?;
+        create(&services, &b, next, b.backlog, PHASE_ORGS).await?;
         next += b.backlog;
         let waiting = event_rows(&db).await? - waiting_before;
         // Counted before the start: a small backlog is consumed before a later read.
@@ -323,12 +342,19 @@ struct Created {
     acknowledged: Vec<(i64, chrono::DateTime<chrono::Utc>)>,
 }
 
-/// Creates `n` sources numbered from `first`, `b.concurrency` requests at a time.
+/// The org ids of the measured sources: `PHASE_ORGS + i % b.orgs`.
+const PHASE_ORGS: usize = 900_000;
+/// The org ids of the warm-up with `--tenants new`: none of them is a live phase's org.
+const WARM_UP_ORGS: usize = 800_000;
+
+/// Creates `n` sources numbered from `first` in the orgs from `org_base`, `b.concurrency`
+/// requests at a time.
 async fn create(
     services: &Services,
     b: &ListenerBench,
     first: usize,
     n: usize,
+    org_base: usize,
 ) -> anyhow::Result<Created> {
     let url = format!("{}/api/sources/v3.1/bulk_create", services.sources_url);
     let next = Arc::new(AtomicUsize::new(0));
@@ -348,7 +374,7 @@ async fn create(
                 let t = Instant::now();
                 let reply = http
                     .post(&url)
-                    .header("x-rh-sources-org-id", format!("{}", 900_000 + i % orgs))
+                    .header("x-rh-sources-org-id", format!("{}", org_base + i % orgs))
                     .header("x-rh-sources-psk", PSK)
                     .json(&bulk_body(kind, i))
                     .send()

@@ -140,29 +140,46 @@ impl Services {
     /// `http_requests_total` by method and route (every service of this process counts into
     /// it), without the bench's own calls (creates, readiness, metrics).
     pub(super) async fn http_calls(&self) -> anyhow::Result<BTreeMap<String, f64>> {
+        let mut calls = self
+            .counted("http_requests_total", &["method", "route"])
+            .await?;
+        calls.retain(|call, _| {
+            let route = call.split_once(' ').map_or("", |(_, route)| route);
+            !(route.ends_with("/bulk_create") || route == "/readiness" || route == "/metrics")
+        });
+        Ok(calls)
+    }
+
+    /// The listener's operations by kind and result (`provider_operations_total`): how many
+    /// ran more than once, as a postponed one does.
+    pub(super) async fn operations(&self) -> anyhow::Result<BTreeMap<String, f64>> {
+        self.counted("provider_operations_total", &["operation", "result"])
+            .await
+    }
+
+    /// A counter's values by the given labels (joined by a space), summed over the others.
+    async fn counted(
+        &self,
+        metric: &str,
+        labels: &[&str],
+    ) -> anyhow::Result<BTreeMap<String, f64>> {
         let text = self.metrics().await?;
-        let mut calls = BTreeMap::new();
+        let mut counted = BTreeMap::new();
         for line in text
             .lines()
-            .filter(|l| l.starts_with("http_requests_total{"))
+            .filter(|l| l.strip_prefix(metric).is_some_and(|l| l.starts_with('{')))
         {
             let label = |name: &str| {
                 let start = line.find(&format!("{name}=\""))? + name.len() + 2;
                 line[start..].split('"').next()
             };
-            let (Some(method), Some(route), Some(value)) = (
-                label("method"),
-                label("route"),
-                line.rsplit(' ').next().and_then(|v| v.parse::<f64>().ok()),
-            ) else {
-                continue;
-            };
-            if route.ends_with("/bulk_create") || route == "/readiness" || route == "/metrics" {
-                continue;
+            let key: Option<Vec<&str>> = labels.iter().map(|name| label(name)).collect();
+            let value = line.rsplit(' ').next().and_then(|v| v.parse::<f64>().ok());
+            if let (Some(key), Some(value)) = (key, value) {
+                *counted.entry(key.join(" ")).or_default() += value;
             }
-            *calls.entry(format!("{method} {route}")).or_default() += value;
         }
-        Ok(calls)
+        Ok(counted)
     }
 
     /// This process's metrics (sources-api's `/metrics` renders the process's one recorder).
