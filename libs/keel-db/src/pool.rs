@@ -146,8 +146,13 @@ async fn connect_sessions(
             ),
         ])
         .options(settings.iter().copied());
-    PgPoolOptions::new()
+    let pool = PgPoolOptions::new()
         .max_connections(max_connections)
+        // A floor of open sessions, opened in the background from the start: a burst right
+        // after a start paid for opening them (a new server process each, its caches cold), and
+        // a cold listener's first new orgs waited up to twice as long as a warm one's. Idle
+        // sessions above the floor close after sqlx's idle timeout.
+        .min_connections(max_connections / 2)
         .acquire_timeout(Duration::from_secs(5))
         // A connection back from a request moments ago is not pinged again: under load the
         // ping doubled the round trips of a one-statement write. One idle for longer may have
@@ -161,9 +166,13 @@ async fn connect_sessions(
                 Ok(true)
             })
         })
-        .connect_with(options)
+        .connect_lazy_with(options);
+    // Checked now: a wrong address or password fails the start, not the first request. The
+    // floor is not waited for (a server short of sessions slows the start, never fails it).
+    pool.acquire()
         .await
-        .context("cannot connect to PostgreSQL")
+        .context("cannot connect to PostgreSQL")?;
+    Ok(pool)
 }
 
 /// Runs the owner's migrations inside its schema, keeping the owner's migration history in
