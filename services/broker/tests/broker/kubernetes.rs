@@ -87,10 +87,8 @@ async fn a_database_is_applied_served_repaired_and_deleted_with_its_volumes() {
     );
     let service = object(&fake, "v1", "services", &ns, "orders").await;
     assert_eq!(service["spec"]["ports"][0]["port"], 5432);
-    assert!(
-        fake.get("v1", "persistentvolumeclaims", &ns, "orders-backups")
-            .is_some()
-    );
+    // Applied after the service: waited for like the others.
+    object(&fake, "v1", "persistentvolumeclaims", &ns, "orders-backups").await;
     let cron = object(&fake, "batch/v1", "cronjobs", &ns, "orders-backup").await;
     assert_eq!(cron["spec"]["schedule"], "30 3 * * *");
     let script =

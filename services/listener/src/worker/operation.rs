@@ -32,8 +32,13 @@ impl Worker {
         row: SourceRow,
     ) -> Result<&'static str, OpError> {
         let synced = self.synced(&row)?;
-        // Boxed: three reads and a tenant's statements side by side make a large future.
-        let (fetched, tenant) = Box::pin(self.read(claim, &row, synced.as_ref())).await?;
+        let caller = caller(&row);
+        let fetched = match (Reread::parse(&claim.reread), &synced) {
+            (Reread::Application, Some(synced)) => {
+                self.fetch_application(caller, &row, synced).await?
+            }
+            _ => self.fetch(caller, &row).await?,
+        };
         let plan = crate::domain::state::plan(&fetched.truth, synced.as_ref());
         tracing::debug!(?plan, "planned");
         match plan {
@@ -48,8 +53,8 @@ impl Worker {
                 self.fail_settings(claim, &row, &fetched, &problem).await?;
                 Ok("invalid")
             }
-            Plan::Create => self.build(claim, &row, &fetched, tenant, false).await,
-            Plan::Update => self.build(claim, &row, &fetched, tenant, true).await,
+            Plan::Create => self.build(claim, &row, &fetched, false).await,
+            Plan::Update => self.build(claim, &row, &fetched, true).await,
             // Only planned for a source with a provider that matches it.
             Plan::Keep => {
                 let kept = Outcome {
@@ -69,45 +74,29 @@ impl Worker {
         }
     }
 
-    /// Reads the source from sources-api. For the first provider of an org whose tenant is
-    /// not known to be made, the tenant is looked up, or made, meanwhile: a new org's first
-    /// sources do not wait for their reads and then for their tenant. Such a source shows
-    /// `creating` when its tenant keeps it waiting (a clone) or it gives way; not for the
-    /// moment a spare takes, when a burst of new orgs has the most to do.
-    async fn read(
-        &self,
-        claim: &Claim,
-        row: &SourceRow,
-        synced: Option<&Synced>,
-    ) -> Result<(Fetched, Option<Result<Tenant, OpError>>), OpError> {
-        let caller = caller(row);
-        let fetch = async {
-            match (Reread::parse(&claim.reread), synced) {
-                (Reread::Application, Some(synced)) => {
-                    self.fetch_application(caller, row, synced).await
-                }
-                _ => self.fetch(caller, row).await,
-            }
-        };
-        if !self.needs_tenant(claim, row) {
-            return Ok((fetch.await?, None));
-        }
+    /// The org's tenant ([`Worker::tenant`]). The source shows `creating` when it waits for
+    /// it longer than a spare takes (a clone, a turn) or gives way; not for a spare's moment,
+    /// when a burst of new orgs has the most to do.
+    async fn wait_for_tenant(&self, row: &SourceRow, fetched: &Fetched) -> Result<Tenant, OpError> {
         let (done, mut made) = tokio::sync::watch::channel(false);
         let tenant = async {
             let tenant = self.tenant(row).await;
             done.send_replace(true);
             tenant
         };
-        let read = async {
-            let fetched = fetch.await?;
+        let shown = async {
             let made = async { made.wait_for(|made| *made).await.is_ok() };
-            if tokio::time::timeout(TENANT_WAIT, made).await.is_err() {
-                self.show_creating(row, &fetched).await?;
+            match tokio::time::timeout(TENANT_WAIT, made).await {
+                Ok(_) => Ok(false),
+                Err(_) => self.show_creating(row, fetched).await.map(|()| true),
             }
-            Ok::<_, OpError>(fetched)
         };
-        let (fetched, tenant) = tokio::join!(read, tenant);
-        Ok((fetched?, Some(tenant)))
+        let (tenant, shown) = tokio::join!(tenant, shown);
+        let (tenant, shown) = (tenant?, shown?);
+        if matches!(tenant, Tenant::Busy) && !shown {
+            self.show_creating(row, fetched).await?;
+        }
+        Ok(tenant)
     }
 
     /// Shows `creating` for a source waiting for its tenant, when it is to get its first
@@ -199,7 +188,6 @@ impl Worker {
         claim: &Claim,
         row: &SourceRow,
         fetched: &Fetched,
-        tenant: Option<Result<Tenant, OpError>>,
         update: bool,
     ) -> Result<&'static str, OpError> {
         let Truth::Present(desired) = &fetched.truth else {
@@ -207,18 +195,13 @@ impl Worker {
                 "building a provider for a source that is not present"
             )));
         };
-        let tenant = match tenant {
-            Some(tenant) => tenant?,
-            None => self.tenant(row).await?,
-        };
-        let customer = match tenant {
+        let customer = match self.wait_for_tenant(row, fetched).await? {
             Tenant::Ready(id) => id,
             Tenant::Invalid(problem) => {
                 self.fail_settings(claim, row, fetched, &problem).await?;
                 return Ok("invalid");
             }
             Tenant::Busy => {
-                self.show_creating(row, fetched).await?;
                 store::postpone(&self.queue, claim, TENANT_WAIT).await?;
                 return Ok("postponed");
             }

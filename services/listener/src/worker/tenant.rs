@@ -1,6 +1,6 @@
-//! An org's tenant, made once: the first operation of a new org makes it, while it reads the
-//! source; the org's other operations wait for that one, briefly, instead of each taking a
-//! turn and a connection to wait inside the database. New orgs' tenants are taken from spares
+//! An org's tenant, made once: the first operation of a new org to build a provider makes it;
+//! the org's other operations wait for that one, briefly, instead of each taking a turn and a
+//! connection to wait inside the database. New orgs' tenants are taken from spares
 //! together, those asked for while one batch is made in the next ([`make_batches`]); one that
 //! cannot be (a clone) is made on its own, at most [`super::tenants_at_once`] at a time.
 
@@ -16,9 +16,9 @@ use tracing::Instrument as _;
 
 use super::{OpError, Worker};
 use crate::{
-    domain::{OpKind, Problem},
+    domain::Problem,
     store::{
-        Claim, SourceRow,
+        SourceRow,
         tenants::{self, Asked, Made, TenantError},
     },
 };
@@ -54,14 +54,6 @@ impl Tenants {
     fn slot(&self, org_id: &str) -> Slot {
         let mut slots = self.slots.lock().unwrap_or_else(|e| e.into_inner());
         slots.entry(org_id.to_owned()).or_default().clone()
-    }
-
-    /// Whether the org's tenant is known to be made.
-    fn made(&self, org_id: &str) -> bool {
-        let slots = self.slots.lock().unwrap_or_else(|e| e.into_inner());
-        slots
-            .get(org_id)
-            .is_some_and(|slot| slot.try_lock().is_ok_and(|made| made.is_some()))
     }
 
     /// The org's tenant, taken from a spare together with the others asked for meanwhile;
@@ -110,14 +102,6 @@ pub(super) enum Tenant {
 }
 
 impl Worker {
-    /// Whether the operation would build the first provider of an org whose tenant is not
-    /// known to be made: then the tenant is looked up, or made, while the source is read.
-    pub(super) fn needs_tenant(&self, claim: &Claim, row: &SourceRow) -> bool {
-        claim.kind != OpKind::Delete.as_str()
-            && row.koku_uuid.is_none()
-            && !self.tenants.made(&row.org_id)
-    }
-
     /// The org's customer, once its tenant exists: made and committed on its own first, so a
     /// provider transaction never waits for a schema clone's locks.
     pub(super) async fn tenant(&self, row: &SourceRow) -> Result<Tenant, OpError> {
