@@ -91,10 +91,11 @@ pub struct ListenerBench {
     /// as in a deployment that has been running.
     #[arg(long, default_value_t = listener::DEFAULT_SPARE_TENANTS)]
     pub spare_tenants: usize,
-    /// Start the live phase on a listener that has done nothing yet: its pooled connections,
-    /// their prepared statements and the server's caches all cold. By default a source in
-    /// each of as many other orgs is linked first, as in a deployment that has been running
-    /// (with `--tenants new` the live phase's orgs stay new).
+    /// With `--tenants new`, start the live phase on a listener that has done nothing yet:
+    /// its pooled connections, their prepared statements and the server's caches all cold. By
+    /// default a source in each of as many other orgs is linked first, as in a deployment that
+    /// has been running, and the live phase's orgs stay new. (With `--tenants existing` the
+    /// listener always links the orgs' first sources before the phase.)
     #[arg(long)]
     pub cold: bool,
     /// Also print both parts of create-to-provider by quarter second of creation in the live
