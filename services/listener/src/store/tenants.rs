@@ -76,14 +76,7 @@ pub async fn ensure(
     let started = Instant::now();
     if let Some((customer, spare)) = make_tenant(db, org_id, account_id, &schema).await? {
         if let Some(spare) = spare {
-            metrics::counter!("tenant_schemas_created_total", "from" => "spare").increment(1);
-            let took_ms = started.elapsed().as_secs_f64() * 1e3;
-            tracing::info!(
-                schema,
-                spare,
-                took_ms,
-                "tenant schema taken from the spares"
-            );
+            taken_from_spares(&schema, &spare, started, 1);
         }
         return Ok(customer);
     }
@@ -157,7 +150,6 @@ pub async fn make_many(db: &PgPool, asked: &[Asked]) -> Result<HashMap<String, M
     .bind(asked.iter().map(|a| a.schema.as_str()).collect::<Vec<_>>())
     .fetch_all(db)
     .await?;
-    let took_ms = started.elapsed().as_secs_f64() * 1e3;
     metrics::histogram!("tenant_batch_size").record(asked.len() as f64);
     let mut answer = HashMap::with_capacity(made.len());
     for (org_id, customer, spare, account_taken) in made {
@@ -166,20 +158,24 @@ pub async fn make_many(db: &PgPool, asked: &[Asked]) -> Result<HashMap<String, M
             _ => Made::Problem(account_taken_problem()),
         };
         if let Some(spare) = spare {
-            metrics::counter!("tenant_schemas_created_total", "from" => "spare").increment(1);
-            let schema = schema_name(&org_id);
-            let orgs = asked.len();
-            tracing::info!(
-                schema,
-                spare,
-                took_ms,
-                orgs,
-                "tenant schema taken from the spares"
-            );
+            taken_from_spares(&schema_name(&org_id), &spare, started, asked.len());
         }
         answer.insert(org_id, made);
     }
     Ok(answer)
+}
+
+/// Counts and logs a tenant made from a spare, by a statement that made `orgs` of them.
+fn taken_from_spares(schema: &str, spare: &str, started: Instant, orgs: usize) {
+    metrics::counter!("tenant_schemas_created_total", "from" => "spare").increment(1);
+    let took_ms = started.elapsed().as_secs_f64() * 1e3;
+    tracing::info!(
+        schema,
+        spare,
+        took_ms,
+        orgs,
+        "tenant schema taken from the spares"
+    );
 }
 
 /// `cost.make_tenant`: the customer id, and the spare taken if one was; `None` when the
@@ -225,6 +221,7 @@ async fn schema_exists(conn: &mut PgConnection, schema: &str) -> Result<bool, sq
 /// Renames a spare to `schema`, or clones the template when none is left (unless one is
 /// listed while this waits for the clone lock: a refill was making it).
 async fn create_schema(conn: &mut PgConnection, schema: &str) -> Result<(), sqlx::Error> {
+    let started = Instant::now();
     let mut spare = take_spare(conn).await?;
     if spare.is_none() {
         sqlx::query("SELECT pg_advisory_xact_lock(hashtext('keel.tenant.clone'))")
@@ -241,8 +238,7 @@ async fn create_schema(conn: &mut PgConnection, schema: &str) -> Result<(), sqlx
             )))
             .execute(&mut *conn)
             .await?;
-            metrics::counter!("tenant_schemas_created_total", "from" => "spare").increment(1);
-            tracing::info!(schema, spare, "tenant schema taken from the spares");
+            taken_from_spares(schema, &spare, started, 1);
         }
         None => {
             clone(conn, schema).await?;

@@ -78,6 +78,9 @@ impl Worker {
     /// it longer than a spare takes (a clone, a turn) or gives way; not for a spare's moment,
     /// when a burst of new orgs has the most to do.
     async fn wait_for_tenant(&self, row: &SourceRow, fetched: &Fetched) -> Result<Tenant, OpError> {
+        if let Some(id) = self.tenants.known(&row.org_id) {
+            return Ok(Tenant::Ready(id));
+        }
         let (done, mut made) = tokio::sync::watch::channel(false);
         let tenant = async {
             let tenant = self.tenant(row).await;
@@ -129,7 +132,7 @@ impl Worker {
     }
 
     /// Stores the fetched settings and the new state in the sync row.
-    pub(super) async fn save(
+    async fn save(
         &self,
         row: &SourceRow,
         fetched: &Fetched,

@@ -56,6 +56,13 @@ impl Tenants {
         slots.entry(org_id.to_owned()).or_default().clone()
     }
 
+    /// The org's customer id when its tenant is known to be made: the usual case, answered
+    /// without waiting.
+    pub(super) fn known(&self, org_id: &str) -> Option<i64> {
+        let slots = self.slots.lock().unwrap_or_else(|e| e.into_inner());
+        slots.get(org_id)?.try_lock().ok().and_then(|made| *made)
+    }
+
     /// The org's tenant, taken from a spare together with the others asked for meanwhile;
     /// `None` when it is to be made on its own.
     async fn batched(&self, db: &PgPool, asked: Asked) -> Option<Made> {
