@@ -128,13 +128,8 @@ impl Services {
     /// process's metrics recorder, so sources-api's /metrics serves it too, also while the
     /// listener is stopped.
     pub(super) async fn events_consumed(&self) -> anyhow::Result<f64> {
-        Ok(self
-            .metrics()
-            .await?
-            .lines()
-            .filter(|l| l.starts_with("listener_events_total"))
-            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-            .sum())
+        let counted = self.counted("listener_events_total", &[]).await?;
+        Ok(counted.values().sum())
     }
 
     /// `http_requests_total` by method and route (every service of this process counts into
